@@ -1,0 +1,173 @@
+// The frames of PROTOCOL.md v1 as discriminated unions on `op`.
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/** A position in a room's history: the offset of the last message seen and the epoch it belongs to. */
+export interface StreamPosition {
+  offset: number;
+  epoch: string;
+}
+
+interface WithId {
+  /** Positive integer chosen by the client; a command with an id gets exactly one reply with it. */
+  id?: number;
+}
+
+export interface ConnectCommand extends WithId {
+  op: "connect";
+  token?: string;
+  info?: JsonObject;
+  name?: string;
+}
+export interface SubscribeCommand extends WithId {
+  op: "subscribe";
+  room: string;
+  since?: StreamPosition;
+}
+export interface UnsubscribeCommand extends WithId {
+  op: "unsubscribe";
+  room: string;
+}
+export interface PublishCommand extends WithId {
+  op: "publish";
+  room: string;
+  data: JsonValue;
+}
+export interface SendCommand extends WithId {
+  op: "send";
+  user: string;
+  data: JsonValue;
+}
+export interface PresenceCommand extends WithId {
+  op: "presence";
+  room: string;
+}
+export interface HistoryCommand extends WithId {
+  op: "history";
+  room: string;
+  since?: StreamPosition;
+  limit?: number;
+}
+export interface RefreshCommand extends WithId {
+  op: "refresh";
+  token: string;
+}
+export interface PongCommand extends WithId {
+  op: "pong";
+}
+
+export type ClientCommand =
+  | ConnectCommand
+  | SubscribeCommand
+  | UnsubscribeCommand
+  | PublishCommand
+  | SendCommand
+  | PresenceCommand
+  | HistoryCommand
+  | RefreshCommand
+  | PongCommand;
+
+export type ClientOp = ClientCommand["op"];
+
+export interface Member {
+  user: string;
+  client: string;
+  info?: JsonObject;
+}
+
+export interface ConnectedReply {
+  op: "connected";
+  id?: number;
+  client: string;
+  user: string;
+  node: string;
+  ping: number;
+}
+export interface SubscribedReply {
+  op: "subscribed";
+  id?: number;
+  room: string;
+  offset?: number;
+  epoch?: string;
+  recovered: boolean;
+}
+export interface OkReply {
+  op: "ok";
+  id?: number;
+  offset?: number;
+  epoch?: string;
+}
+export interface PresenceReply {
+  op: "presence";
+  id?: number;
+  room: string;
+  members: Member[];
+}
+export interface HistoryMessage {
+  room: string;
+  data: JsonValue;
+  offset: number;
+  from?: string;
+}
+export interface HistoryReply {
+  op: "history";
+  id?: number;
+  room: string;
+  offset: number;
+  epoch: string;
+  messages: HistoryMessage[];
+}
+export interface MessagePush {
+  op: "message";
+  room: string;
+  data: JsonValue;
+  offset?: number;
+  from?: string;
+}
+export interface DirectPush {
+  op: "direct";
+  data: JsonValue;
+  from?: string;
+}
+export interface JoinPush {
+  op: "join";
+  room: string;
+  member: Member;
+}
+export interface LeavePush {
+  op: "leave";
+  room: string;
+  member: Member;
+}
+/** The server ended a subscription (HTTP `/api/unsubscribe`); an addition to PROTOCOL.md v1. */
+export interface UnsubscribedPush {
+  op: "unsubscribed";
+  room: string;
+}
+export interface PingPush {
+  op: "ping";
+}
+export interface ErrorReply {
+  op: "error";
+  id?: number;
+  code: import("./codes.js").ErrorCode;
+  message: string;
+}
+
+export type ServerFrame =
+  | ConnectedReply
+  | SubscribedReply
+  | OkReply
+  | PresenceReply
+  | HistoryReply
+  | MessagePush
+  | DirectPush
+  | JoinPush
+  | LeavePush
+  | UnsubscribedPush
+  | PingPush
+  | ErrorReply;
+
+/** The frames that answer a command (they may carry its id). */
+export type ReplyFrame = ConnectedReply | SubscribedReply | OkReply | PresenceReply | HistoryReply | ErrorReply;

@@ -1,0 +1,19 @@
+// Who a connection is, once authenticated: from a verified JWT, the
+// `authenticate` hook, or anonymous.
+
+import type { JsonObject } from "crier-protocol";
+
+export interface Identity {
+  /** The JWT `sub`; "" for anonymous connections. */
+  user: string;
+  /** Shown in presence. */
+  info?: JsonObject;
+  /** Glob patterns of rooms this connection may subscribe to in `token` namespaces. */
+  rooms?: readonly string[];
+  /** Glob patterns of rooms this connection may publish to in `token` namespaces. */
+  publish?: readonly string[];
+  /** When the credentials expire (ms since epoch); the connection is closed with 4005 then. */
+  expiresAt?: number;
+}
+
+export const ANONYMOUS: Identity = Object.freeze({ user: "" });

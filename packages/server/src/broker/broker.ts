@@ -1,0 +1,51 @@
+// The backplane seam (DESIGN.md "The backplane contract"). A broker carries
+// envelopes between instances on named channels. The hub reference-counts local
+// members and calls subscribe() for a channel's first member and unsubscribe()
+// after its last; a broker applies those calls in the order they were made, so a
+// join and a leave racing with a round trip end in the state of the last call.
+
+import type { Envelope } from "./envelope.js";
+
+export type DeliveryHandler = (channel: string, envelope: Envelope) => void;
+export type ReadyListener = (ready: boolean) => void;
+
+export interface Broker {
+  /** Connects. Resolves once publications can flow (or rejects naming why not). */
+  start(handler: DeliveryHandler): Promise<void>;
+  /** Starts delivering `channel`'s envelopes to the handler; resolves once the subscription is live. */
+  subscribe(channel: string): Promise<void>;
+  /** Stops delivering `channel`. */
+  unsubscribe(channel: string): Promise<void>;
+  /**
+   * Publishes to every instance subscribed to `channel`, this one included.
+   * Rejects with ProtocolError("unavailable") when the backplane is unreachable:
+   * never a false success.
+   */
+  publish(channel: string, envelope: Envelope): Promise<void>;
+  /** Whether the backplane is reachable now. */
+  isReady(): boolean;
+  /** Called on every change of readiness. */
+  onReadyChange(listener: ReadyListener): void;
+  /** Channels with a live subscription on this instance (for tests and metrics). */
+  channelCount(): number;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Channel names under a configurable prefix: one per room and one per user. */
+export class ChannelNames {
+  readonly prefix: string;
+  constructor(prefix: string) {
+    this.prefix = prefix;
+  }
+  room(room: string): string {
+    return `${this.prefix}room:${room}`;
+  }
+  user(user: string): string {
+    return `${this.prefix}user:${user}`;
+  }
+  /** A channel every instance subscribes to, for cluster-wide control (disconnect a client by id). */
+  control(): string {
+    return `${this.prefix}control`;
+  }
+}

@@ -1,0 +1,46 @@
+// The `crier` command: serve, sub, pub.
+
+import { serve, serveHelp } from "./cli/serve.js";
+import { tryCommand, tryHelp } from "./cli/try.js";
+
+const USAGE = `Usage: crier <command> [options]
+
+Commands:
+  serve            start a crier instance (crier serve --help for its options)
+  sub ROOM         print messages published to ROOM
+  pub ROOM JSON    publish JSON to ROOM
+
+Run 'crier <command> --help' for a command's options.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case "serve":
+      return serve(args, process.env);
+    case "sub":
+    case "pub":
+      return tryCommand(command, args, process.env);
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(`${USAGE}\n\n${serveHelp()}\n\n${tryHelp}\n`);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`crier: unknown command '${command}'\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Let pending writes (stdout, closing sockets) drain, then exit even if a
+    // library left a handle open.
+    setTimeout(() => process.exit(code), 100).unref();
+  },
+  (error: unknown) => {
+    process.stderr.write(`crier: ${(error as Error).stack ?? String(error)}\n`);
+    process.exit(1);
+  },
+);

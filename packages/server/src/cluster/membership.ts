@@ -1,0 +1,66 @@
+// Cluster membership (DESIGN.md, backplane contract): every instance heartbeats
+// what it is and how loaded it is; any instance can list the live ones.
+
+export interface NodeInfo {
+  /** The instance's id (the `node` of `connected` and of envelopes). */
+  id: string;
+  /** Where the instance can be reached, e.g. "10.0.0.5:8080". */
+  address: string;
+  /** Open client connections. */
+  connections: number;
+  /** Rooms with at least one local member. */
+  rooms: number;
+  /** Epoch milliseconds when the instance started. */
+  startedAt: number;
+  /** Epoch milliseconds of the heartbeat that wrote this entry (set by the membership). */
+  updatedAt: number;
+  /** crier version the instance runs, when known. */
+  version?: string;
+  /** Load the instance reports, e.g. event-loop utilization in [0, 1]. */
+  load?: number;
+}
+
+export interface Membership {
+  /**
+   * Announces this instance and keeps announcing it. `info` is called on every
+   * heartbeat, so counts stay current; its `updatedAt` is replaced by the heartbeat time.
+   */
+  start(info: () => NodeInfo): Promise<void>;
+  /** The live instances, this one included while started, ordered by id. */
+  nodes(): Promise<NodeInfo[]>;
+  /** Stops heartbeating and withdraws this instance at once. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Parses a stored entry; undefined when it is not a NodeInfo (a foreign or corrupt value). */
+export function parseNodeInfo(text: string): NodeInfo | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  if (
+    typeof v.id !== "string" ||
+    typeof v.address !== "string" ||
+    typeof v.connections !== "number" ||
+    typeof v.rooms !== "number" ||
+    typeof v.startedAt !== "number" ||
+    typeof v.updatedAt !== "number"
+  ) {
+    return undefined;
+  }
+  const info: NodeInfo = {
+    id: v.id,
+    address: v.address,
+    connections: v.connections,
+    rooms: v.rooms,
+    startedAt: v.startedAt,
+    updatedAt: v.updatedAt,
+  };
+  if (typeof v.version === "string") info.version = v.version;
+  if (typeof v.load === "number") info.load = v.load;
+  return info;
+}

@@ -1,0 +1,20 @@
+// Membership of a cluster of one (no backplane): the only node is this one.
+
+import type { Membership, NodeInfo } from "./membership.js";
+
+export class MemoryMembership implements Membership {
+  private info: (() => NodeInfo) | undefined;
+
+  async start(info: () => NodeInfo): Promise<void> {
+    this.info = info;
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    if (this.info === undefined) return [];
+    return [{ ...this.info(), updatedAt: Date.now() }];
+  }
+
+  async close(): Promise<void> {
+    this.info = undefined;
+  }
+}

@@ -1,0 +1,160 @@
+// Cluster membership through a real redis-server: nodes see each other, a node
+// that closes leaves at once, a node that goes silent expires after the timeout.
+
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, test } from "node:test";
+import { Redis } from "ioredis";
+import { freePort, type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import type { NodeInfo } from "./membership.js";
+import { MemoryMembership } from "./memory.js";
+import { RedisMembership, type RedisMembershipOptions } from "./redis.js";
+
+/** Polls `check` until it holds, failing with `what` after the deadline. */
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A membership whose heartbeat the test can stop, leaving its entry behind as a crashed node would. */
+class SilencedMembership extends RedisMembership {
+  silence(): void {
+    this.stopHeartbeat();
+  }
+}
+
+function nodeInfo(id: string, connections = 0): () => NodeInfo {
+  const startedAt = Date.now();
+  return () => ({ id, address: `10.0.0.1:${id.length}`, connections, rooms: 1, startedAt, updatedAt: 0 });
+}
+
+const ids = (nodes: NodeInfo[]): string[] => nodes.map((n) => n.id);
+
+test("MemoryMembership lists only this node, until closed", async () => {
+  const membership = new MemoryMembership();
+  assert.deepEqual(await membership.nodes(), []);
+  await membership.start(nodeInfo("solo", 3));
+  const [node] = await membership.nodes();
+  assert.equal(node?.id, "solo");
+  assert.equal(node?.connections, 3);
+  assert.ok((node?.updatedAt ?? 0) > 0);
+  await membership.close();
+  await membership.close();
+  assert.deepEqual(await membership.nodes(), []);
+});
+
+test("RedisMembership refuses a timeout that live nodes could not meet", () => {
+  assert.throws(
+    () => new RedisMembership({ url: "redis://127.0.0.1:1", heartbeatMs: 1000, nodeTimeoutMs: 1000 }),
+    /nodeTimeoutMs \(1000\) must exceed heartbeatMs \(1000\)/,
+  );
+});
+
+test("RedisMembership.start rejects naming the URL when Redis is not there", async () => {
+  const port = await freePort();
+  const membership = new RedisMembership({ url: `redis://127.0.0.1:${port}`, timeoutMs: 300 });
+  await assert.rejects(membership.start(nodeInfo("lonely")), new RegExp(`Redis at redis://127\\.0\\.0\\.1:${port}`));
+  await membership.close();
+});
+
+describe("RedisMembership against a real redis-server", () => {
+  let redis: RedisProcess;
+  let clusterSeq = 0;
+  const open: RedisMembership[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((m) => m.close()));
+  });
+
+  /** A fresh cluster (its own key prefix, so tests never see each other's nodes) and a way to add members. */
+  function cluster(): { prefix: string; options: RedisMembershipOptions; member(): RedisMembership } {
+    clusterSeq += 1;
+    const prefix = `test${clusterSeq}:`;
+    const options: RedisMembershipOptions = { url: redis.url, prefix, heartbeatMs: 50, nodeTimeoutMs: 300 };
+    return {
+      prefix,
+      options,
+      member() {
+        const m = new RedisMembership(options);
+        open.push(m);
+        return m;
+      },
+    };
+  }
+
+  test("two nodes see each other, with their current counts", async () => {
+    const c = cluster();
+    const a = c.member();
+    const b = c.member();
+    let connectionsOfA = 1;
+    await a.start(() => ({ ...nodeInfo("node-a")(), connections: connectionsOfA }));
+    await b.start(nodeInfo("node-b", 7));
+    assert.deepEqual(ids(await a.nodes()), ["node-a", "node-b"]);
+    assert.deepEqual(ids(await b.nodes()), ["node-a", "node-b"]);
+    const fromA = (await b.nodes()).find((n) => n.id === "node-a");
+    assert.equal(fromA?.address, "10.0.0.1:6");
+    connectionsOfA = 42;
+    await waitUntil("b sees a's new connection count", async () => {
+      const seen = (await b.nodes()).find((n) => n.id === "node-a");
+      return seen?.connections === 42;
+    });
+  });
+
+  test("a node that closes disappears at once", async () => {
+    const c = cluster();
+    const a = c.member();
+    const b = c.member();
+    await a.start(nodeInfo("node-a"));
+    await b.start(nodeInfo("node-b"));
+    await b.close();
+    await b.close();
+    assert.deepEqual(ids(await a.nodes()), ["node-a"]);
+  });
+
+  test("a node that stops heartbeating drops out after the node timeout", async () => {
+    const c = cluster();
+    const a = c.member();
+    const b = new SilencedMembership(c.options);
+    open.push(b);
+    await a.start(nodeInfo("node-a"));
+    await b.start(nodeInfo("node-b"));
+    b.silence();
+    const silencedAt = Date.now();
+    // Still listed right after: the entry outlives the last heartbeat by the timeout.
+    assert.deepEqual(ids(await a.nodes()), ["node-a", "node-b"]);
+    await waitUntil("node-b expires", async () => !ids(await a.nodes()).includes("node-b"), 3000);
+    const elapsed = Date.now() - silencedAt;
+    // The last heartbeat was at most heartbeatMs (50) before silencing, so expiry cannot come much sooner than 300 - 50.
+    assert.ok(elapsed >= 200, `node-b expired after only ${elapsed} ms`);
+    assert.deepEqual(ids(await a.nodes()), ["node-a"]);
+    // The expired node is pruned from the index too, not only hidden.
+    const admin = new Redis(redis.url);
+    try {
+      assert.deepEqual(await admin.smembers(`${c.prefix}nodes`), ["node-a"]);
+    } finally {
+      await admin.quit();
+    }
+  });
+
+  test("a malformed entry is ignored, not fatal", async () => {
+    const c = cluster();
+    const a = c.member();
+    await a.start(nodeInfo("node-a"));
+    const admin = new Redis(redis.url);
+    try {
+      await admin.set(`${c.prefix}node:junk`, "not json", "PX", 5000);
+      await admin.sadd(`${c.prefix}nodes`, "junk");
+      assert.deepEqual(ids(await a.nodes()), ["node-a"]);
+    } finally {
+      await admin.quit();
+    }
+  });
+});

@@ -1,0 +1,165 @@
+// Membership through Redis: each node rewrites its NodeInfo under a key whose
+// TTL is the node timeout, so a node that stops heartbeating simply expires.
+// Liveness is judged by Redis's clock alone: skew between nodes cannot keep a
+// dead node listed or drop a live one.
+
+import { Redis } from "ioredis";
+import { type Logger, pino } from "pino";
+import { backoffDelay, quit, redactUrl } from "../redis/connection.js";
+import { type Membership, type NodeInfo, parseNodeInfo } from "./membership.js";
+
+export interface RedisMembershipOptions {
+  url: string;
+  /** Key prefix, shared with the broker's channel prefix by convention (default "crier:"). */
+  prefix?: string;
+  /** How often this node rewrites its entry (default 3000). */
+  heartbeatMs?: number;
+  /** How long an entry lives without a heartbeat; must exceed heartbeatMs (default 10000). */
+  nodeTimeoutMs?: number;
+  /** Bound on connecting and on every command (default 2000). */
+  timeoutMs?: number;
+  logger?: Logger;
+}
+
+// Lists live entries and prunes the index of expired ones in one atomic step.
+// Entry keys are derived from ARGV, which is fine on one Redis; Redis Cluster
+// would need the keys under one hash tag.
+const LIST_LIVE = `
+local ids = redis.call('SMEMBERS', KEYS[1])
+local out = {}
+for _, id in ipairs(ids) do
+  local value = redis.call('GET', ARGV[1] .. id)
+  if value then out[#out + 1] = value else redis.call('SREM', KEYS[1], id) end
+end
+return out`;
+
+export class RedisMembership implements Membership {
+  private readonly redis: Redis;
+  private readonly url: string;
+  private readonly log: Logger;
+  private readonly indexKey: string;
+  private readonly entryPrefix: string;
+  private readonly heartbeatMs: number;
+  private readonly nodeTimeoutMs: number;
+  private info: (() => NodeInfo) | undefined;
+  /** The id this node announced, so close() withdraws that entry even if info() changed. */
+  private announcedId: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private beating: Promise<void> | undefined;
+  private failing = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: RedisMembershipOptions) {
+    this.heartbeatMs = options.heartbeatMs ?? 3000;
+    this.nodeTimeoutMs = options.nodeTimeoutMs ?? 10_000;
+    if (!(this.heartbeatMs > 0) || !(this.nodeTimeoutMs > this.heartbeatMs)) {
+      throw new Error(
+        `membership: nodeTimeoutMs (${this.nodeTimeoutMs}) must exceed heartbeatMs (${this.heartbeatMs}) > 0, or live nodes would expire between heartbeats`,
+      );
+    }
+    const prefix = options.prefix ?? "crier:";
+    this.indexKey = `${prefix}nodes`;
+    this.entryPrefix = `${prefix}node:`;
+    this.url = redactUrl(options.url);
+    this.log = (options.logger ?? pino({ enabled: false })).child({ component: "membership" });
+    const timeoutMs = options.timeoutMs ?? 2000;
+    this.redis = new Redis(options.url, {
+      lazyConnect: true,
+      connectTimeout: timeoutMs,
+      commandTimeout: timeoutMs,
+      retryStrategy: (attempt: number) => backoffDelay(attempt, 100, 5000),
+      // A heartbeat that cannot go now is dropped, not queued: the next one carries fresher counts.
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+      disconnectTimeout: 200,
+      connectionName: "crier-membership",
+    });
+    this.redis.on("error", (err: Error) => this.log.debug({ err }, "redis connection error"));
+  }
+
+  /** Rejects, naming the URL, if Redis is unreachable or the first heartbeat fails: a node must not start unseen. */
+  async start(info: () => NodeInfo): Promise<void> {
+    if (this.info !== undefined || this.closing) throw new Error("membership: start() called twice or after close()");
+    this.info = info;
+    try {
+      await this.redis.connect();
+      await this.heartbeat(true);
+    } catch (err) {
+      await this.close();
+      throw new Error(`membership: cannot announce this node in Redis at ${this.url}: ${messageOf(err)}`);
+    }
+    this.timer = setInterval(() => {
+      // Skip a tick rather than pile heartbeats up behind a slow Redis.
+      if (this.beating === undefined) this.beating = this.heartbeat(false).finally(() => (this.beating = undefined));
+    }, this.heartbeatMs);
+    this.timer.unref();
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    const reply = await this.redis.eval(LIST_LIVE, 1, this.indexKey, this.entryPrefix);
+    if (!Array.isArray(reply)) throw new Error("membership: unexpected reply listing nodes");
+    const nodes: NodeInfo[] = [];
+    for (const text of reply) {
+      const node = typeof text === "string" ? parseNodeInfo(text) : undefined;
+      if (node === undefined) this.log.warn({ entry: String(text).slice(0, 200) }, "ignored a malformed node entry");
+      else nodes.push(node);
+    }
+    return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.withdraw();
+    return this.closing;
+  }
+
+  /** Stops the heartbeat without withdrawing the entry, as a crash would. */
+  protected stopHeartbeat(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private async withdraw(): Promise<void> {
+    this.stopHeartbeat();
+    await this.beating;
+    const id = this.announcedId;
+    if (id !== undefined && this.redis.status === "ready") {
+      // Withdrawn at once so /api/info does not list a node that shut down cleanly.
+      await this.redis
+        .multi()
+        .del(this.entryPrefix + id)
+        .srem(this.indexKey, id)
+        .exec()
+        .catch((err: unknown) => this.log.warn({ err: messageOf(err) }, "could not withdraw node entry; it expires"));
+    }
+    await quit(this.redis);
+  }
+
+  private async heartbeat(first: boolean): Promise<void> {
+    const info = this.info;
+    if (info === undefined) return;
+    const entry: NodeInfo = { ...info(), updatedAt: Date.now() };
+    try {
+      const results = await this.redis
+        .multi()
+        .set(this.entryPrefix + entry.id, JSON.stringify(entry), "PX", this.nodeTimeoutMs)
+        .sadd(this.indexKey, entry.id)
+        .exec();
+      // MULTI reports a failed command inside its results rather than by rejecting.
+      const failed = results === null ? new Error("transaction aborted") : results.find(([e]) => e !== null)?.[0];
+      if (failed) throw failed;
+      this.announcedId = entry.id;
+      if (this.failing) this.log.info("heartbeats reach Redis again");
+      this.failing = false;
+    } catch (err) {
+      if (first) throw err;
+      // Logged once per outage; the node drops out of the list if it lasts past the timeout.
+      if (!this.failing) this.log.warn({ err: messageOf(err) }, "heartbeat failed");
+      this.failing = true;
+    }
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

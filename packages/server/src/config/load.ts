@@ -1,0 +1,271 @@
+// Builds the configuration from a file (JSON or YAML), CRIER_* environment
+// variables and command-line flags, in that order of precedence (flags win),
+// and validates it. Every error names the key, where it came from, the value
+// and what is allowed.
+
+import { readFileSync } from "node:fs";
+import { extname } from "node:path";
+import { parse as parseYaml } from "yaml";
+import type { z } from "zod";
+import { type CrierConfig, configSchema } from "./schema.js";
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+type Kind = "string" | "number" | "boolean" | "list";
+
+/** One setting that can come from the environment or a flag. */
+interface Setting {
+  path: string[];
+  env: string;
+  flag: string;
+  kind: Kind;
+  help: string;
+}
+
+export const SETTINGS: readonly Setting[] = [
+  { path: ["port"], env: "CRIER_PORT", flag: "port", kind: "number", help: "port to listen on (default 8080)" },
+  {
+    path: ["host"],
+    env: "CRIER_HOST",
+    flag: "host",
+    kind: "string",
+    help: "address to bind (default: all interfaces, IPv4 and IPv6)",
+  },
+  { path: ["path"], env: "CRIER_PATH", flag: "path", kind: "string", help: "WebSocket endpoint path (default /ws)" },
+  {
+    path: ["apiKey"],
+    env: "CRIER_API_KEY",
+    flag: "api-key",
+    kind: "string",
+    help: "HTTP API key (default: a random key printed once at start)",
+  },
+  {
+    path: ["redis"],
+    env: "CRIER_REDIS_URL",
+    flag: "redis",
+    kind: "string",
+    help: "Redis URL of the backplane (default: embedded in-memory broker)",
+  },
+  {
+    path: ["redisPrefix"],
+    env: "CRIER_REDIS_PREFIX",
+    flag: "redis-prefix",
+    kind: "string",
+    help: 'prefix of Redis channels and keys (default "crier:")',
+  },
+  {
+    path: ["jwt", "secret"],
+    env: "CRIER_JWT_SECRET",
+    flag: "jwt-secret",
+    kind: "string",
+    help: "HS256 secret of connection tokens (default: none, anonymous connections allowed)",
+  },
+  {
+    path: ["jwt", "publicKey"],
+    env: "CRIER_JWT_PUBLIC_KEY",
+    flag: "jwt-public-key",
+    kind: "string",
+    help: "PEM public key (SPKI) for RS256/ES256 connection tokens",
+  },
+  {
+    path: ["jwt", "jwksUrl"],
+    env: "CRIER_JWKS_URL",
+    flag: "jwks-url",
+    kind: "string",
+    help: "JWKS URL for connection tokens",
+  },
+  { path: ["jwt", "issuer"], env: "CRIER_JWT_ISSUER", flag: "jwt-issuer", kind: "string", help: "required iss claim" },
+  {
+    path: ["jwt", "audience"],
+    env: "CRIER_JWT_AUDIENCE",
+    flag: "jwt-audience",
+    kind: "string",
+    help: "required aud claim",
+  },
+  {
+    path: ["allowAnonymous"],
+    env: "CRIER_ALLOW_ANONYMOUS",
+    flag: "allow-anonymous",
+    kind: "boolean",
+    help: "accept connections without a token (default: only when no JWT key is set)",
+  },
+  {
+    path: ["allowedOrigins"],
+    env: "CRIER_ALLOWED_ORIGINS",
+    flag: "allowed-origins",
+    kind: "list",
+    help: "comma-separated Origin values allowed to connect (default: any)",
+  },
+  {
+    path: ["nodeId"],
+    env: "CRIER_NODE_ID",
+    flag: "node-id",
+    kind: "string",
+    help: "this instance's id (default: random)",
+  },
+  {
+    path: ["logLevel"],
+    env: "CRIER_LOG_LEVEL",
+    flag: "log-level",
+    kind: "string",
+    help: "fatal, error, warn, info (default), debug, trace or silent",
+  },
+];
+
+function convert(raw: string, kind: Kind): unknown {
+  switch (kind) {
+    case "number":
+      // A non-numeric string is kept so the schema reports it with the value.
+      return raw.trim() !== "" && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+    case "boolean":
+      if (/^(true|1|yes|on)$/i.test(raw)) return true;
+      if (/^(false|0|no|off)$/i.test(raw)) return false;
+      return raw;
+    case "list":
+      return raw
+        .split(",")
+        .map((item) => item.trim())
+        .filter((item) => item !== "");
+    default:
+      return raw;
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next === "object" && next !== null && !Array.isArray(next)) {
+      node = next as Record<string, unknown>;
+    } else {
+      const created: Record<string, unknown> = {};
+      node[key] = created;
+      node = created;
+    }
+  }
+  const last = path[path.length - 1];
+  if (last !== undefined) node[last] = value;
+}
+
+function readFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    throw new ConfigError([`cannot read config file ${file}: ${(error as Error).message}`]);
+  }
+  let parsed: unknown;
+  try {
+    const ext = extname(file).toLowerCase();
+    parsed = ext === ".yaml" || ext === ".yml" ? parseYaml(text) : JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError([`config file ${file} is not valid JSON or YAML: ${(error as Error).message}`]);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new ConfigError([`config file ${file} must hold an object of settings`]);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+export interface ConfigSources {
+  /** Path of a JSON or YAML file. */
+  file?: string;
+  /** Environment variables (CRIER_*); pass process.env. */
+  env?: Record<string, string | undefined>;
+  /** Flags by long name without dashes, e.g. { port: "8080", "api-key": "…" }. */
+  flags?: Record<string, string | boolean | undefined>;
+  /** Settings given directly (library use); lowest precedence after defaults. */
+  values?: Record<string, unknown>;
+}
+
+/** Merges and validates; throws ConfigError listing every problem. */
+export function loadConfig(sources: ConfigSources): CrierConfig {
+  const merged: Record<string, unknown> = structuredClone(sources.values ?? {});
+  const origin = new Map<string, string>();
+  const file = sources.file ?? sources.env?.CRIER_CONFIG;
+  if (file !== undefined && file !== "") {
+    const fromFile = readFile(file);
+    Object.assign(merged, fromFile);
+    for (const key of Object.keys(fromFile)) origin.set(key, `in ${file}`);
+  }
+  for (const setting of SETTINGS) {
+    const raw = sources.env?.[setting.env];
+    if (raw !== undefined && raw !== "") {
+      setPath(merged, setting.path, convert(raw, setting.kind));
+      origin.set(setting.path.join("."), `from ${setting.env}`);
+    }
+  }
+  for (const setting of SETTINGS) {
+    const raw = sources.flags?.[setting.flag];
+    if (raw === undefined) continue;
+    const value = typeof raw === "boolean" ? raw : convert(raw, setting.kind);
+    setPath(merged, setting.path, value);
+    origin.set(setting.path.join("."), `from --${setting.flag}`);
+  }
+  return validateConfig(merged, origin);
+}
+
+/** Validates settings given as an object (library use, or after merging). */
+export function validateConfig(input: unknown, origin: ReadonlyMap<string, string> = new Map()): CrierConfig {
+  const result = configSchema.safeParse(input);
+  if (result.success) return result.data;
+  throw new ConfigError(result.error.issues.map((issue) => describe(issue, input, origin)));
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let node = input;
+  for (const key of path) {
+    if (typeof node !== "object" || node === null) return undefined;
+    node = (node as Record<PropertyKey, unknown>)[key];
+  }
+  return node;
+}
+
+function describe(issue: z.core.$ZodIssue, input: unknown, origin: ReadonlyMap<string, string>): string {
+  const path = issue.path.map(String);
+  if (issue.code === "unrecognized_keys") {
+    const where = path.length === 0 ? "at the top level" : `in "${path.join(".")}"`;
+    const allowed = allowedKeys(path);
+    return `unknown config key${issue.keys.length > 1 ? "s" : ""} ${issue.keys
+      .map((key) => `"${key}"`)
+      .join(", ")} ${where}; allowed keys: ${allowed.join(", ")}`;
+  }
+  const key = path.join(".");
+  const source = origin.get(key) ?? origin.get(path[0] ?? "");
+  const value = valueAt(input, issue.path);
+  const shown = value === undefined ? "" : ` (got ${JSON.stringify(value)})`;
+  return `config key "${key}"${source ? ` ${source}` : ""}: ${issue.message}${shown}`;
+}
+
+type AnySchema = z.core.$ZodType;
+
+function unwrap(schema: AnySchema): AnySchema {
+  let current = schema;
+  for (let i = 0; i < 10; i++) {
+    const def = current._zod.def as { innerType?: AnySchema; in?: AnySchema };
+    const inner = def.innerType ?? def.in;
+    if (inner === undefined) return current;
+    current = inner;
+  }
+  return current;
+}
+
+function allowedKeys(path: readonly string[]): string[] {
+  let schema: AnySchema = configSchema;
+  for (const key of path) {
+    const def = unwrap(schema)._zod.def as { shape?: Record<string, AnySchema>; valueType?: AnySchema };
+    const next = def.shape?.[key] ?? def.valueType;
+    if (next === undefined) return [];
+    schema = next;
+  }
+  const def = unwrap(schema)._zod.def as { shape?: Record<string, AnySchema> };
+  return Object.keys(def.shape ?? {});
+}

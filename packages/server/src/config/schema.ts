@@ -1,0 +1,137 @@
+// The configuration schema (DESIGN.md "Configuration shape"): every key, its
+// default and what is allowed. Validated once at start; inner modules receive
+// the parsed values and never read config or env themselves.
+
+import { z } from "zod";
+import { parseDuration } from "./duration.js";
+
+const duration = z.union([z.number().positive(), z.string()]).transform((value, ctx) => {
+  const ms = typeof value === "number" ? value * 1000 : parseDuration(value);
+  if (ms === undefined || ms <= 0) {
+    ctx.addIssue({
+      code: "custom",
+      message: `expected a positive duration such as 30, "500ms", "10s", "10m", "1h" or "7d"`,
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const seconds = (fallback: number) =>
+  z
+    .number()
+    .positive()
+    .max(24 * 3600)
+    .default(fallback);
+
+export const namespaceSchema = z
+  .object({
+    subscribe: z.enum(["public", "token"]).default("public"),
+    publish: z.enum(["subscribers", "token", "none"]).default("subscribers"),
+    history: z
+      .object({
+        size: z.number().int().positive().max(1_000_000),
+        /** Milliseconds after config parsing. */
+        ttl: duration,
+      })
+      .strict()
+      .optional(),
+    presence: z.boolean().default(false),
+    joinLeave: z.boolean().default(false),
+  })
+  .strict();
+
+export const limitsSchema = z
+  .object({
+    maxFrameBytes: z
+      .number()
+      .int()
+      .min(256)
+      .max(64 * 1024 * 1024)
+      .default(65_536),
+    commandsPerSecond: z.number().positive().max(1_000_000).default(100),
+    maxSubscriptions: z.number().int().positive().max(1_000_000).default(256),
+    maxConnectionsPerIp: z.number().int().positive().default(1000),
+    outboundQueueBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(4 * 1024 * 1024),
+    maxHttpBodyBytes: z
+      .number()
+      .int()
+      .min(256)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024),
+    maxInfoBytes: z.number().int().min(2).max(65_536).default(2048),
+  })
+  .strict();
+
+export const jwtSchema = z
+  .object({
+    secret: z.string().min(1).optional(),
+    publicKey: z.string().min(1).optional(),
+    jwksUrl: z.url().optional(),
+    issuer: z.string().min(1).optional(),
+    audience: z.string().min(1).optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    port: z.number().int().min(0).max(65_535).default(8080),
+    /** Absent: every interface, IPv4 and IPv6. */
+    host: z.string().min(1).optional(),
+    path: z
+      .string()
+      .regex(/^\/[^?#\s]*$/, "must start with / and contain no query, fragment or spaces")
+      .default("/ws"),
+    nodeId: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/, "must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+      .optional(),
+    apiKey: z.string().min(8, "must be at least 8 characters").optional(),
+    redis: z
+      .string()
+      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"')
+      .optional(),
+    redisPrefix: z.string().max(64).default("crier:"),
+    jwt: jwtSchema.default({}),
+    allowAnonymous: z.boolean().optional(),
+    allowedOrigins: z.array(z.string().min(1)).optional(),
+    clientSend: z.enum(["all", "authenticated", "none"]).default("authenticated"),
+    namespaces: z
+      .record(z.string().regex(/^[A-Za-z0-9_\-.@/=]*$/, "is not a valid namespace name"), namespaceSchema)
+      .default({}),
+    limits: limitsSchema.default(limitsSchema.parse({})),
+    timeouts: z
+      .object({
+        /** Seconds a new connection has to send `connect`. */
+        connect: seconds(10),
+        /** Seconds between server pings. */
+        ping: seconds(25),
+        /** Seconds a client has to answer a ping. */
+        pong: seconds(10),
+      })
+      .strict()
+      .default({ connect: 10, ping: 25, pong: 10 }),
+    cluster: z
+      .object({
+        /** Seconds between heartbeats of this instance into the backplane. */
+        heartbeat: seconds(2),
+        /** Seconds of silence after which an instance is considered gone. */
+        nodeTimeout: seconds(10),
+      })
+      .strict()
+      .default({ heartbeat: 2, nodeTimeout: 10 }),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  })
+  .strict();
+
+/** The configuration as written by a user (before defaults). */
+export type CrierConfigInput = z.input<typeof configSchema>;
+/** The validated configuration with every default filled in. */
+export type CrierConfig = z.output<typeof configSchema>;
+export type NamespaceConfig = z.output<typeof namespaceSchema>;
+export type LimitsConfig = z.output<typeof limitsSchema>;
+export type JwtConfig = z.output<typeof jwtSchema>;

@@ -1,0 +1,397 @@
+// The composition root: builds every part from validated configuration, wires
+// the broker to the hub and the sessions to both, and owns start and graceful
+// stop. Nothing below this file reads configuration or the environment.
+
+import { randomBytes } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { hostname } from "node:os";
+import {
+  CloseCode,
+  type ConnectCommand,
+  type HistoryReply,
+  isValidRoom,
+  type JsonValue,
+  type Member,
+  ProtocolError,
+  type StreamPosition,
+} from "crier-protocol";
+import { type Logger, pino } from "pino";
+import { ANONYMOUS, type Identity } from "./auth/identity.js";
+import { TokenVerifier } from "./auth/jwt.js";
+import { type RoomAction, RoomPolicy } from "./auth/policy.js";
+import { type Broker, ChannelNames } from "./broker/broker.js";
+import type { Envelope } from "./broker/envelope.js";
+import { MemoryBroker } from "./broker/memory.js";
+import { RedisBroker } from "./broker/redis.js";
+import type { Membership, NodeInfo } from "./cluster/membership.js";
+import { MemoryMembership } from "./cluster/memory.js";
+import { RedisMembership } from "./cluster/redis.js";
+import { ConfigError, validateConfig } from "./config/load.js";
+import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
+import { Hub } from "./hub/hub.js";
+import type { PublishResult, SessionHost, SessionSettings, SessionView } from "./session/host.js";
+import { Session } from "./session/session.js";
+import { WriteBatcher } from "./session/write-batcher.js";
+import { type ApiHost, HttpApi } from "./transport/http-api.js";
+import { WsEndpoint } from "./transport/ws-endpoint.js";
+
+type MaybePromise<T> = T | Promise<T>;
+
+export interface CrierHooks {
+  /**
+   * Decides who a connection is. Return an Identity to accept, throw a
+   * ProtocolError("unauthorized") (or return null) to refuse, or return
+   * undefined to fall back to JWT verification / anonymous access.
+   */
+  authenticate?(request: IncomingMessage, connect: ConnectCommand): MaybePromise<Identity | null | undefined>;
+  /**
+   * Decides whether a connection may subscribe or publish to a room. Return
+   * true or false to decide, or undefined to apply the namespace's policy.
+   */
+  authorize?(session: SessionView, room: string, action: RoomAction): MaybePromise<boolean | undefined>;
+}
+
+export interface CrierOptions {
+  /** Settings as in the config file; validated here. */
+  config?: CrierConfigInput;
+  hooks?: CrierHooks;
+  /** A pino logger; by default one is made at config.logLevel, writing to stdout. */
+  logger?: Logger;
+  /** A broker to use instead of the one config.redis selects (tests, custom backplanes). */
+  broker?: Broker;
+}
+
+export class CrierNode implements SessionHost, ApiHost {
+  readonly config: CrierConfig;
+  readonly nodeId: string;
+  readonly logger: Logger;
+  readonly settings: SessionSettings;
+  readonly hub: Hub;
+  readonly batcher = new WriteBatcher();
+  /** The HTTP API key: configured, or generated at start (see apiKeyGenerated). */
+  readonly apiKey: string;
+  readonly apiKeyGenerated: boolean;
+
+  private readonly broker: Broker;
+  private readonly membership: Membership;
+  private port: number;
+  private readonly names: ChannelNames;
+  private readonly policy: RoomPolicy;
+  private readonly verifier: TokenVerifier | undefined;
+  private readonly allowAnonymous: boolean;
+  private readonly hooks: CrierHooks;
+  private readonly endpoint: WsEndpoint;
+  private readonly api: HttpApi;
+  private readonly sessions = new Set<SessionView>();
+  private readonly startedAt = Date.now();
+  private server: Server | undefined;
+  private started = false;
+  private closing: Promise<void> | undefined;
+
+  private constructor(options: CrierOptions, config: CrierConfig) {
+    this.config = config;
+    this.nodeId =
+      config.nodeId ??
+      `${hostname()
+        .replace(/[^A-Za-z0-9_.:-]/g, "-")
+        .slice(0, 40)}-${randomBytes(3).toString("hex")}`;
+    this.logger = (options.logger ?? pino({ level: config.logLevel })).child({ node: this.nodeId });
+    this.hooks = options.hooks ?? {};
+    this.apiKeyGenerated = config.apiKey === undefined;
+    this.apiKey = config.apiKey ?? randomBytes(24).toString("base64url");
+    this.settings = {
+      connectTimeoutMs: config.timeouts.connect * 1000,
+      pingIntervalMs: config.timeouts.ping * 1000,
+      pongTimeoutMs: config.timeouts.pong * 1000,
+      maxFrameBytes: config.limits.maxFrameBytes,
+      commandsPerSecond: config.limits.commandsPerSecond,
+      maxSubscriptions: config.limits.maxSubscriptions,
+      outboundQueueBytes: config.limits.outboundQueueBytes,
+      maxInfoBytes: config.limits.maxInfoBytes,
+      clientSend: config.clientSend,
+    };
+    this.names = new ChannelNames(config.redisPrefix);
+    this.port = config.port;
+    const redis = config.redis;
+    this.broker =
+      options.broker ?? (redis === undefined ? new MemoryBroker() : new RedisBroker({ url: redis, logger: this.logger }));
+    this.membership =
+      redis === undefined
+        ? new MemoryMembership()
+        : new RedisMembership({
+            url: redis,
+            prefix: config.redisPrefix,
+            heartbeatMs: config.cluster.heartbeat * 1000,
+            nodeTimeoutMs: config.cluster.nodeTimeout * 1000,
+            logger: this.logger,
+          });
+    this.hub = new Hub(this.broker, this.names, this.logger);
+    this.policy = new RoomPolicy(config.namespaces);
+    const keyed = TokenVerifier.configured(config.jwt);
+    this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
+    this.allowAnonymous = config.allowAnonymous ?? !keyed;
+    this.endpoint = new WsEndpoint(
+      {
+        path: config.path,
+        maxFrameBytes: config.limits.maxFrameBytes,
+        maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
+        allowedOrigins: config.allowedOrigins,
+        logger: this.logger,
+      },
+      (ws, socket, request) => {
+        this.sessions.add(new Session(ws, socket, request, this));
+      },
+    );
+    this.api = new HttpApi(this, {
+      apiKey: this.apiKey,
+      maxBodyBytes: config.limits.maxHttpBodyBytes,
+      logger: this.logger,
+    });
+  }
+
+  /** Validates the configuration, connects the backplane and returns a node ready to attach or listen. */
+  static async create(options: CrierOptions = {}): Promise<CrierNode> {
+    const config = validateConfig(options.config ?? {});
+    unsupported(config);
+    const node = new CrierNode(options, config);
+    await node.start();
+    return node;
+  }
+
+  private async start(): Promise<void> {
+    await this.verifier?.ready();
+    await this.broker.start((_channel, envelope) => this.hub.deliver(envelope));
+    this.broker.onReadyChange((ready) => {
+      if (ready) this.logger.info("backplane reachable: ready");
+      else this.logger.warn("backplane unreachable: not ready; publishes get 'unavailable' until it returns");
+    });
+    await this.broker.subscribe(this.names.control());
+    await this.membership.start(() => this.nodeInfo());
+    if (this.verifier === undefined && this.allowAnonymous) {
+      this.logger.warn("no JWT key configured: anonymous connections are allowed (set jwt.secret to require tokens)");
+    }
+    if (this.apiKeyGenerated) {
+      this.logger.warn("no API key configured: generated a random one for this run (set apiKey or CRIER_API_KEY)");
+    }
+    this.started = true;
+  }
+
+  // ---- embedding -----------------------------------------------------------
+
+  /** Handles a WebSocket upgrade on the configured path; returns false for other paths. */
+  handleUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): boolean {
+    return this.endpoint.handleUpgrade(request, socket, head);
+  }
+
+  /** Handles /healthz, /readyz and /api/*; returns false for other paths. */
+  handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
+    return this.api.handle(request, response);
+  }
+
+  /**
+   * Serves crier from an existing HTTP server: WebSocket upgrades on the
+   * configured path, and the HTTP API ahead of the server's own request
+   * handlers, which still see every other request.
+   */
+  attach(server: Server): void {
+    const existing = server.listeners("request") as ((req: IncomingMessage, res: ServerResponse) => void)[];
+    server.removeAllListeners("request");
+    server.on("request", (request: IncomingMessage, response: ServerResponse) => {
+      if (this.handleRequest(request, response)) return;
+      if (existing.length === 0) {
+        response.writeHead(404, { "Content-Type": "application/json" });
+        response.end(JSON.stringify({ error: { code: "bad_request", message: "not found" } }));
+        return;
+      }
+      for (const listener of existing) listener.call(server, request, response);
+    });
+    server.on("upgrade", (request: IncomingMessage, socket: Socket, head: Buffer) => {
+      if (!this.handleUpgrade(request, socket, head) && server.listeners("upgrade").length === 1) socket.destroy();
+    });
+  }
+
+  /** Listens on config.host:config.port with a server of its own. */
+  async listen(): Promise<AddressInfo> {
+    const server = createServer();
+    // Keep-alive sockets of API callers should not hold a shutdown for long.
+    server.keepAliveTimeout = 5000;
+    this.attach(server);
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.config.port, this.config.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const address = server.address() as AddressInfo;
+    this.port = address.port;
+    this.logger.info({ port: address.port, host: address.address, path: this.config.path }, "crier listening");
+    return address;
+  }
+
+  // ---- publishing (library API) --------------------------------------------
+
+  /** Publishes `data` to `room` from the backend. */
+  publish(room: string, data: JsonValue): Promise<PublishResult> {
+    if (!isValidRoom(room)) throw new ProtocolError("bad_request", `invalid room name '${room}'`);
+    return this.publishJson(room, JSON.stringify(data), "");
+  }
+
+  /** Sends `data` to every connection of `user`, cluster-wide. */
+  send(user: string, data: JsonValue): Promise<void> {
+    return this.sendJson(user, JSON.stringify(data), "");
+  }
+
+  // ---- SessionHost and ApiHost -------------------------------------------
+
+  async publishJson(room: string, dataJson: string, from = ""): Promise<PublishResult> {
+    const envelope: Envelope = { kind: "message", room, node: this.nodeId, data: dataJson };
+    if (from !== "") envelope.from = from;
+    await this.broker.publish(this.names.room(room), envelope);
+    return {};
+  }
+
+  async sendJson(user: string, dataJson: string, from = ""): Promise<void> {
+    if (user === "") throw new ProtocolError("bad_request", "user must not be empty");
+    const envelope: Envelope = { kind: "direct", user, node: this.nodeId, data: dataJson };
+    if (from !== "") envelope.from = from;
+    await this.broker.publish(this.names.user(user), envelope);
+  }
+
+  async disconnect(target: { user: string } | { client: string }, code: number, reason: string): Promise<void> {
+    const envelope: Envelope = { kind: "disconnect", node: this.nodeId, code, reason, data: "" };
+    if ("user" in target) {
+      envelope.user = target.user;
+      await this.broker.publish(this.names.user(target.user), envelope);
+    } else {
+      envelope.client = target.client;
+      await this.broker.publish(this.names.control(), envelope);
+    }
+  }
+
+  async unsubscribe(user: string, room: string): Promise<void> {
+    const envelope: Envelope = { kind: "unsubscribe", user, room, node: this.nodeId, data: "" };
+    await this.broker.publish(this.names.user(user), envelope);
+  }
+
+  async presence(room: string): Promise<Member[]> {
+    throw new ProtocolError(
+      "bad_request",
+      `presence is not enabled in ${this.policy.describe(room)}: set "presence": true in its namespace configuration`,
+    );
+  }
+
+  async history(room: string, _since: StreamPosition | undefined, _limit: number | undefined): Promise<HistoryReply> {
+    throw new ProtocolError(
+      "bad_request",
+      `history is not kept in ${this.policy.describe(room)}: set "history": {"size": N, "ttl": "10m"} in its namespace configuration`,
+    );
+  }
+
+  /** This instance and every live one in the cluster. */
+  async info(): Promise<{ node: string; nodes: NodeInfo[] }> {
+    return { node: this.nodeId, nodes: await this.membership.nodes() };
+  }
+
+  private nodeInfo(): NodeInfo {
+    return {
+      id: this.nodeId,
+      address: `${this.config.host ?? hostname()}:${this.port}`,
+      connections: this.sessions.size,
+      rooms: this.hub.stats().rooms,
+      startedAt: this.startedAt,
+      updatedAt: Date.now(),
+      load: performance.eventLoopUtilization().utilization,
+    };
+  }
+
+  isReady(): boolean {
+    return this.started && this.closing === undefined && this.broker.isReady();
+  }
+
+  async authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity> {
+    const hooked = await this.hooks.authenticate?.(request, command);
+    if (hooked === null) throw new ProtocolError("unauthorized", "connection refused by the authenticate hook");
+    if (hooked !== undefined) return hooked;
+    if (command.token !== undefined && this.verifier !== undefined) return this.verifier.verify(command.token);
+    if (command.token !== undefined && !this.allowAnonymous) {
+      throw new ProtocolError("unauthorized", "this server has no key to verify tokens with");
+    }
+    if (this.allowAnonymous) return ANONYMOUS;
+    throw new ProtocolError("unauthorized", 'a token is required: send connect with "token"');
+  }
+
+  async refresh(session: SessionView, token: string): Promise<Identity> {
+    if (this.verifier === undefined)
+      throw new ProtocolError("bad_request", "this server has no key to verify tokens with");
+    const identity = await this.verifier.verify(token);
+    if (identity.user !== session.user) {
+      throw new ProtocolError("forbidden", "the refreshed token is for another user: reconnect instead");
+    }
+    return identity;
+  }
+
+  async authorize(session: SessionView, room: string, action: RoomAction): Promise<void> {
+    const decision = await this.hooks.authorize?.(session, room, action);
+    if (decision === true) return;
+    if (decision === false) throw new ProtocolError("forbidden", `not allowed to ${action} in '${room}'`);
+    this.policy.check(session.identity, room, action, session.rooms.has(room));
+  }
+
+  sessionClosed(session: SessionView): void {
+    this.sessions.delete(session);
+  }
+
+  /** Open connections on this instance. */
+  connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  // ---- shutdown ------------------------------------------------------------
+
+  /**
+   * Stops accepting connections, closes every client with 4500 (so SDKs
+   * reconnect elsewhere and recover), then disconnects the backplane. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.endpoint.stopAccepting();
+    const server = this.server;
+    const stopped =
+      server === undefined ? Promise.resolve() : new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const session of [...this.sessions]) session.close(CloseCode.ShuttingDown, "server shutting down");
+    server?.closeIdleConnections();
+    // A socket that does not finish the close handshake soon is dropped.
+    const deadline = setTimeout(() => {
+      for (const session of [...this.sessions]) session.terminate();
+      server?.closeAllConnections();
+    }, 2000);
+    deadline.unref();
+    await stopped;
+    clearTimeout(deadline);
+    this.endpoint.close();
+    await this.membership.close();
+    await this.broker.close();
+    this.logger.info("crier stopped");
+  }
+}
+
+/** Refuses settings this version cannot honour yet, rather than ignoring them. */
+function unsupported(config: CrierConfig): void {
+  for (const [name, options] of Object.entries(config.namespaces)) {
+    for (const key of ["history", "presence", "joinLeave"] as const) {
+      const value = options[key];
+      if (value !== undefined && value !== false) {
+        throw new ConfigError([
+          `config key "namespaces.${name}.${key}": not available in this version of crier yet; remove it`,
+        ]);
+      }
+    }
+  }
+}

@@ -1,0 +1,66 @@
+// What a session needs from the node that owns it. Sessions depend on this
+// interface, not on the node, so dependencies point inward.
+
+import type { IncomingMessage } from "node:http";
+import type { ConnectCommand, HistoryReply, Member, StreamPosition } from "crier-protocol";
+import type { Logger } from "pino";
+import type { Identity } from "../auth/identity.js";
+import type { RoomAction } from "../auth/policy.js";
+import type { Hub } from "../hub/hub.js";
+import type { WriteBatcher } from "./write-batcher.js";
+
+export interface SessionSettings {
+  connectTimeoutMs: number;
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
+  maxFrameBytes: number;
+  commandsPerSecond: number;
+  maxSubscriptions: number;
+  outboundQueueBytes: number;
+  maxInfoBytes: number;
+  clientSend: "all" | "authenticated" | "none";
+}
+
+export interface PublishResult {
+  offset?: number;
+  epoch?: string;
+}
+
+/** What a session knows of itself that the host's hooks may look at. */
+export interface SessionView {
+  readonly id: string;
+  readonly user: string;
+  readonly identity: Identity;
+  readonly request: IncomingMessage;
+  readonly rooms: ReadonlySet<string>;
+  /** Closes the connection with a close code. Idempotent. */
+  close(code: number, reason: string): void;
+  /** Drops the connection without a close handshake. */
+  terminate(): void;
+}
+
+export interface SubscribeResult {
+  /** Present when the room keeps history. */
+  position?: StreamPosition;
+  recovered: boolean;
+}
+
+export interface SessionHost {
+  readonly nodeId: string;
+  readonly logger: Logger;
+  readonly settings: SessionSettings;
+  readonly hub: Hub;
+  readonly batcher: WriteBatcher;
+  /** Resolves the identity for a `connect`, or throws ProtocolError("unauthorized"). */
+  authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity>;
+  /** Verifies a refreshed token; throws ProtocolError. */
+  refresh(session: SessionView, token: string): Promise<Identity>;
+  /** Throws ProtocolError("forbidden") when not allowed. */
+  authorize(session: SessionView, room: string, action: RoomAction): Promise<void>;
+  publishJson(room: string, dataJson: string, from: string): Promise<PublishResult>;
+  sendJson(user: string, dataJson: string, from: string): Promise<void>;
+  presence(room: string): Promise<Member[]>;
+  history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply>;
+  /** Called once, when the session has closed and left every index. */
+  sessionClosed(session: SessionView): void;
+}

@@ -1,0 +1,392 @@
+// One WebSocket connection: the handshake (`connect` first, within the connect
+// timeout), command dispatch with acks by id, ping/pong, token expiry, and the
+// bounded outbound side. Encoding lives in crier-protocol; fan-out in the hub.
+
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+import {
+  type ClientCommand,
+  CloseCode,
+  type ConnectCommand,
+  decodeClientFrame,
+  type ErrorCode,
+  encodeServerFrame,
+  ProtocolError,
+  type ReplyFrame,
+  type ServerFrame,
+} from "crier-protocol";
+import type { Logger } from "pino";
+import type { WebSocket } from "ws";
+import { ANONYMOUS, type Identity } from "../auth/identity.js";
+import type { HubMember } from "../hub/hub.js";
+import type { SessionHost, SessionView } from "./host.js";
+import { RateLimiter } from "./rate-limiter.js";
+
+const PING_FRAME = Buffer.from('{"op":"ping"}');
+/** setTimeout's longest delay; longer token lifetimes are re-armed. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+type State = "connecting" | "connected" | "closed";
+
+/** Commands after which the next ones wait, so a client's subscribe-then-publish keeps its order. */
+const BARRIERS: ReadonlySet<ClientCommand["op"]> = new Set(["connect", "subscribe", "unsubscribe", "refresh"]);
+
+export class Session implements HubMember, SessionView {
+  readonly id = randomUUID();
+  readonly request: IncomingMessage;
+  readonly rooms = new Set<string>();
+  identity: Identity = ANONYMOUS;
+
+  private state: State = "connecting";
+  private readonly ws: WebSocket;
+  private readonly socket: Socket;
+  private readonly host: SessionHost;
+  private readonly logger: Logger;
+  private readonly limiter: RateLimiter;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private awaitingPong = false;
+  private busy = false;
+  private readonly waiting: ClientCommand[] = [];
+
+  constructor(ws: WebSocket, socket: Socket, request: IncomingMessage, host: SessionHost) {
+    this.ws = ws;
+    this.socket = socket;
+    this.request = request;
+    this.host = host;
+    this.logger = host.logger.child({ client: this.id });
+    this.limiter = new RateLimiter(host.settings.commandsPerSecond);
+    this.connectTimer = setTimeout(
+      () => this.close(CloseCode.ConnectExpected, "no connect frame within the connect timeout"),
+      host.settings.connectTimeoutMs,
+    );
+    ws.on("message", (data, isBinary) => this.onFrame(data as Buffer, isBinary));
+    ws.on("close", () => this.onClosed());
+    ws.on("error", (error) => this.logger.debug({ err: error }, "websocket error"));
+  }
+
+  get user(): string {
+    return this.identity.user;
+  }
+
+  /** A method, not a field read, so the compiler does not narrow it across awaits. */
+  private isClosed(): boolean {
+    return this.state === "closed";
+  }
+
+  get connected(): boolean {
+    return this.state === "connected";
+  }
+
+  // ---- inbound -------------------------------------------------------------
+
+  private onFrame(data: Buffer, isBinary: boolean): void {
+    if (this.state === "closed") return;
+    if (data.length > this.host.settings.maxFrameBytes) {
+      this.close(
+        CloseCode.MessageTooLarge,
+        `frame of ${data.length} bytes is over the limit of ${this.host.settings.maxFrameBytes}`,
+      );
+      return;
+    }
+    if (isBinary) {
+      this.close(CloseCode.BadFrame, "binary frame on the JSON subprotocol");
+      return;
+    }
+    const decoded = decodeClientFrame(data.toString("utf8"));
+    if (decoded.kind === "fatal") {
+      this.close(CloseCode.BadFrame, decoded.reason);
+      return;
+    }
+    if (this.state === "connecting" && !(decoded.kind === "command" && decoded.command.op === "connect")) {
+      if (decoded.kind === "invalid" && decoded.op === "connect") {
+        this.error(decoded.id, decoded.error.code, decoded.error.message);
+        return;
+      }
+      this.close(CloseCode.ConnectExpected, "the first frame must be connect");
+      return;
+    }
+    if (!(decoded.kind === "command" && decoded.command.op === "pong")) {
+      const verdict = this.limiter.take();
+      if (verdict === "abusive") {
+        this.close(CloseCode.RateLimited, "too many commands");
+        return;
+      }
+      if (verdict === "limited") {
+        this.error(
+          decoded.kind === "command" ? decoded.command.id : decoded.id,
+          "rate_limited",
+          "too many commands: slow down",
+        );
+        return;
+      }
+    }
+    if (decoded.kind === "invalid") {
+      this.error(decoded.id, decoded.error.code, decoded.error.message);
+      return;
+    }
+    if (this.busy) this.waiting.push(decoded.command);
+    else this.run(decoded.command);
+  }
+
+  private run(command: ClientCommand): void {
+    const result = this.dispatch(command).catch((error: unknown) => this.fail(command.id, error));
+    if (!BARRIERS.has(command.op)) return;
+    this.busy = true;
+    result.finally(() => {
+      this.busy = false;
+      while (!this.busy && this.waiting.length > 0 && this.state !== "closed") {
+        const next = this.waiting.shift();
+        if (next !== undefined) this.run(next);
+      }
+    });
+  }
+
+  private async dispatch(command: ClientCommand): Promise<void> {
+    switch (command.op) {
+      case "connect":
+        return this.onConnect(command);
+      case "pong":
+        this.awaitingPong = false;
+        this.schedulePing();
+        return;
+      case "subscribe":
+        return this.onSubscribe(command.room, command.id, command.since);
+      case "unsubscribe": {
+        if (!this.rooms.has(command.room)) throw notSubscribed(command.room);
+        this.rooms.delete(command.room);
+        this.host.hub.unsubscribe(this, command.room);
+        this.reply(command.id, { op: "ok" });
+        return;
+      }
+      case "publish": {
+        await this.host.authorize(this, command.room, "publish");
+        const result = await this.host.publishJson(command.room, JSON.stringify(command.data), this.user);
+        this.reply(command.id, { op: "ok", ...result });
+        return;
+      }
+      case "send": {
+        const policy = this.host.settings.clientSend;
+        if (policy === "none" || (policy === "authenticated" && this.user === "")) {
+          throw new ProtocolError(
+            "forbidden",
+            policy === "none"
+              ? "clients may not send to users on this server"
+              : "anonymous connections may not send to users",
+          );
+        }
+        await this.host.sendJson(command.user, JSON.stringify(command.data), this.user);
+        this.reply(command.id, { op: "ok" });
+        return;
+      }
+      case "presence": {
+        const members = await this.host.presence(command.room);
+        this.reply(command.id, { op: "presence", room: command.room, members });
+        return;
+      }
+      case "history": {
+        const reply = await this.host.history(command.room, command.since, command.limit);
+        this.reply(command.id, reply);
+        return;
+      }
+      case "refresh": {
+        const identity = await this.host.refresh(this, command.token);
+        this.identity = identity;
+        this.armExpiry();
+        this.reply(command.id, { op: "ok" });
+        return;
+      }
+    }
+  }
+
+  private async onConnect(command: ConnectCommand): Promise<void> {
+    if (this.state !== "connecting") throw new ProtocolError("bad_request", "already connected");
+    if (
+      command.info !== undefined &&
+      Buffer.byteLength(JSON.stringify(command.info)) > this.host.settings.maxInfoBytes
+    ) {
+      throw new ProtocolError("too_large", `field 'info' is over ${this.host.settings.maxInfoBytes} bytes`);
+    }
+    let identity: Identity;
+    try {
+      identity = await this.host.authenticate(this.request, command);
+    } catch (error) {
+      if (!(error instanceof ProtocolError) || error.code !== "unauthorized") throw error;
+      this.error(command.id, error.code, error.message);
+      const expired = error.message === "token expired";
+      this.close(expired ? CloseCode.TokenExpired : CloseCode.Unauthorized, error.message);
+      return;
+    }
+    if (this.isClosed()) return;
+    if (command.info !== undefined && identity.info === undefined) identity = { ...identity, info: command.info };
+    this.identity = identity;
+    clearTimeout(this.connectTimer);
+    this.connectTimer = undefined;
+    try {
+      await this.host.hub.addMember(this);
+    } catch (error) {
+      this.fail(command.id, error);
+      this.close(1011, "backplane unavailable: try again");
+      return;
+    }
+    if (this.isClosed()) {
+      // Closed while joining: leave the index we just entered.
+      this.host.hub.removeMember(this, []);
+      return;
+    }
+    this.state = "connected";
+    this.reply(
+      command.id,
+      {
+        op: "connected",
+        client: this.id,
+        user: this.user,
+        node: this.host.nodeId,
+        ping: this.host.settings.pingIntervalMs / 1000,
+      },
+      true,
+    );
+    this.schedulePing();
+    this.armExpiry();
+  }
+
+  private async onSubscribe(
+    room: string,
+    id: number | undefined,
+    since: { offset: number; epoch: string } | undefined,
+  ): Promise<void> {
+    if (this.rooms.has(room)) throw new ProtocolError("already_subscribed", `already subscribed to '${room}'`);
+    if (this.rooms.size >= this.host.settings.maxSubscriptions) {
+      throw new ProtocolError(
+        "forbidden",
+        `subscription limit reached: ${this.host.settings.maxSubscriptions} rooms per connection (limits.maxSubscriptions)`,
+      );
+    }
+    await this.host.authorize(this, room, "subscribe");
+    this.rooms.add(room);
+    try {
+      await this.host.hub.subscribe(this, room);
+    } catch (error) {
+      this.rooms.delete(room);
+      this.host.hub.unsubscribe(this, room);
+      throw error;
+    }
+    if (this.isClosed()) return;
+    void since; // Recovery from history arrives with the history store.
+    this.reply(id, { op: "subscribed", room, recovered: false }, true);
+  }
+
+  // ---- outbound ------------------------------------------------------------
+
+  /** Hub delivery: one pre-encoded frame, shared by every recipient. */
+  deliver(frame: Buffer): void {
+    if (this.state !== "connected") return;
+    if (this.ws.bufferedAmount + frame.length > this.host.settings.outboundQueueBytes) {
+      this.close(CloseCode.SlowConsumer, "slow consumer: outbound queue over its limit");
+      return;
+    }
+    this.host.batcher.hold(this.socket);
+    this.ws.send(frame, { binary: false });
+  }
+
+  roomRemoved(room: string): void {
+    if (this.state !== "connected" || !this.rooms.delete(room)) return;
+    this.host.hub.unsubscribe(this, room);
+    this.write({ op: "unsubscribed", room });
+  }
+
+  disconnect(code: number, reason: string): void {
+    this.close(code, reason);
+  }
+
+  private write(frame: ServerFrame): void {
+    if (this.state === "closed") return;
+    this.host.batcher.hold(this.socket);
+    this.ws.send(encodeServerFrame(frame));
+  }
+
+  /** Sends a command's success reply: always when `force` (the protocol's replies that carry state), else only to commands with an id. */
+  private reply(id: number | undefined, frame: ReplyFrame, force = false): void {
+    if (id === undefined && !force) return;
+    this.write(id === undefined ? frame : { ...frame, id });
+  }
+
+  private error(id: number | undefined, code: ErrorCode, message: string): void {
+    this.write(id === undefined ? { op: "error", code, message } : { op: "error", id, code, message });
+  }
+
+  private fail(id: number | undefined, error: unknown): void {
+    if (error instanceof ProtocolError) {
+      this.error(id, error.code, error.message);
+      return;
+    }
+    this.logger.error({ err: error }, "command failed");
+    this.error(id, "internal", "internal error");
+  }
+
+  // ---- timers --------------------------------------------------------------
+
+  private schedulePing(): void {
+    clearTimeout(this.pingTimer);
+    if (this.state !== "connected") return;
+    this.pingTimer = setTimeout(() => {
+      if (this.awaitingPong) {
+        this.close(CloseCode.NoPong, "no pong within the pong timeout");
+        return;
+      }
+      this.awaitingPong = true;
+      this.host.batcher.hold(this.socket);
+      this.ws.send(PING_FRAME, { binary: false });
+      this.pingTimer = setTimeout(() => {
+        if (this.awaitingPong) this.close(CloseCode.NoPong, "no pong within the pong timeout");
+      }, this.host.settings.pongTimeoutMs);
+    }, this.host.settings.pingIntervalMs);
+  }
+
+  private armExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    const expiresAt = this.identity.expiresAt;
+    if (expiresAt === undefined || this.state !== "connected") return;
+    const delay = expiresAt - Date.now();
+    if (delay <= 0) {
+      this.close(CloseCode.TokenExpired, "token expired: refresh it and reconnect");
+      return;
+    }
+    this.expiryTimer = setTimeout(() => this.armExpiry(), Math.min(delay, MAX_TIMER_MS));
+  }
+
+  // ---- closing -------------------------------------------------------------
+
+  /** Closes the connection with a protocol close code. Idempotent. */
+  close(code: number, reason: string): void {
+    if (this.state === "closed") return;
+    this.logger.debug({ code, reason }, "closing");
+    this.ws.close(code, reason);
+    this.onClosed();
+  }
+
+  /** Drops the connection without a close handshake (shutdown of a stuck socket). */
+  terminate(): void {
+    this.ws.terminate();
+    this.onClosed();
+  }
+
+  private onClosed(): void {
+    if (this.state === "closed") return;
+    const wasConnected = this.state === "connected";
+    this.state = "closed";
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.pingTimer);
+    clearTimeout(this.expiryTimer);
+    this.waiting.length = 0;
+    if (wasConnected) this.host.hub.removeMember(this, this.rooms);
+    this.rooms.clear();
+    this.host.sessionClosed(this);
+  }
+}
+
+function notSubscribed(room: string): ProtocolError {
+  return new ProtocolError("not_subscribed", `not subscribed to '${room}'`);
+}

@@ -1,0 +1,141 @@
+// The HTTP API of PROTOCOL.md against a running node: auth, validation, limits,
+// and that what it publishes reaches WebSocket clients.
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { type TestNode, startNode } from "../../../../test/support/node.js";
+import { JWT_SECRET, token } from "../../../../test/support/tokens.js";
+
+describe("HTTP API", () => {
+  let server: TestNode;
+  before(async () => {
+    server = await startNode({
+      jwt: { secret: JWT_SECRET },
+      allowAnonymous: true,
+      limits: { maxHttpBodyBytes: 1024 },
+    });
+  });
+  after(() => server.close());
+
+  test("healthz and readyz need no key and answer 200", async () => {
+    for (const path of ["/healthz", "/readyz"]) {
+      const response = await fetch(`${server.httpUrl}${path}`);
+      assert.equal(response.status, 200, path);
+    }
+  });
+
+  test("a missing key is 401 with an error body saying what to send", async () => {
+    const response = await fetch(`${server.httpUrl}/api/publish`, { method: "POST", body: "{}" });
+    assert.equal(response.status, 401);
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, "unauthorized");
+    assert.match(body.error.message, /Authorization: Bearer/);
+  });
+
+  test("a wrong key is 401", async () => {
+    const response = await fetch(`${server.httpUrl}/api/info`, { headers: { Authorization: "Bearer wrong" } });
+    assert.equal(response.status, 401);
+  });
+
+  test("POST /api/publish reaches subscribers; no offset for rooms without history", async () => {
+    const client = await server.client();
+    await client.call({ op: "subscribe", room: "news" });
+    const result = await server.api("/api/publish", { room: "news", data: { headline: "crier ships" } });
+    assert.deepEqual(result, { status: 200, body: {} });
+    assert.deepEqual(await client.next("message"), { op: "message", room: "news", data: { headline: "crier ships" } });
+    client.close();
+  });
+
+  test("POST /api/broadcast reaches every listed room", async () => {
+    const a = await server.client();
+    const b = await server.client();
+    await a.call({ op: "subscribe", room: "b1" });
+    await b.call({ op: "subscribe", room: "b2" });
+    const result = await server.api("/api/broadcast", { rooms: ["b1", "b2"], data: "all" });
+    assert.deepEqual(result, { status: 200, body: { results: [{ room: "b1" }, { room: "b2" }] } });
+    assert.equal((await a.next("message")).op, "message");
+    assert.equal((await b.next("message")).op, "message");
+    a.close();
+    b.close();
+  });
+
+  test("POST /api/send reaches the user's connections, without from", async () => {
+    const client = await server.client({ token: await token({ sub: "zoe" }) });
+    const result = await server.api("/api/send", { user: "zoe", data: [1, 2, 3] });
+    assert.equal(result.status, 200);
+    assert.deepEqual(await client.next("direct"), { op: "direct", data: [1, 2, 3] });
+    client.close();
+  });
+
+  test("POST /api/disconnect closes a user's connections with the given code", async () => {
+    const client = await server.client({ token: await token({ sub: "kick-me" }) });
+    const result = await server.api("/api/disconnect", { user: "kick-me", code: 4004, reason: "banned" });
+    assert.equal(result.status, 200);
+    assert.deepEqual(await client.waitClosed(), { code: 4004, reason: "banned" });
+  });
+
+  test("POST /api/disconnect by client id closes that connection only", async () => {
+    const keep = await server.client();
+    const target = await server.client();
+    const connected = target.frames.find((f) => f.op === "connected");
+    assert.ok(connected?.op === "connected");
+    await server.api("/api/disconnect", { client: connected.client });
+    assert.equal((await target.waitClosed()).code, 4004);
+    assert.equal((await keep.call({ op: "subscribe", room: "still-here" })).op, "subscribed");
+    keep.close();
+  });
+
+  test("POST /api/unsubscribe removes a user from a room", async () => {
+    const client = await server.client({ token: await token({ sub: "leaver" }) });
+    await client.call({ op: "subscribe", room: "club" });
+    assert.equal((await server.api("/api/unsubscribe", { user: "leaver", room: "club" })).status, 200);
+    assert.deepEqual(await client.next("unsubscribed"), { op: "unsubscribed", room: "club" });
+    const reply = await client.call({ op: "unsubscribe", room: "club" });
+    assert.equal(reply.op === "error" && reply.code, "not_subscribed");
+    client.close();
+  });
+
+  const invalid: [string, string, unknown, number, RegExp][] = [
+    ["a bad room", "/api/publish", { room: "a b", data: 1 }, 400, /field 'room'/],
+    ["missing data", "/api/publish", { room: "a" }, 400, /field 'data'/],
+    ["an unknown field", "/api/publish", { room: "a", data: 1, extra: 2 }, 400, /unknown field extra/],
+    ["an empty user", "/api/send", { user: "", data: 1 }, 400, /field 'user'/],
+    ["no rooms", "/api/broadcast", { rooms: [], data: 1 }, 400, /field 'rooms'/],
+    ["both user and client", "/api/disconnect", { user: "a", client: "b" }, 400, /exactly one/],
+    ["a code outside 4000-4999", "/api/disconnect", { user: "a", code: 1000 }, 400, /field 'code'/],
+    ["a body over the limit", "/api/publish", { room: "a", data: "x".repeat(2000) }, 413, /maxHttpBodyBytes/],
+  ];
+  for (const [name, path, body, status, message] of invalid) {
+    test(`${name} is ${status} with a message naming it`, async () => {
+      const result = await server.api(path, body);
+      assert.equal(result.status, status);
+      const error = (result.body as { error: { message: string } }).error;
+      assert.match(error.message, message);
+    });
+  }
+
+  test("a body that is not JSON is 400", async () => {
+    const result = await server.api("/api/publish", undefined, { method: "POST", body: "{nope" });
+    assert.equal(result.status, 400);
+  });
+
+  test("an unknown endpoint is 404 and a wrong method is 405", async () => {
+    assert.equal((await server.api("/api/nothing")).status, 404);
+    assert.equal((await server.api("/api/publish")).status, 405);
+  });
+
+  test("presence and history on a namespace without them are 400", async () => {
+    assert.equal((await server.api("/api/presence?room=x")).status, 400);
+    assert.equal((await server.api("/api/history?room=x")).status, 400);
+  });
+
+  test("GET /api/info describes this node", async () => {
+    const client = await server.client();
+    const result = await server.api("/api/info");
+    assert.equal(result.status, 200);
+    const info = result.body as { nodes: { id: string; connections: number }[] };
+    assert.equal(info.nodes[0]?.id, server.node.nodeId);
+    assert.ok((info.nodes[0]?.connections ?? 0) >= 1);
+    client.close();
+  });
+});

@@ -1,0 +1,267 @@
+// The HTTP API for backends (PROTOCOL.md "HTTP API") and the health endpoints.
+// Bodies are size-limited and validated with a schema; every error is
+// {"error":{"code","message"}} with a status that fits.
+
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { type ErrorCode, type HistoryReply, isValidRoom, type Member, ProtocolError } from "crier-protocol";
+import type { Logger } from "pino";
+import { z } from "zod";
+import type { PublishResult } from "../session/host.js";
+
+export interface ApiHost {
+  isReady(): boolean;
+  publishJson(room: string, dataJson: string): Promise<PublishResult>;
+  sendJson(user: string, dataJson: string): Promise<void>;
+  disconnect(target: { user: string } | { client: string }, code: number, reason: string): Promise<void>;
+  unsubscribe(user: string, room: string): Promise<void>;
+  presence(room: string): Promise<Member[]>;
+  history(
+    room: string,
+    since: { offset: number; epoch: string } | undefined,
+    limit: number | undefined,
+  ): Promise<HistoryReply>;
+  info(): Promise<unknown>;
+}
+
+export interface ApiOptions {
+  apiKey: string;
+  maxBodyBytes: number;
+  logger: Logger;
+}
+
+const STATUS: Record<ErrorCode, number> = {
+  bad_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_subscribed: 400,
+  already_subscribed: 400,
+  too_large: 413,
+  rate_limited: 429,
+  unavailable: 503,
+  internal: 500,
+};
+
+const room = z.string().refine(isValidRoom, "must be 1-200 characters of A-Z a-z 0-9 _ - : . @ / =");
+const user = z.string().min(1, "must be a non-empty user id").max(200);
+const data = z.unknown().refine((value) => value !== undefined, "is required");
+
+const publishBody = z.object({ room, data }).strict();
+const broadcastBody = z.object({ rooms: z.array(room).min(1).max(1000), data }).strict();
+const sendBody = z.object({ user, data }).strict();
+const disconnectBody = z
+  .object({
+    user: user.optional(),
+    client: z.string().min(1).max(200).optional(),
+    code: z.number().int().min(4000).max(4999).default(4004),
+    reason: z.string().max(120).default("disconnected by the server"),
+  })
+  .strict()
+  .refine(
+    (body) => (body.user === undefined) !== (body.client === undefined),
+    "give exactly one of 'user' or 'client'",
+  );
+const unsubscribeBody = z.object({ user, room }).strict();
+
+/** A ProtocolError with an HTTP status other than its code's usual one. */
+class HttpError extends ProtocolError {
+  readonly status: number | undefined;
+  constructor(code: ErrorCode, message: string, status?: number) {
+    super(code, message);
+    this.status = status;
+  }
+}
+
+function digest(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
+}
+
+export class HttpApi {
+  private readonly host: ApiHost;
+  private readonly options: ApiOptions;
+  private readonly keyDigest: Buffer;
+
+  constructor(host: ApiHost, options: ApiOptions) {
+    this.host = host;
+    this.options = options;
+    this.keyDigest = digest(options.apiKey);
+  }
+
+  /** Handles the request when its path belongs to the API; returns false otherwise. */
+  handle(request: IncomingMessage, response: ServerResponse): boolean {
+    const url = new URL(request.url ?? "/", "http://localhost");
+    const path = url.pathname;
+    if (path === "/healthz") {
+      this.json(response, 200, { status: "ok" });
+      return true;
+    }
+    if (path === "/readyz") {
+      const ready = this.host.isReady();
+      this.json(response, ready ? 200 : 503, { status: ready ? "ready" : "not ready" });
+      return true;
+    }
+    if (!path.startsWith("/api/")) return false;
+    this.route(request, response, url).catch((error: unknown) => this.fail(response, error));
+    return true;
+  }
+
+  private async route(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
+    this.authenticate(request);
+    const method = request.method ?? "GET";
+    const path = url.pathname;
+    const expect = (wanted: string): void => {
+      if (method !== wanted) {
+        response.setHeader("Allow", wanted);
+        throw new HttpError("bad_request", `${path} takes ${wanted}, not ${method}`, 405);
+      }
+    };
+    switch (path) {
+      case "/api/publish": {
+        expect("POST");
+        const body = parse(publishBody, await this.body(request));
+        const result = await this.host.publishJson(body.room, JSON.stringify(body.data));
+        return this.json(response, 200, result);
+      }
+      case "/api/broadcast": {
+        expect("POST");
+        const body = parse(broadcastBody, await this.body(request));
+        const dataJson = JSON.stringify(body.data);
+        const results = await Promise.all(
+          body.rooms.map(async (target) => ({ room: target, ...(await this.host.publishJson(target, dataJson)) })),
+        );
+        return this.json(response, 200, { results });
+      }
+      case "/api/send": {
+        expect("POST");
+        const body = parse(sendBody, await this.body(request));
+        await this.host.sendJson(body.user, JSON.stringify(body.data));
+        return this.json(response, 200, {});
+      }
+      case "/api/disconnect": {
+        expect("POST");
+        const body = parse(disconnectBody, await this.body(request));
+        const target = body.user !== undefined ? { user: body.user } : { client: body.client ?? "" };
+        await this.host.disconnect(target, body.code, body.reason);
+        return this.json(response, 200, {});
+      }
+      case "/api/unsubscribe": {
+        expect("POST");
+        const body = parse(unsubscribeBody, await this.body(request));
+        await this.host.unsubscribe(body.user, body.room);
+        return this.json(response, 200, {});
+      }
+      case "/api/presence": {
+        expect("GET");
+        const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
+        return this.json(response, 200, { members: await this.host.presence(target) });
+      }
+      case "/api/history": {
+        expect("GET");
+        const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
+        const since = url.searchParams.get("since");
+        const epoch = url.searchParams.get("epoch");
+        const limit = url.searchParams.get("limit");
+        const position = since === null ? undefined : { offset: integer(since, "since", 0), epoch: epoch ?? "" };
+        const reply = await this.host.history(
+          target,
+          position,
+          limit === null ? undefined : integer(limit, "limit", 1),
+        );
+        return this.json(response, 200, { offset: reply.offset, epoch: reply.epoch, messages: reply.messages });
+      }
+      case "/api/info": {
+        expect("GET");
+        return this.json(response, 200, await this.host.info());
+      }
+      default:
+        throw new HttpError("bad_request", `no API endpoint ${path}`, 404);
+    }
+  }
+
+  private authenticate(request: IncomingMessage): void {
+    const header = request.headers.authorization ?? "";
+    const match = /^Bearer\s+(.+)$/i.exec(header);
+    // Compare digests: constant time whatever the length of the given key.
+    if (match?.[1] === undefined || !timingSafeEqual(digest(match[1].trim()), this.keyDigest)) {
+      throw new HttpError(
+        "unauthorized",
+        match === null ? "missing API key: send 'Authorization: Bearer API_KEY'" : "invalid API key",
+      );
+    }
+  }
+
+  private body(request: IncomingMessage): Promise<unknown> {
+    const limit = this.options.maxBodyBytes;
+    return new Promise((resolve, reject) => {
+      const declared = Number(request.headers["content-length"]);
+      if (Number.isFinite(declared) && declared > limit) {
+        request.resume();
+        reject(new HttpError("too_large", `request body over ${limit} bytes (limits.maxHttpBodyBytes)`));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let failed = false;
+      request.on("data", (chunk: Buffer) => {
+        if (failed) return;
+        size += chunk.length;
+        if (size > limit) {
+          failed = true;
+          reject(new HttpError("too_large", `request body over ${limit} bytes (limits.maxHttpBodyBytes)`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      request.on("error", reject);
+      request.on("end", () => {
+        if (failed) return;
+        const text = Buffer.concat(chunks).toString("utf8");
+        try {
+          resolve(JSON.parse(text));
+        } catch {
+          reject(new HttpError("bad_request", "request body is not valid JSON"));
+        }
+      });
+    });
+  }
+
+  private json(response: ServerResponse, status: number, body: unknown): void {
+    const text = JSON.stringify(body);
+    response.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) });
+    response.end(text);
+  }
+
+  private fail(response: ServerResponse, error: unknown): void {
+    if (response.headersSent) {
+      response.destroy();
+      return;
+    }
+    if (error instanceof ProtocolError) {
+      const status = (error instanceof HttpError ? error.status : undefined) ?? STATUS[error.code];
+      this.json(response, status, { error: { code: error.code, message: error.message } });
+      return;
+    }
+    this.options.logger.error({ err: error }, "HTTP API request failed");
+    this.json(response, 500, { error: { code: "internal", message: "internal error" } });
+  }
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, name?: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const path = [name, ...issue.path.map(String)].filter((part) => part !== undefined).join(".");
+    if (issue.code === "unrecognized_keys")
+      return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
+    return path === "" ? issue.message : `field '${path}' ${issue.message.replace(/^Invalid input: /, "")}`;
+  });
+  throw new HttpError("bad_request", problems.join("; "));
+}
+
+function integer(text: string, name: string, min: number): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new HttpError("bad_request", `query parameter '${name}' must be an integer >= ${min}`);
+  }
+  return value;
+}
