@@ -40,14 +40,22 @@ export class TestClient {
     });
   }
 
-  static open(url: string, options: { protocols?: string | string[]; headers?: Record<string, string>; localAddress?: string } = {}): Promise<TestClient> {
+  static open(
+    url: string,
+    options: { protocols?: string | string[]; headers?: Record<string, string>; localAddress?: string } = {},
+  ): Promise<TestClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, options.protocols ?? [], { headers: options.headers, localAddress: options.localAddress });
+      const ws = new WebSocket(url, options.protocols ?? [], {
+        headers: options.headers,
+        localAddress: options.localAddress,
+      });
       const client = new TestClient(ws);
       ws.once("open", () => resolve(client));
       ws.once("error", reject);
       ws.once("unexpected-response", (_request, response) => {
-        reject(Object.assign(new Error(`upgrade refused with HTTP ${response.statusCode}`), { status: response.statusCode }));
+        reject(
+          Object.assign(new Error(`upgrade refused with HTTP ${response.statusCode}`), { status: response.statusCode }),
+        );
       });
     });
   }

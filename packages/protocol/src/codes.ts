@@ -37,12 +37,18 @@ export const CloseCode = {
   ShuttingDown: 4500,
   NoPong: 4502,
   SlowConsumer: 4503,
+  /** Messages of a room were missed and could not be repaired from history: reconnect and recover (an addition to PROTOCOL.md v1). */
+  MessagesLost: 4504,
   RateLimited: 4508,
 } as const;
 
 export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
 
-/** Standard close codes after which a client should reconnect (going away, abnormal, error, restart). */
+/**
+ * Standard close codes after which a client should reconnect: going away,
+ * abnormal, error, restart (PROTOCOL.md), plus "no status" (1005), "try again
+ * later" (1013) and "bad gateway" (1014), which proxies in front produce.
+ */
 const RECONNECTABLE_STANDARD = new Set([1001, 1005, 1006, 1011, 1012, 1013, 1014]);
 
 /**
@@ -52,7 +58,7 @@ const RECONNECTABLE_STANDARD = new Set([1001, 1005, 1006, 1011, 1012, 1013, 1014
 export function shouldReconnect(code: number): boolean {
   if (code >= 4500 && code <= 4999) return true;
   if (code >= 4000 && code <= 4499) return false;
-  return RECONNECTABLE_STANDARD.has(code) || code === 1000 || code === 1009;
+  return RECONNECTABLE_STANDARD.has(code);
 }
 
 /** A decision to end a connection: the close code, a short reason and whether the client should come back. */

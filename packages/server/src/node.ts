@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import {
   CloseCode,
   type ConnectCommand,
+  type HistoryMessage,
   type HistoryReply,
   isValidRoom,
   type JsonValue,
@@ -29,6 +30,9 @@ import { MemoryMembership } from "./cluster/memory.js";
 import { RedisMembership } from "./cluster/redis.js";
 import { ConfigError, validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
+import type { HistoryOptions, HistoryRead, HistoryStore } from "./history/history.js";
+import { MemoryHistory } from "./history/memory.js";
+import { RedisHistory } from "./history/redis.js";
 import { Hub } from "./hub/hub.js";
 import type { PublishResult, SessionHost, SessionSettings, SessionView } from "./session/host.js";
 import { Session } from "./session/session.js";
@@ -75,6 +79,8 @@ export class CrierNode implements SessionHost, ApiHost {
 
   private readonly broker: Broker;
   private readonly membership: Membership;
+  /** Present when some namespace keeps history. */
+  private readonly historyStore: HistoryStore | undefined;
   private port: number;
   private readonly names: ChannelNames;
   private readonly policy: RoomPolicy;
@@ -115,7 +121,8 @@ export class CrierNode implements SessionHost, ApiHost {
     this.port = config.port;
     const redis = config.redis;
     this.broker =
-      options.broker ?? (redis === undefined ? new MemoryBroker() : new RedisBroker({ url: redis, logger: this.logger }));
+      options.broker ??
+      (redis === undefined ? new MemoryBroker() : new RedisBroker({ url: redis, logger: this.logger }));
     this.membership =
       redis === undefined
         ? new MemoryMembership()
@@ -126,7 +133,13 @@ export class CrierNode implements SessionHost, ApiHost {
             nodeTimeoutMs: config.cluster.nodeTimeout * 1000,
             logger: this.logger,
           });
-    this.hub = new Hub(this.broker, this.names, this.logger);
+    const keepsHistory = Object.values(config.namespaces).some((options) => options.history !== undefined);
+    this.historyStore = !keepsHistory
+      ? undefined
+      : redis === undefined
+        ? new MemoryHistory(this.broker)
+        : new RedisHistory({ url: redis, prefix: config.redisPrefix, logger: this.logger });
+    this.hub = new Hub(this.broker, this.names, this.logger, (room, since) => this.catchUp(room, since));
     this.policy = new RoomPolicy(config.namespaces);
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
@@ -162,7 +175,10 @@ export class CrierNode implements SessionHost, ApiHost {
   private async start(): Promise<void> {
     await this.verifier?.ready();
     await this.broker.start((_channel, envelope) => this.hub.deliver(envelope));
+    await this.historyStore?.start();
     this.broker.onReadyChange((ready) => {
+      // Rooms with history check whether they missed anything while disconnected.
+      if (ready) this.hub.resync();
       if (ready) this.logger.info("backplane reachable: ready");
       else this.logger.warn("backplane unreachable: not ready; publishes get 'unavailable' until it returns");
     });
@@ -249,8 +265,29 @@ export class CrierNode implements SessionHost, ApiHost {
   async publishJson(room: string, dataJson: string, from = ""): Promise<PublishResult> {
     const envelope: Envelope = { kind: "message", room, node: this.nodeId, data: dataJson };
     if (from !== "") envelope.from = from;
+    const history = this.historyOptions(room);
+    if (history !== undefined && this.historyStore !== undefined) {
+      const position = await this.historyStore.publish(room, this.names.room(room), envelope, history);
+      return { offset: position.offset, epoch: position.epoch };
+    }
     await this.broker.publish(this.names.room(room), envelope);
     return {};
+  }
+
+  private historyOptions(room: string): HistoryOptions | undefined {
+    const history = this.policy.options(room).history;
+    return history === undefined ? undefined : { size: history.size, ttlMs: history.ttl };
+  }
+
+  keepsHistory(room: string): boolean {
+    return this.historyOptions(room) !== undefined;
+  }
+
+  async catchUp(room: string, since: StreamPosition | undefined): Promise<HistoryRead | undefined> {
+    const history = this.historyOptions(room);
+    if (history === undefined || this.historyStore === undefined) return undefined;
+    // Without `since` only the position matters; one message is the least a read can ask for.
+    return this.historyStore.read(room, { since, limit: since === undefined ? 1 : history.size, ttlMs: history.ttlMs });
   }
 
   async sendJson(user: string, dataJson: string, from = ""): Promise<void> {
@@ -283,11 +320,34 @@ export class CrierNode implements SessionHost, ApiHost {
     );
   }
 
-  async history(room: string, _since: StreamPosition | undefined, _limit: number | undefined): Promise<HistoryReply> {
-    throw new ProtocolError(
-      "bad_request",
-      `history is not kept in ${this.policy.describe(room)}: set "history": {"size": N, "ttl": "10m"} in its namespace configuration`,
-    );
+  async history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply> {
+    const history = this.historyOptions(room);
+    if (history === undefined || this.historyStore === undefined) {
+      throw new ProtocolError(
+        "bad_request",
+        `history is not kept in ${this.policy.describe(room)}: set "history": {"size": N, "ttl": "10m"} in its namespace configuration`,
+      );
+    }
+    const read = await this.historyStore.read(room, {
+      since,
+      limit: Math.min(limit ?? 100, history.size),
+      ttlMs: history.ttlMs,
+    });
+    return {
+      op: "history",
+      room,
+      offset: read.position.offset,
+      epoch: read.position.epoch,
+      messages: read.messages.map((message) => {
+        const entry: HistoryMessage = {
+          room,
+          data: JSON.parse(message.data) as JsonValue,
+          offset: message.offset ?? 0,
+        };
+        if (message.from !== undefined && message.from !== "") entry.from = message.from;
+        return entry;
+      }),
+    };
   }
 
   /** This instance and every live one in the cluster. */
@@ -308,7 +368,9 @@ export class CrierNode implements SessionHost, ApiHost {
   }
 
   isReady(): boolean {
-    return this.started && this.closing === undefined && this.broker.isReady();
+    return (
+      this.started && this.closing === undefined && this.broker.isReady() && (this.historyStore?.isReady() ?? true)
+    );
   }
 
   async authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity> {
@@ -377,6 +439,7 @@ export class CrierNode implements SessionHost, ApiHost {
     clearTimeout(deadline);
     this.endpoint.close();
     await this.membership.close();
+    await this.historyStore?.close();
     await this.broker.close();
     this.logger.info("crier stopped");
   }
@@ -385,7 +448,7 @@ export class CrierNode implements SessionHost, ApiHost {
 /** Refuses settings this version cannot honour yet, rather than ignoring them. */
 function unsupported(config: CrierConfig): void {
   for (const [name, options] of Object.entries(config.namespaces)) {
-    for (const key of ["history", "presence", "joinLeave"] as const) {
+    for (const key of ["presence", "joinLeave"] as const) {
       const value = options[key];
       if (value !== undefined && value !== false) {
         throw new ConfigError([

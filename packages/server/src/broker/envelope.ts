@@ -46,6 +46,34 @@ interface Header {
 const KINDS: ReadonlySet<string> = new Set<EnvelopeKind>(["message", "direct", "disconnect", "unsubscribe"]);
 
 export function encodeEnvelope(envelope: Envelope): string {
+  return `${JSON.stringify(headerOf(envelope))}\n${envelope.data}`;
+}
+
+/** An envelope's encoding cut where offset and epoch go (see encodeEnvelopeParts). */
+export interface EnvelopeParts {
+  head: string;
+  tail: string;
+}
+
+/**
+ * For a store that assigns offset and epoch where the publication is made (the
+ * Redis history's Lua script): the envelope's encoding, without offset and
+ * epoch, cut where they go, so that
+ *   head + ',"o":' + offset + ',"e":"' + epoch + '"' + tail
+ * is exactly encodeEnvelope({ ...envelope, offset, epoch }) for an integer
+ * offset and an epoch that needs no JSON escaping.
+ */
+export function encodeEnvelopeParts(envelope: Envelope): EnvelopeParts {
+  // Rest keeps insertion order, so `before` is the header up to `f` and `after` what follows `e`.
+  const { o: _o, e: _e, x, y, ...before } = headerOf(envelope);
+  const after = JSON.stringify({ x, y }); // undefined members are left out, as in encodeEnvelope
+  return {
+    head: JSON.stringify(before).slice(0, -1),
+    tail: `${after === "{}" ? "}" : `,${after.slice(1)}`}\n${envelope.data}`,
+  };
+}
+
+function headerOf(envelope: Envelope): Header {
   const header: Header = { k: envelope.kind, n: envelope.node };
   if (envelope.room !== undefined) header.r = envelope.room;
   if (envelope.user !== undefined) header.u = envelope.user;
@@ -55,7 +83,7 @@ export function encodeEnvelope(envelope: Envelope): string {
   if (envelope.epoch !== undefined) header.e = envelope.epoch;
   if (envelope.code !== undefined) header.x = envelope.code;
   if (envelope.reason !== undefined) header.y = envelope.reason;
-  return `${JSON.stringify(header)}\n${envelope.data}`;
+  return header;
 }
 
 /** Decodes an envelope; throws an Error naming what is wrong when the text is not one. */

@@ -8,20 +8,12 @@ import { ProtocolError } from "crier-protocol";
 import { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import { freePort, type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { waitUntil } from "../../../../test/support/wait.js";
 import { backoffDelay, redactUrl } from "../redis/connection.js";
 import type { Envelope } from "./envelope.js";
 import { RedisBroker, type RedisBrokerOptions } from "./redis.js";
 
 const envelope = (data: string): Envelope => ({ kind: "message", room: "r", node: "test-node", data });
-
-/** Polls `check` until it holds, failing with `what` after the deadline. */
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 function assertUnavailable(err: unknown): true {
   assert.ok(err instanceof ProtocolError, `expected a ProtocolError, got ${String(err)}`);

@@ -2,7 +2,7 @@
 // node on its own HTTP server and stops it gracefully on SIGINT/SIGTERM.
 
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfig, SETTINGS } from "../config/load.js";
+import { ConfigError, loadConfig, SETTINGS, unknownEnvironment } from "../config/load.js";
 import { CrierNode } from "../node.js";
 
 export function serveHelp(): string {
@@ -38,6 +38,12 @@ export async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<num
   if (values.help === true) {
     process.stdout.write(`${serveHelp()}\n`);
     return 0;
+  }
+  for (const name of unknownEnvironment(env)) {
+    const settings = SETTINGS.map((setting) => setting.env).join(", ");
+    process.stderr.write(
+      `crier serve: ignoring unknown environment variable ${name}; known: ${settings}, CRIER_CONFIG\n`,
+    );
   }
   let node: CrierNode;
   try {

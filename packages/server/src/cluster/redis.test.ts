@@ -5,18 +5,10 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import { freePort, type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { waitUntil } from "../../../../test/support/wait.js";
 import type { NodeInfo } from "./membership.js";
 import { MemoryMembership } from "./memory.js";
 import { RedisMembership, type RedisMembershipOptions } from "./redis.js";
-
-/** Polls `check` until it holds, failing with `what` after the deadline. */
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** A membership whose heartbeat the test can stop, leaving its entry behind as a crashed node would. */
 class SilencedMembership extends RedisMembership {

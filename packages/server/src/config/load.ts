@@ -138,20 +138,48 @@ function convert(raw: string, kind: Kind): unknown {
   }
 }
 
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Sets a nested key. When an outer key already holds something that is not an
+ * object (a mistake in the file), it is left alone so validation reports it,
+ * rather than silently replaced.
+ */
 function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
   let node = target;
   for (const key of path.slice(0, -1)) {
     const next = node[key];
-    if (typeof next === "object" && next !== null && !Array.isArray(next)) {
-      node = next as Record<string, unknown>;
-    } else {
+    if (isPlainObject(next)) {
+      node = next;
+    } else if (next === undefined) {
       const created: Record<string, unknown> = {};
       node[key] = created;
       node = created;
+    } else {
+      return;
     }
   }
   const last = path[path.length - 1];
   if (last !== undefined) node[last] = value;
+}
+
+/** Merges `source` into `target` key by key, objects recursively (as env vars and flags are merged). */
+function mergeInto(target: Record<string, unknown>, source: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(source)) {
+    const existing = target[key];
+    if (isPlainObject(existing) && isPlainObject(value)) mergeInto(existing, value);
+    else target[key] = value;
+  }
+}
+
+/** Names of CRIER_* variables that are not settings: a likely typo (e.g. CRIER_REDIS for CRIER_REDIS_URL). */
+export function unknownEnvironment(env: Record<string, string | undefined>): string[] {
+  const known = new Set([...SETTINGS.map((setting) => setting.env), "CRIER_CONFIG", "CRIER_URL", "CRIER_TOKEN"]);
+  return Object.keys(env).filter(
+    (name) => name.startsWith("CRIER_") && !known.has(name) && !name.startsWith("CRIER_TEST"),
+  );
 }
 
 function readFile(file: string): Record<string, unknown> {
@@ -193,7 +221,7 @@ export function loadConfig(sources: ConfigSources): CrierConfig {
   const file = sources.file ?? sources.env?.CRIER_CONFIG;
   if (file !== undefined && file !== "") {
     const fromFile = readFile(file);
-    Object.assign(merged, fromFile);
+    mergeInto(merged, fromFile);
     for (const key of Object.keys(fromFile)) origin.set(key, `in ${file}`);
   }
   for (const setting of SETTINGS) {
@@ -232,7 +260,8 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 function describe(issue: z.core.$ZodIssue, input: unknown, origin: ReadonlyMap<string, string>): string {
   const path = issue.path.map(String);
   if (issue.code === "unrecognized_keys") {
-    const where = path.length === 0 ? "at the top level" : `in "${path.join(".")}"`;
+    const source = origin.get(path[0] ?? issue.keys[0] ?? "");
+    const where = `${path.length === 0 ? "at the top level" : `in "${path.join(".")}"`}${source ? ` ${source}` : ""}`;
     const allowed = allowedKeys(path);
     return `unknown config key${issue.keys.length > 1 ? "s" : ""} ${issue.keys
       .map((key) => `"${key}"`)

@@ -3,17 +3,22 @@
 // so the broker is subscribed to a channel exactly while some local session
 // needs it. Each publication is encoded once here, not once per recipient.
 
-import { encodeDirectFrame, encodeMessageFrame } from "crier-protocol";
+import { CloseCode, encodeDirectFrame, encodeMessageFrame, type StreamPosition } from "crier-protocol";
 import type { Logger } from "pino";
 import type { Broker, ChannelNames } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
+import type { HistoryRead } from "../history/history.js";
+import { OffsetGate } from "../history/merge.js";
+
+/** Reads a room's history after `since`, for repairing a gap; undefined when the room keeps none. */
+export type GapReader = (room: string, since: StreamPosition) => Promise<HistoryRead | undefined>;
 
 /** What the hub needs of a session. */
 export interface HubMember {
   readonly id: string;
   readonly user: string;
-  /** Queues an encoded text frame for this member. */
-  deliver(frame: Buffer): void;
+  /** Queues an encoded text frame for this member; `room` and `offset` for publications in rooms with history. */
+  deliver(frame: Buffer, room?: string, offset?: number): void;
   /** The server ended this member's subscription (`/api/unsubscribe`). */
   roomRemoved(room: string): void;
   /** The server asked this member's connection to close (`/api/disconnect`). */
@@ -24,6 +29,9 @@ interface Channel {
   readonly members: Set<HubMember>;
   /** Settles when the broker confirmed the subscription that this channel's first member started. */
   ready: Promise<void>;
+  /** For rooms with history: the epoch and the gate that keeps offsets contiguous on this instance. */
+  epoch?: string;
+  gate?: OffsetGate<Envelope>;
 }
 
 export class Hub {
@@ -33,11 +41,13 @@ export class Hub {
   private readonly broker: Broker;
   private readonly names: ChannelNames;
   private readonly logger: Logger;
+  private readonly readGap: GapReader | undefined;
 
-  constructor(broker: Broker, names: ChannelNames, logger: Logger) {
+  constructor(broker: Broker, names: ChannelNames, logger: Logger, readGap?: GapReader) {
     this.broker = broker;
     this.names = names;
     this.logger = logger;
+    this.readGap = readGap;
   }
 
   /** Registers a connected session under its client id and user. */
@@ -108,8 +118,11 @@ export class Hub {
         const room = envelope.room;
         const entry = room === undefined ? undefined : this.rooms.get(room);
         if (room === undefined || entry === undefined) return;
-        const frame = Buffer.from(encodeMessageFrame(room, envelope.data, envelope.offset, envelope.from));
-        for (const member of entry.members) member.deliver(frame);
+        if (envelope.offset === undefined) {
+          this.fanOut(room, entry, envelope);
+          return;
+        }
+        this.admit(room, entry, envelope, envelope.offset);
         return;
       }
       case "direct": {
@@ -138,6 +151,91 @@ export class Hub {
         for (const member of [...entry.members]) member.disconnect(code, reason);
         return;
       }
+    }
+  }
+
+  private fanOut(room: string, entry: Channel, envelope: Envelope): void {
+    const frame = Buffer.from(encodeMessageFrame(room, envelope.data, envelope.offset, envelope.from));
+    for (const member of entry.members) member.deliver(frame, room, envelope.offset);
+  }
+
+  /**
+   * A publication with an offset: delivered once, in offset order. A gap (the
+   * backplane dropped messages, e.g. while this instance's subscriber connection
+   * was down) is repaired from history before anything after it is delivered.
+   */
+  private admit(room: string, entry: Channel, envelope: Envelope, offset: number): void {
+    if (entry.gate === undefined || envelope.epoch !== entry.epoch) {
+      if (entry.gate !== undefined) {
+        // A new epoch: the room's history was lost (e.g. Redis restarted empty).
+        // What this instance's members missed cannot be known: they reconnect,
+        // resubscribe and are told recovered: false.
+        this.lost(room, entry, "the room's history was reset");
+        if (this.rooms.get(room) !== entry) return;
+      }
+      entry.epoch = envelope.epoch;
+      entry.gate = new OffsetGate<Envelope>(offset - 1, false);
+    }
+    const gate = entry.gate;
+    if (!gate.catchingUp && offset > gate.position + 1 && this.readGap !== undefined && entry.epoch !== undefined) {
+      gate.hold();
+      gate.admit(offset, envelope);
+      this.repair(room, entry, gate, { offset: gate.position, epoch: entry.epoch });
+      return;
+    }
+    const verdict = gate.admit(offset, envelope);
+    if (verdict === "deliver" || verdict === "gap") this.fanOut(room, entry, envelope);
+  }
+
+  /** Reads what was missed after `since` and releases it, then what arrived meanwhile. */
+  private repair(room: string, entry: Channel, gate: OffsetGate<Envelope>, since: StreamPosition): void {
+    const reader = this.readGap;
+    if (reader === undefined) return;
+    reader(room, since).then(
+      (read) => {
+        if (this.rooms.get(room) !== entry || entry.gate !== gate) return;
+        if (read === undefined || !read.complete || read.position.epoch !== since.epoch) {
+          this.lost(room, entry, "missed messages are no longer in history");
+          return;
+        }
+        const history = read.messages.map((message) => ({ offset: message.offset ?? 0, item: message }));
+        const released = gate.release(since.offset, history);
+        if (!released.contiguous) {
+          this.lost(room, entry, "missed messages are no longer in history");
+          return;
+        }
+        for (const message of released.items) this.fanOut(room, entry, message);
+      },
+      (error: unknown) => {
+        this.logger.warn({ err: error, room }, "could not read history to repair a gap");
+        if (this.rooms.get(room) === entry && entry.gate === gate) this.lost(room, entry, "history unreachable");
+      },
+    );
+  }
+
+  /** The members of `room` here missed messages that cannot be replayed: they reconnect and recover. */
+  private lost(room: string, entry: Channel, why: string): void {
+    this.logger.warn(
+      { room, members: entry.members.size, why },
+      "messages lost on this instance: disconnecting members",
+    );
+    entry.gate = undefined;
+    entry.epoch = undefined;
+    for (const member of [...entry.members]) {
+      member.disconnect(CloseCode.MessagesLost, `missed messages in '${room}': reconnect and recover`);
+    }
+  }
+
+  /**
+   * After the backplane reconnects: every room with history checks, from its
+   * last delivered offset, whether it missed anything while disconnected.
+   */
+  resync(): void {
+    for (const [room, entry] of this.rooms) {
+      const gate = entry.gate;
+      if (gate === undefined || gate.catchingUp || entry.epoch === undefined) continue;
+      gate.hold();
+      this.repair(room, entry, gate, { offset: gate.position, epoch: entry.epoch });
     }
   }
 

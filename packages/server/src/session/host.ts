@@ -6,6 +6,7 @@ import type { ConnectCommand, HistoryReply, Member, StreamPosition } from "crier
 import type { Logger } from "pino";
 import type { Identity } from "../auth/identity.js";
 import type { RoomAction } from "../auth/policy.js";
+import type { HistoryRead } from "../history/history.js";
 import type { Hub } from "../hub/hub.js";
 import type { WriteBatcher } from "./write-batcher.js";
 
@@ -61,6 +62,13 @@ export interface SessionHost {
   sendJson(user: string, dataJson: string, from: string): Promise<void>;
   presence(room: string): Promise<Member[]>;
   history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply>;
+  /**
+   * For a subscribe to a room with history: the current position and, with
+   * `since`, the messages after it. Undefined when the room keeps no history.
+   */
+  catchUp(room: string, since: StreamPosition | undefined): Promise<HistoryRead | undefined>;
+  /** Whether `room`'s namespace keeps history. */
+  keepsHistory(room: string): boolean;
   /** Called once, when the session has closed and left every index. */
   sessionClosed(session: SessionView): void;
 }

@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { type TestNode, startNode } from "../../../../test/support/node.js";
+import { startNode, type TestNode } from "../../../../test/support/node.js";
 import { JWT_SECRET, token } from "../../../../test/support/tokens.js";
 import { TestClient } from "../../../../test/support/ws-client.js";
 
@@ -134,7 +134,7 @@ describe("bad frames", () => {
     ["a room of 201 characters", { op: "subscribe", room: "a".repeat(201) }, /'room' must be/],
     ["a numeric room", { op: "publish", room: 5, data: 1 }, /'room' must be/],
     ["publish without data", { op: "publish", room: "a" }, /'data' is required/],
-    ["send to user \"\"", { op: "send", user: "", data: 1 }, /must not be empty/],
+    ['send to user ""', { op: "send", user: "", data: 1 }, /must not be empty/],
     ["send with a numeric user", { op: "send", user: 7, data: 1 }, /'user' must be a string/],
     ["since of the wrong shape", { op: "subscribe", room: "a", since: { offset: -1, epoch: "e" } }, /'since'/],
     ["history with limit 0", { op: "history", room: "a", limit: 0 }, /'limit'/],
@@ -222,11 +222,14 @@ describe("rooms and users", () => {
   test("commands without id get no success reply, but their effects happen", async () => {
     const client = await server.client();
     client.send({ op: "subscribe", room: "quiet" });
-    const subscribed = await client.next("subscribed");
-    assert.equal("id" in subscribed, false, "subscribed carries state, so it is sent even without id");
     client.send({ op: "publish", room: "quiet", data: "x" });
     await client.next("message");
-    assert.equal(client.all("ok").length, 0);
+    const unsubscribed = await client.call({ op: "unsubscribe", room: "quiet" });
+    assert.equal(unsubscribed.op, "ok");
+    assert.deepEqual(
+      client.frames.map((frame) => frame.op),
+      ["connected", "message", "ok"],
+    );
     client.close();
   });
 
@@ -285,7 +288,8 @@ describe("rooms and users", () => {
 
   test("limits.maxSubscriptions is enforced", async () => {
     const client = await server.client();
-    for (const room of ["l1", "l2", "l3"]) assert.equal((await client.call({ op: "subscribe", room })).op, "subscribed");
+    for (const room of ["l1", "l2", "l3"])
+      assert.equal((await client.call({ op: "subscribe", room })).op, "subscribed");
     const refused = await client.call({ op: "subscribe", room: "l4" });
     assert.equal(refused.op === "error" && refused.code, "forbidden");
     assert.match(refused.op === "error" ? refused.message : "", /maxSubscriptions/);
@@ -477,5 +481,122 @@ describe("hooks", () => {
     // publish: "subscribers" would refuse; the hook allows.
     assert.equal((await client.call({ op: "publish", room: "open-publish", data: 1 })).op, "ok");
     client.close();
+  });
+});
+
+describe("rooms with history", () => {
+  let server: TestNode;
+  before(async () => {
+    server = await startNode({ namespaces: { chat: { history: { size: 5, ttl: "10m" } } } });
+  });
+  after(() => server.close());
+
+  test("subscribed and ok carry offset and epoch; messages carry offsets", async () => {
+    const client = await server.client();
+    const subscribed = await client.call({ op: "subscribe", room: "chat:a" });
+    assert.equal(subscribed.op, "subscribed");
+    if (subscribed.op !== "subscribed") return;
+    assert.equal(subscribed.offset, 0);
+    assert.equal(typeof subscribed.epoch, "string");
+    const ok = await client.call({ op: "publish", room: "chat:a", data: "one" });
+    assert.deepEqual(ok, { op: "ok", id: 3, offset: 1, epoch: subscribed.epoch });
+    assert.deepEqual(await client.next("message"), { op: "message", room: "chat:a", data: "one", offset: 1 });
+    client.close();
+  });
+
+  test("subscribe with since replays exactly the missed messages, then live ones", async () => {
+    const publisher = await server.client();
+    await publisher.call({ op: "subscribe", room: "chat:b" });
+    const first = await publisher.call({ op: "publish", room: "chat:b", data: 1 });
+    assert.equal(first.op, "ok");
+    if (first.op !== "ok" || first.epoch === undefined) return;
+    for (const n of [2, 3, 4]) await publisher.call({ op: "publish", room: "chat:b", data: n });
+
+    const late = await server.client();
+    const subscribed = await late.call({ op: "subscribe", room: "chat:b", since: { offset: 1, epoch: first.epoch } });
+    assert.deepEqual(subscribed, {
+      op: "subscribed",
+      id: 2,
+      room: "chat:b",
+      offset: 4,
+      epoch: first.epoch,
+      recovered: true,
+    });
+    await publisher.call({ op: "publish", room: "chat:b", data: 5 });
+    const messages = [
+      await late.next("message"),
+      await late.next("message"),
+      await late.next("message"),
+      await late.next("message"),
+    ];
+    assert.deepEqual(
+      messages.map((m) => (m.op === "message" ? [m.offset, m.data] : [])),
+      [
+        [2, 2],
+        [3, 3],
+        [4, 4],
+        [5, 5],
+      ],
+    );
+    // The replay came after the subscribed reply.
+    const ops = late.frames.map((frame) => frame.op);
+    assert.ok(ops.indexOf("subscribed") < ops.indexOf("message"));
+    publisher.close();
+    late.close();
+  });
+
+  test("since with another epoch, or older than what is retained, gets recovered: false and no replay", async () => {
+    const publisher = await server.client();
+    await publisher.call({ op: "subscribe", room: "chat:c" });
+    for (let n = 1; n <= 8; n++) await publisher.call({ op: "publish", room: "chat:c", data: n });
+    const stale = await server.client();
+    const wrongEpoch = await stale.call({ op: "subscribe", room: "chat:c", since: { offset: 7, epoch: "other" } });
+    assert.equal(wrongEpoch.op === "subscribed" && wrongEpoch.recovered, false);
+    assert.equal(wrongEpoch.op === "subscribed" && wrongEpoch.offset, 8);
+    const epoch = wrongEpoch.op === "subscribed" ? wrongEpoch.epoch : "";
+    await stale.call({ op: "unsubscribe", room: "chat:c" });
+    // Size 5 retains offsets 4..8: since 1 would need 2 and 3.
+    const trimmed = await stale.call({ op: "subscribe", room: "chat:c", since: { offset: 1, epoch } });
+    assert.equal(trimmed.op === "subscribed" && trimmed.recovered, false);
+    assert.equal(stale.all("message").length, 0);
+    publisher.close();
+    stale.close();
+  });
+
+  test("since on a room without history is ignored: recovered false, no offsets", async () => {
+    const client = await server.client();
+    const reply = await client.call({ op: "subscribe", room: "plain", since: { offset: 3, epoch: "x" } });
+    assert.deepEqual(reply, { op: "subscribed", id: 2, room: "plain", recovered: false });
+    client.close();
+  });
+
+  test("the history op and GET /api/history return retained messages, oldest first", async () => {
+    const client = await server.client({});
+    await client.call({ op: "subscribe", room: "chat:d" });
+    for (const n of [1, 2, 3]) await client.call({ op: "publish", room: "chat:d", data: { n } });
+    const reply = await client.call({ op: "history", room: "chat:d", limit: 2 });
+    assert.equal(reply.op, "history");
+    if (reply.op !== "history") return;
+    assert.equal(reply.offset, 3);
+    assert.deepEqual(reply.messages, [
+      { room: "chat:d", data: { n: 2 }, offset: 2 },
+      { room: "chat:d", data: { n: 3 }, offset: 3 },
+    ]);
+    const since = await client.call({ op: "history", room: "chat:d", since: { offset: 1, epoch: reply.epoch } });
+    assert.deepEqual(since.op === "history" && since.messages.map((m) => m.offset), [2, 3]);
+    const http = await server.api(`/api/history?room=chat:d&since=2&epoch=${reply.epoch}`);
+    assert.deepEqual(http, {
+      status: 200,
+      body: { offset: 3, epoch: reply.epoch, messages: [{ room: "chat:d", data: { n: 3 }, offset: 3 }] },
+    });
+    client.close();
+  });
+
+  test("POST /api/publish into a room with history returns offset and epoch", async () => {
+    const result = await server.api("/api/publish", { room: "chat:e", data: "x" });
+    assert.equal(result.status, 200);
+    const body = result.body as { offset: number; epoch: string };
+    assert.equal(body.offset, 1);
+    assert.equal(typeof body.epoch, "string");
   });
 });

@@ -11,14 +11,17 @@ import {
   type ConnectCommand,
   decodeClientFrame,
   type ErrorCode,
+  encodeMessageFrame,
   encodeServerFrame,
   ProtocolError,
   type ReplyFrame,
   type ServerFrame,
+  type StreamPosition,
 } from "crier-protocol";
 import type { Logger } from "pino";
 import type { WebSocket } from "ws";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
+import { OffsetGate } from "../history/merge.js";
 import type { HubMember } from "../hub/hub.js";
 import type { SessionHost, SessionView } from "./host.js";
 import { RateLimiter } from "./rate-limiter.js";
@@ -50,6 +53,8 @@ export class Session implements HubMember, SessionView {
   private awaitingPong = false;
   private busy = false;
   private readonly waiting: ClientCommand[] = [];
+  /** Per room with history: keeps this connection's offsets gap- and duplicate-free across a catch-up. */
+  private readonly gates = new Map<string, OffsetGate<Buffer>>();
 
   constructor(ws: WebSocket, socket: Socket, request: IncomingMessage, host: SessionHost) {
     this.ws = ws;
@@ -157,6 +162,7 @@ export class Session implements HubMember, SessionView {
       case "unsubscribe": {
         if (!this.rooms.has(command.room)) throw notSubscribed(command.room);
         this.rooms.delete(command.room);
+        this.gates.delete(command.room);
         this.host.hub.unsubscribe(this, command.room);
         this.reply(command.id, { op: "ok" });
         return;
@@ -252,11 +258,7 @@ export class Session implements HubMember, SessionView {
     this.armExpiry();
   }
 
-  private async onSubscribe(
-    room: string,
-    id: number | undefined,
-    since: { offset: number; epoch: string } | undefined,
-  ): Promise<void> {
+  private async onSubscribe(room: string, id: number | undefined, since: StreamPosition | undefined): Promise<void> {
     if (this.rooms.has(room)) throw new ProtocolError("already_subscribed", `already subscribed to '${room}'`);
     if (this.rooms.size >= this.host.settings.maxSubscriptions) {
       throw new ProtocolError(
@@ -265,24 +267,54 @@ export class Session implements HubMember, SessionView {
       );
     }
     await this.host.authorize(this, room, "subscribe");
+    // In a room with history, live messages are held from the moment the
+    // subscription is live until the history read says where this client is.
+    const gate = this.host.keepsHistory(room) ? new OffsetGate<Buffer>(0, true) : undefined;
+    if (gate !== undefined) this.gates.set(room, gate);
     this.rooms.add(room);
     try {
       await this.host.hub.subscribe(this, room);
+      const read = gate === undefined ? undefined : await this.host.catchUp(room, since);
+      if (this.isClosed() || this.gates.get(room) !== gate) return;
+      if (gate === undefined || read === undefined) {
+        this.reply(id, { op: "subscribed", room, recovered: false });
+        return;
+      }
+      const position = read.position;
+      const recovered =
+        since !== undefined && read.complete && since.epoch === position.epoch && since.offset <= position.offset;
+      const missed = recovered
+        ? read.messages.map((message) => ({
+            offset: message.offset ?? 0,
+            item: Buffer.from(encodeMessageFrame(room, message.data, message.offset, message.from)),
+          }))
+        : [];
+      const released = gate.release(recovered ? since.offset : position.offset, missed);
+      this.reply(id, { op: "subscribed", room, offset: position.offset, epoch: position.epoch, recovered });
+      for (const frame of released.items) this.send(frame);
     } catch (error) {
-      this.rooms.delete(room);
-      this.host.hub.unsubscribe(this, room);
+      if (this.rooms.delete(room)) this.host.hub.unsubscribe(this, room);
+      if (this.gates.get(room) === gate) this.gates.delete(room);
       throw error;
     }
-    if (this.isClosed()) return;
-    void since; // Recovery from history arrives with the history store.
-    this.reply(id, { op: "subscribed", room, recovered: false }, true);
   }
 
   // ---- outbound ------------------------------------------------------------
 
   /** Hub delivery: one pre-encoded frame, shared by every recipient. */
-  deliver(frame: Buffer): void {
+  deliver(frame: Buffer, room?: string, offset?: number): void {
     if (this.state !== "connected") return;
+    if (offset !== undefined && room !== undefined) {
+      const gate = this.gates.get(room);
+      if (gate !== undefined) {
+        const verdict = gate.admit(offset, frame);
+        if (verdict === "held" || verdict === "duplicate") return;
+      }
+    }
+    this.send(frame);
+  }
+
+  private send(frame: Buffer): void {
     if (this.ws.bufferedAmount + frame.length > this.host.settings.outboundQueueBytes) {
       this.close(CloseCode.SlowConsumer, "slow consumer: outbound queue over its limit");
       return;
@@ -293,6 +325,7 @@ export class Session implements HubMember, SessionView {
 
   roomRemoved(room: string): void {
     if (this.state !== "connected" || !this.rooms.delete(room)) return;
+    this.gates.delete(room);
     this.host.hub.unsubscribe(this, room);
     this.write({ op: "unsubscribed", room });
   }
@@ -307,7 +340,7 @@ export class Session implements HubMember, SessionView {
     this.ws.send(encodeServerFrame(frame));
   }
 
-  /** Sends a command's success reply: always when `force` (the protocol's replies that carry state), else only to commands with an id. */
+  /** Sends a command's success reply: only to commands with an id, except `connected` (forced), which every client needs. */
   private reply(id: number | undefined, frame: ReplyFrame, force = false): void {
     if (id === undefined && !force) return;
     this.write(id === undefined ? frame : { ...frame, id });
@@ -381,6 +414,7 @@ export class Session implements HubMember, SessionView {
     clearTimeout(this.pingTimer);
     clearTimeout(this.expiryTimer);
     this.waiting.length = 0;
+    this.gates.clear();
     if (wasConnected) this.host.hub.removeMember(this, this.rooms);
     this.rooms.clear();
     this.host.sessionClosed(this);

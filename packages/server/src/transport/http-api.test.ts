@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { type TestNode, startNode } from "../../../../test/support/node.js";
+import { startNode, type TestNode } from "../../../../test/support/node.js";
 import { JWT_SECRET, token } from "../../../../test/support/tokens.js";
 
 describe("HTTP API", () => {

@@ -1,0 +1,573 @@
+// CrierClient: one logical connection to a crier server that outlives its sockets.
+// It owns the reconnect loop, the command ids and their replies, the commands queued
+// while reconnecting, and the subscriptions it restores (with `since`) after each reconnect.
+
+import {
+  type ClientCommand,
+  CloseCode,
+  type ConnectCommand,
+  type ConnectedReply,
+  type DirectPush,
+  type ErrorCode,
+  type HistoryMessage,
+  isValidRoom,
+  type JoinPush,
+  type JsonValue,
+  type LeavePush,
+  type Member,
+  type MessagePush,
+  ProtocolError,
+  type ServerFrame,
+  type StreamPosition,
+  type SubscribeCommand,
+  shouldReconnect,
+} from "crier-protocol";
+import { type BackoffOptions, backoffDelay } from "./backoff.js";
+import { Connection, type ConnectionClose } from "./connection.js";
+import { type Deferred, deferred } from "./deferred.js";
+import { Emitter } from "./emitter.js";
+import { asError, CrierClientError } from "./errors.js";
+import { type ClientOptions, type ResolvedOptions, resolveOptions } from "./options.js";
+import type { ReplyCallbacks } from "./pending.js";
+import { PendingReplies } from "./pending.js";
+import { type MessageHandler, type SubscribeOptions, Subscription } from "./subscription.js";
+import { startTimer, type Timer } from "./timer.js";
+
+export interface ConnectedInfo {
+  /** This connection's id. */
+  client: string;
+  /** The user (JWT `sub`), "" when anonymous. */
+  user: string;
+  /** The server instance the client is connected to. */
+  node: string;
+  /** The server's ping interval, in seconds. */
+  ping: number;
+}
+
+export interface DisconnectedInfo {
+  /** The WebSocket close code; 1006 when the client ended the connection itself (timeout, silence). */
+  code: number;
+  reason: string;
+  willReconnect: boolean;
+}
+
+export interface ClientEvents {
+  connected: ConnectedInfo;
+  disconnected: DisconnectedInfo;
+  /** Errors with no caller to reject: an `error` frame without id, an unreadable frame, a token function that threw. */
+  error: Error;
+  /** Every `message` push, whatever the room. */
+  message: MessagePush;
+  direct: DirectPush;
+  join: JoinPush;
+  leave: LeavePush;
+}
+
+export type ClientState = "disconnected" | "connecting" | "connected";
+
+export interface PublishResult {
+  /** Present when the room keeps history. */
+  offset?: number;
+  epoch?: string;
+}
+
+export interface HistoryOptions {
+  since?: StreamPosition;
+  limit?: number;
+}
+
+export interface HistoryResult {
+  room: string;
+  offset: number;
+  epoch: string;
+  messages: HistoryMessage[];
+}
+
+type Reply<Op extends ServerFrame["op"]> = Extract<ServerFrame, { op: Op }>;
+
+function isReply<Op extends ServerFrame["op"]>(frame: ServerFrame, op: Op): frame is Reply<Op> {
+  return frame.op === op;
+}
+
+/** Errors in reply to `connect` that another attempt would only repeat. */
+const REFUSALS = new Set<ErrorCode>(["unauthorized", "forbidden", "bad_request", "too_large"]);
+/** Errors in reply to a resubscribe that are worth retrying on the same connection. */
+const TRANSIENT = new Set<ErrorCode>(["unavailable", "rate_limited", "internal"]);
+
+function isTransient(error: Error): boolean {
+  if (error instanceof ProtocolError) return TRANSIENT.has(error.code);
+  return error instanceof CrierClientError && error.code === "timeout";
+}
+
+/** Failures that mean "this connection is gone", after which the next `connected` resubscribes. */
+function isConnectionLoss(error: Error): boolean {
+  return error instanceof CrierClientError && (error.code === "disconnected" || error.code === "closed");
+}
+
+function checkRoom(room: string): void {
+  if (!isValidRoom(room)) {
+    throw new ProtocolError("bad_request", "room must be 1-200 characters of A-Z a-z 0-9 _ - : . @ / =");
+  }
+}
+
+interface ResubscribeRetry {
+  attempt: number;
+  timer: Timer | undefined;
+}
+
+export class CrierClient extends Emitter<ClientEvents> {
+  readonly url: string;
+  readonly #options: ResolvedOptions;
+  readonly #backoff: BackoffOptions;
+  readonly #pending: PendingReplies;
+  readonly #subscriptions = new Map<string, Subscription>();
+  readonly #retries = new Map<Subscription, ResubscribeRetry>();
+  /** Commands issued while (re)connecting, written after the next `connected`. */
+  #queue: { id: number; text: string }[] = [];
+  #state: ClientState = "disconnected";
+  #connection: Connection | undefined;
+  #info: ConnectedInfo | undefined;
+  #token: string | undefined;
+  /** Set after a 4005 close: the token function is asked for a new token before the next attempt. */
+  #tokenStale = false;
+  #attempt = 0;
+  /** Bumped whenever the client stops, so an attempt begun before (a token fetch in flight) gives up. */
+  #run = 0;
+  #reconnectTimer: Timer | undefined;
+  #connectWaiter: Deferred<ConnectedInfo> | undefined;
+
+  constructor(url: string, options: ClientOptions = {}) {
+    super();
+    this.url = url;
+    this.#options = resolveOptions(options);
+    this.#backoff = {
+      minDelayMs: this.#options.minReconnectDelayMs,
+      maxDelayMs: this.#options.maxReconnectDelayMs,
+      jitter: this.#options.jitter,
+    };
+    this.#pending = new PendingReplies(this.#options.ackTimeoutMs);
+    if (typeof options.token === "string") this.#token = options.token;
+  }
+
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  /** The `connected` reply of the current connection, while connected. */
+  get info(): ConnectedInfo | undefined {
+    return this.#info;
+  }
+
+  /**
+   * Connects (or joins the attempt under way) and resolves with the `connected` reply.
+   * Transient failures are retried with backoff and keep the promise pending; it rejects
+   * when the client gives up (a terminal close code, a refused token) or close() is called.
+   */
+  connect(): Promise<ConnectedInfo> {
+    if (this.#state === "connected" && this.#info !== undefined) return Promise.resolve(this.#info);
+    this.#connectWaiter ??= deferred();
+    const { promise } = this.#connectWaiter;
+    if (this.#state === "disconnected") {
+      this.#state = "connecting";
+      this.#attempt = 0;
+      void this.#dial();
+    }
+    return promise;
+  }
+
+  /**
+   * Closes the connection for good: stops reconnecting, rejects every waiting command and
+   * ends every subscription; no timer is left running. Safe to call more than once.
+   */
+  close(): void {
+    const wasActive = this.#state !== "disconnected";
+    const error = new CrierClientError("closed", "the client was closed");
+    this.#halt(error);
+    for (const subscription of this.#subscriptions.values()) subscription.end(error);
+    this.#subscriptions.clear();
+    if (wasActive) this.emit("disconnected", { code: 1000, reason: "client closed", willReconnect: false });
+  }
+
+  /**
+   * Subscribes to `room`; `handler` gets every `message` push for it. Works before
+   * connect() too: subscriptions are sent as soon as the client is connected, and again
+   * after each reconnect, with `since` set to the last position seen.
+   */
+  subscribe(room: string, handler: MessageHandler, options: SubscribeOptions = {}): Subscription {
+    checkRoom(room);
+    if (this.#subscriptions.has(room)) {
+      throw new ProtocolError(
+        "already_subscribed",
+        `already subscribed to '${room}'; add a listener with subscription.on("message") instead`,
+      );
+    }
+    const subscription = new Subscription(room, handler, options.since, (s) => this.#unsubscribe(s));
+    this.#subscriptions.set(room, subscription);
+    this.#sendSubscribe(subscription);
+    return subscription;
+  }
+
+  /** The live subscription to `room`, if any. */
+  getSubscription(room: string): Subscription | undefined {
+    return this.#subscriptions.get(room);
+  }
+
+  async publish(room: string, data: JsonValue): Promise<PublishResult> {
+    checkRoom(room);
+    const reply = await this.#request({ op: "publish", room, data }, "ok");
+    const result: PublishResult = {};
+    if (reply.offset !== undefined) result.offset = reply.offset;
+    if (reply.epoch !== undefined) result.epoch = reply.epoch;
+    return result;
+  }
+
+  /** Sends `data` to every connection of `user`, on every instance. */
+  async send(user: string, data: JsonValue): Promise<void> {
+    if (user === "")
+      throw new ProtocolError("bad_request", "user must not be empty: anonymous connections cannot be addressed");
+    await this.#request({ op: "send", user, data }, "ok");
+  }
+
+  async presence(room: string): Promise<Member[]> {
+    checkRoom(room);
+    const reply = await this.#request({ op: "presence", room }, "presence");
+    return reply.members;
+  }
+
+  async history(room: string, options: HistoryOptions = {}): Promise<HistoryResult> {
+    checkRoom(room);
+    const command: ClientCommand = { op: "history", room };
+    if (options.since !== undefined) command.since = options.since;
+    if (options.limit !== undefined) command.limit = options.limit;
+    const reply = await this.#request(command, "history");
+    return { room: reply.room, offset: reply.offset, epoch: reply.epoch, messages: reply.messages };
+  }
+
+  /** Gives the server a new token for the same user; later reconnects use it too. */
+  async refresh(token: string): Promise<void> {
+    await this.#request({ op: "refresh", token }, "ok");
+    this.#token = token;
+    this.#tokenStale = false;
+  }
+
+  // Connection lifecycle.
+
+  async #dial(): Promise<void> {
+    const run = this.#run;
+    let token: string | undefined;
+    try {
+      token = await this.#currentToken();
+    } catch (error) {
+      if (run !== this.#run) return;
+      this.emit("error", asError(error));
+      this.#scheduleReconnect();
+      return;
+    }
+    if (run !== this.#run) return;
+
+    const connect: ConnectCommand & { id: number } = { op: "connect", id: this.#pending.nextId() };
+    if (token !== undefined) connect.token = token;
+    if (this.#options.info !== undefined) connect.info = this.#options.info;
+    if (this.#options.name !== undefined) connect.name = this.#options.name;
+    try {
+      const connection: Connection = new Connection(
+        {
+          WebSocket: this.#options.WebSocket,
+          url: this.url,
+          protocols: this.#options.protocols,
+          connect,
+          handshakeTimeoutMs: this.#options.ackTimeoutMs,
+          pingMarginMs: this.#options.pingMarginMs,
+        },
+        {
+          connected: (reply) => this.#onConnected(connection, reply),
+          frame: (frame) => this.#onFrame(connection, frame),
+          closed: (close) => this.#onClosed(connection, close),
+          error: (error) => this.emit("error", error),
+        },
+      );
+      this.#connection = connection;
+    } catch (error) {
+      // The WebSocket constructor refused the URL or the protocols: retrying will not help.
+      const cause = asError(error);
+      this.emit("error", cause);
+      this.#halt(cause);
+    }
+  }
+
+  async #currentToken(): Promise<string | undefined> {
+    const source = this.#options.token;
+    if (typeof source !== "function") return this.#token;
+    if (this.#token === undefined || this.#tokenStale) {
+      const token = await source();
+      if (typeof token !== "string") throw new TypeError("crier-client: the token function must return a string");
+      this.#token = token;
+      this.#tokenStale = false;
+    }
+    return this.#token;
+  }
+
+  #onConnected(connection: Connection, reply: ConnectedReply): void {
+    if (connection !== this.#connection) return;
+    this.#state = "connected";
+    this.#attempt = 0;
+    const info: ConnectedInfo = { client: reply.client, user: reply.user, node: reply.node, ping: reply.ping };
+    this.#info = info;
+    // Subscriptions first, then queued commands: a publish queued while offline must
+    // not overtake the resubscribe to its room.
+    for (const subscription of this.#subscriptions.values()) this.#sendSubscribe(subscription);
+    this.#flushQueue(connection);
+    // A failed write above ends the connection synchronously; then it never was "connected".
+    if (connection !== this.#connection) return;
+    const waiter = this.#connectWaiter;
+    this.#connectWaiter = undefined;
+    waiter?.resolve(info);
+    this.emit("connected", info);
+  }
+
+  #onFrame(connection: Connection, frame: ServerFrame): void {
+    if (connection !== this.#connection) return;
+    switch (frame.op) {
+      case "message":
+        this.#subscriptions.get(frame.room)?.handleMessage(frame);
+        this.emit("message", frame);
+        return;
+      case "direct":
+        this.emit("direct", frame);
+        return;
+      case "join":
+        this.emit("join", frame);
+        return;
+      case "leave":
+        this.emit("leave", frame);
+        return;
+      case "connected":
+      case "subscribed":
+      case "ok":
+      case "presence":
+      case "history":
+      case "error":
+        if (typeof frame.id === "number" && this.#pending.settle(frame.id, frame)) return;
+        if (frame.op === "error") this.emit("error", new ProtocolError(frame.code, frame.message));
+        return;
+      default:
+        // Unknown ops are ignored: a newer server may push things this SDK does not know yet.
+        return;
+    }
+  }
+
+  #onClosed(connection: Connection, close: ConnectionClose): void {
+    if (connection !== this.#connection) return;
+    this.#connection = undefined;
+    this.#info = undefined;
+    const { code, reason, connectError, fatal } = close;
+    const refused = connectError !== undefined && REFUSALS.has(connectError.code);
+    const tokenExpired = code === CloseCode.TokenExpired && typeof this.#options.token === "function";
+    const willReconnect = fatal === undefined && !refused && (tokenExpired || shouldReconnect(code));
+    const suffix = reason === "" ? "" : ` ${reason}`;
+
+    this.#pending.failSent(
+      new CrierClientError("disconnected", `the connection closed (${code}${suffix}) before the reply`, code),
+    );
+    this.#cancelRetries();
+    for (const subscription of this.#subscriptions.values()) subscription.handleConnectionLost();
+    if (willReconnect) {
+      if (tokenExpired) this.#tokenStale = true;
+      this.#state = "connecting";
+      this.#scheduleReconnect();
+    } else {
+      this.#halt(
+        fatal ??
+          connectError ??
+          new CrierClientError("closed", `the server closed the connection (${code}${suffix}); not reconnecting`, code),
+      );
+    }
+    this.emit("disconnected", { code, reason, willReconnect });
+  }
+
+  #scheduleReconnect(): void {
+    const delay = backoffDelay(this.#attempt, this.#backoff);
+    this.#attempt += 1;
+    this.#reconnectTimer?.cancel();
+    this.#reconnectTimer = startTimer(
+      delay,
+      () => {
+        this.#reconnectTimer = undefined;
+        void this.#dial();
+      },
+      true,
+    );
+  }
+
+  /** Stops connecting and fails what waits on a connection. Subscriptions stay registered for the next connect(). */
+  #halt(error: Error): void {
+    this.#run += 1;
+    this.#state = "disconnected";
+    this.#info = undefined;
+    this.#reconnectTimer?.cancel();
+    this.#reconnectTimer = undefined;
+    this.#cancelRetries();
+    const connection = this.#connection;
+    this.#connection = undefined;
+    connection?.close();
+    this.#pending.failAll(error);
+    this.#queue = [];
+    const waiter = this.#connectWaiter;
+    this.#connectWaiter = undefined;
+    waiter?.reject(error);
+  }
+
+  // Commands.
+
+  /** Sends `command` with a fresh id and resolves with its reply, which must have op `expect`. */
+  #request<Op extends ServerFrame["op"]>(command: ClientCommand, expect: Op): Promise<Reply<Op>> {
+    return new Promise((resolve, reject) => {
+      this.#command(
+        command,
+        {
+          reply: (frame) => {
+            if (isReply(frame, expect)) resolve(frame);
+            else reject(new CrierClientError("bad_frame", `'${frame.op}' in reply to '${command.op}'`));
+          },
+          fail: reject,
+        },
+        true,
+      );
+    });
+  }
+
+  /**
+   * Writes `command` now when connected; while (re)connecting, queues it when `queueable`
+   * (bounded by maxQueuedCommands) or fails it; before connect() or after close(), fails it.
+   */
+  #command(command: ClientCommand, callbacks: ReplyCallbacks, queueable: boolean): void {
+    const id = this.#pending.nextId();
+    let text: string;
+    try {
+      text = JSON.stringify({ ...command, id });
+    } catch (error) {
+      callbacks.fail(asError(error));
+      return;
+    }
+    const connection = this.#state === "connected" ? this.#connection : undefined;
+    if (connection !== undefined) {
+      // Registered before writing: if the write fails, the connection reports its close,
+      // and that fails this command like every other one in flight.
+      this.#pending.add(id, command.op, true, callbacks);
+      connection.send(text);
+      return;
+    }
+    if (this.#state === "disconnected" || !queueable) {
+      callbacks.fail(
+        new CrierClientError(
+          "not_connected",
+          `cannot ${command.op}: the client is not connected (call connect() first)`,
+        ),
+      );
+      return;
+    }
+    this.#queue = this.#queue.filter((queued) => this.#pending.has(queued.id));
+    if (this.#queue.length >= this.#options.maxQueuedCommands) {
+      callbacks.fail(
+        new CrierClientError(
+          "queue_full",
+          `cannot ${command.op}: reconnecting, and ${this.#options.maxQueuedCommands} commands already wait for the connection`,
+        ),
+      );
+      return;
+    }
+    this.#pending.add(id, command.op, false, callbacks);
+    this.#queue.push({ id, text });
+  }
+
+  /** Writes the queued commands in order. If a write ends the connection, the rest stay queued for the next one. */
+  #flushQueue(connection: Connection): void {
+    while (connection === this.#connection) {
+      const queued = this.#queue.shift();
+      if (queued === undefined) return;
+      // Commands that timed out while queued are dropped, not sent late.
+      if (this.#pending.markSent(queued.id)) connection.send(queued.text);
+    }
+  }
+
+  // Subscriptions.
+
+  #sendSubscribe(subscription: Subscription): void {
+    // Not connected: the next `connected` sends every registered subscription.
+    if (this.#state !== "connected") return;
+    const since = subscription.position;
+    const command: SubscribeCommand = { op: "subscribe", room: subscription.room };
+    if (since !== undefined) command.since = since;
+    this.#command(
+      command,
+      {
+        reply: (frame) => {
+          if (this.#subscriptions.get(subscription.room) !== subscription) return;
+          if (!isReply(frame, "subscribed")) {
+            this.#onSubscribeFailed(
+              subscription,
+              new CrierClientError("bad_frame", `'${frame.op}' in reply to 'subscribe'`),
+            );
+            return;
+          }
+          this.#retries.delete(subscription);
+          subscription.handleSubscribed(frame, since);
+        },
+        fail: (error) => this.#onSubscribeFailed(subscription, error),
+      },
+      false,
+    );
+  }
+
+  #onSubscribeFailed(subscription: Subscription, error: Error): void {
+    if (this.#subscriptions.get(subscription.room) !== subscription) return;
+    if (isConnectionLoss(error)) return;
+    if (subscription.confirmed && isTransient(error)) {
+      // A resubscribe after a reconnect hit a passing problem (broker down, rate limit):
+      // keep the subscription and try again with backoff, telling the app meanwhile.
+      subscription.handleError(error, false);
+      const retry = this.#retries.get(subscription) ?? { attempt: 0, timer: undefined };
+      this.#retries.set(subscription, retry);
+      retry.timer?.cancel();
+      retry.timer = startTimer(backoffDelay(retry.attempt, this.#backoff), () => {
+        retry.timer = undefined;
+        if (this.#subscriptions.get(subscription.room) === subscription) this.#sendSubscribe(subscription);
+      });
+      retry.attempt += 1;
+      return;
+    }
+    this.#subscriptions.delete(subscription.room);
+    this.#cancelRetry(subscription);
+    subscription.handleError(error, true);
+    if (error instanceof CrierClientError && error.code === "timeout") {
+      // The server may still apply the subscribe we gave up on; do not leave it there.
+      this.#command({ op: "unsubscribe", room: subscription.room }, { reply: () => {}, fail: () => {} }, false);
+    }
+  }
+
+  async #unsubscribe(subscription: Subscription): Promise<void> {
+    if (this.#subscriptions.get(subscription.room) !== subscription) return;
+    this.#subscriptions.delete(subscription.room);
+    this.#cancelRetry(subscription);
+    subscription.end();
+    // The server forgets a connection's subscriptions when it drops: nothing to undo while offline.
+    if (this.#state !== "connected") return;
+    try {
+      await this.#request({ op: "unsubscribe", room: subscription.room }, "ok");
+    } catch (error) {
+      if (error instanceof ProtocolError && error.code === "not_subscribed") return;
+      if (error instanceof Error && isConnectionLoss(error)) return;
+      throw error;
+    }
+  }
+
+  #cancelRetry(subscription: Subscription): void {
+    this.#retries.get(subscription)?.timer?.cancel();
+    this.#retries.delete(subscription);
+  }
+
+  #cancelRetries(): void {
+    for (const retry of this.#retries.values()) retry.timer?.cancel();
+    this.#retries.clear();
+  }
+}

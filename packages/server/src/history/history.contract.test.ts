@@ -1,0 +1,412 @@
+// The history contract (DESIGN.md "Delivery", PROTOCOL.md "Delivery semantics"),
+// run against every HistoryStore: the same tests, so the embedded memory store
+// and Redis number, retain and recover the same way.
+
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, test } from "node:test";
+import { ProtocolError, type StreamPosition } from "crier-protocol";
+import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { waitUntil } from "../../../../test/support/wait.js";
+import type { Broker } from "../broker/broker.js";
+import type { Envelope } from "../broker/envelope.js";
+import { MemoryBroker } from "../broker/memory.js";
+import { RedisBroker } from "../broker/redis.js";
+import type { HistoryOptions, HistoryStore } from "./history.js";
+import { MemoryHistory } from "./memory.js";
+import { RedisHistory } from "./redis.js";
+
+/** What a broker delivered on one channel; waits for deliveries by event, with a deadline. */
+class Inbox {
+  readonly envelopes: Envelope[] = [];
+  private waiter: { count: number; wake: () => void } | undefined;
+
+  push(envelope: Envelope): void {
+    this.envelopes.push(envelope);
+    if (this.waiter !== undefined && this.envelopes.length >= this.waiter.count) this.waiter.wake();
+  }
+
+  async waitFor(count: number, timeoutMs = 3000): Promise<void> {
+    if (this.envelopes.length >= count) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new Error(`expected ${count} deliveries within ${timeoutMs} ms, got ${this.envelopes.length}`));
+      }, timeoutMs);
+      this.waiter = {
+        count,
+        wake: () => {
+          clearTimeout(timer);
+          this.waiter = undefined;
+          resolve();
+        },
+      };
+    });
+  }
+}
+
+/** The stores and broker one test uses, on a backing shared the way separate crier instances would share it. */
+interface World {
+  store: HistoryStore;
+  /** Another instance's store on the same backing (for memory, one process: the same store). */
+  peer: HistoryStore;
+  /** Subscribes a broker of the store's kind to `channel`. */
+  listen(channel: string): Promise<Inbox>;
+  /** Lets time pass by a step: a fake clock moves; a real one needs nothing. */
+  tick(): void;
+}
+
+interface Backing {
+  name: string;
+  setup(): Promise<void>;
+  teardown(): Promise<void>;
+  world(): Promise<World & { close(): Promise<void> }>;
+}
+
+let roomSeq = 0;
+/** A fresh room per test, so tests sharing one Redis never see each other. */
+function freshRoom(name: string): { room: string; channel: string } {
+  roomSeq += 1;
+  const room = `test:${process.pid}:${roomSeq}:${name}`;
+  return { room, channel: `crier-test:room:${room}` };
+}
+
+function message(room: string, data: string): Envelope {
+  return { kind: "message", room, node: "node-a", from: "alice", data: JSON.stringify(data) };
+}
+
+const KEEP: HistoryOptions = { size: 100, ttlMs: 60_000 };
+const READ_TTL = { ttlMs: KEEP.ttlMs };
+
+const offsetsOf = (envelopes: Envelope[]): Array<number | undefined> => envelopes.map((e) => e.offset);
+const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+async function publishAll(
+  store: HistoryStore,
+  room: string,
+  channel: string,
+  count: number,
+  options = KEEP,
+): Promise<StreamPosition[]> {
+  const positions: StreamPosition[] = [];
+  for (let i = 1; i <= count; i++) positions.push(await store.publish(room, channel, message(room, `m${i}`), options));
+  return positions;
+}
+
+function historyContract(backing: Backing): void {
+  describe(`HistoryStore contract: ${backing.name}`, () => {
+    let world: World & { close(): Promise<void> };
+
+    before(() => backing.setup());
+    after(() => backing.teardown());
+    afterEach(() => world.close());
+    const open = async (): Promise<World> => {
+      world = await backing.world();
+      return world;
+    };
+
+    test("offsets start at 1 and grow by 1; the channel carries the returned position", async () => {
+      const { store, listen } = await open();
+      const { room, channel } = freshRoom("numbering");
+      const inbox = await listen(channel);
+      const sent = [message(room, "a"), message(room, "b"), message(room, "c")];
+      const positions: StreamPosition[] = [];
+      for (const envelope of sent) positions.push(await store.publish(room, channel, envelope, KEEP));
+
+      assert.deepEqual(
+        positions.map((p) => p.offset),
+        [1, 2, 3],
+      );
+      const epoch = positions[0]?.epoch ?? "";
+      assert.ok(epoch.length > 0, "an epoch is assigned");
+      assert.ok(positions.every((p) => p.epoch === epoch));
+      await inbox.waitFor(3);
+      assert.deepEqual(
+        inbox.envelopes,
+        sent.map((e, i) => ({ ...e, offset: i + 1, epoch })),
+      );
+    });
+
+    test("concurrent publishes from two instances get consecutive offsets, delivered in offset order", async () => {
+      const { store, peer, listen } = await open();
+      const { room, channel } = freshRoom("concurrent");
+      const inbox = await listen(channel);
+      const count = 40;
+      const positions = await Promise.all(
+        range(1, count).map((i) => (i % 2 === 0 ? store : peer).publish(room, channel, message(room, `m${i}`), KEEP)),
+      );
+      assert.deepEqual(
+        positions.map((p) => p.offset).sort((a, b) => a - b),
+        range(1, count),
+      );
+      assert.equal(new Set(positions.map((p) => p.epoch)).size, 1);
+      await inbox.waitFor(count);
+      assert.deepEqual(offsetsOf(inbox.envelopes), range(1, count));
+      // Each delivery is the message whose publish was told that offset.
+      for (const [i, position] of positions.entries()) {
+        const delivered = inbox.envelopes[position.offset - 1];
+        assert.equal(delivered?.data, JSON.stringify(`m${i + 1}`));
+        assert.equal(delivered?.epoch, position.epoch);
+      }
+    });
+
+    test("read since N returns exactly N+1..last, complete", async () => {
+      const { store } = await open();
+      const { room, channel } = freshRoom("since");
+      const positions = await publishAll(store, room, channel, 5);
+      const epoch = positions[0]?.epoch ?? "";
+
+      const read = await store.read(room, { since: { offset: 2, epoch }, ...READ_TTL });
+      assert.deepEqual(read.position, { offset: 5, epoch });
+      assert.equal(read.complete, true);
+      assert.deepEqual(offsetsOf(read.messages), [3, 4, 5]);
+      assert.deepEqual(
+        read.messages.map((m) => [m.data, m.epoch, m.room, m.from]),
+        [3, 4, 5].map((i) => [JSON.stringify(`m${i}`), epoch, room, "alice"]),
+      );
+
+      const fromStart = await store.read(room, { since: { offset: 0, epoch }, ...READ_TTL });
+      assert.deepEqual([fromStart.complete, offsetsOf(fromStart.messages)], [true, range(1, 5)]);
+      const atEnd = await store.read(room, { since: { offset: 5, epoch }, ...READ_TTL });
+      assert.deepEqual([atEnd.complete, atEnd.messages], [true, []]);
+    });
+
+    test("read since another epoch, or an offset never reached, is incomplete with no messages", async () => {
+      const { store } = await open();
+      const { room, channel } = freshRoom("epoch");
+      const [first] = await publishAll(store, room, channel, 3);
+      const epoch = first?.epoch ?? "";
+
+      const otherEpoch = await store.read(room, { since: { offset: 1, epoch: "not-this-one" }, ...READ_TTL });
+      assert.deepEqual(otherEpoch, { position: { offset: 3, epoch }, messages: [], complete: false });
+      const ahead = await store.read(room, { since: { offset: 9, epoch }, ...READ_TTL });
+      assert.deepEqual(ahead, { position: { offset: 3, epoch }, messages: [], complete: false });
+    });
+
+    test("read since an offset trimmed by size is incomplete; the retained rest still comes", async () => {
+      const { store } = await open();
+      const { room, channel } = freshRoom("trimmed");
+      const positions = await publishAll(store, room, channel, 5, { size: 3, ttlMs: KEEP.ttlMs });
+      const epoch = positions[0]?.epoch ?? "";
+
+      const lost = await store.read(room, { since: { offset: 1, epoch }, ...READ_TTL });
+      assert.deepEqual([lost.complete, offsetsOf(lost.messages)], [false, [3, 4, 5]]);
+      // Offset 3 is the oldest retained: nothing after 2 was lost.
+      const kept = await store.read(room, { since: { offset: 2, epoch }, ...READ_TTL });
+      assert.deepEqual([kept.complete, offsetsOf(kept.messages)], [true, [3, 4, 5]]);
+      const latest = await store.read(room, READ_TTL);
+      assert.deepEqual([latest.complete, offsetsOf(latest.messages)], [true, [3, 4, 5]]);
+    });
+
+    test("an empty room reads as offset 0 with an epoch that the first publish keeps", async () => {
+      const { store, peer } = await open();
+      const { room, channel } = freshRoom("empty");
+      const empty = await store.read(room, READ_TTL);
+      assert.equal(empty.position.offset, 0);
+      assert.ok(empty.position.epoch.length > 0);
+      assert.deepEqual([empty.messages, empty.complete], [[], true]);
+      // Another instance reading the same empty room gets the same epoch.
+      assert.deepEqual((await peer.read(room, READ_TTL)).position, empty.position);
+
+      const published = await store.publish(room, channel, message(room, "first"), KEEP);
+      assert.deepEqual(published, { offset: 1, epoch: empty.position.epoch });
+      // The subscriber that got {0, epoch} recovers the first message completely.
+      const recovered = await store.read(room, { since: empty.position, ...READ_TTL });
+      assert.deepEqual([recovered.complete, offsetsOf(recovered.messages)], [true, [1]]);
+    });
+
+    test("limit takes the first messages after since, or the latest ones without it", async () => {
+      const { store } = await open();
+      const { room, channel } = freshRoom("limit");
+      const [first] = await publishAll(store, room, channel, 6);
+      const epoch = first?.epoch ?? "";
+
+      const latest = await store.read(room, { limit: 2, ...READ_TTL });
+      assert.deepEqual([latest.position.offset, offsetsOf(latest.messages), latest.complete], [6, [5, 6], true]);
+      const page = await store.read(room, { since: { offset: 1, epoch }, limit: 2, ...READ_TTL });
+      assert.deepEqual([page.position.offset, offsetsOf(page.messages), page.complete], [6, [2, 3], true]);
+      const more = await store.read(room, { limit: 50, ...READ_TTL });
+      assert.deepEqual(offsetsOf(more.messages), range(1, 6));
+    });
+
+    test("messages older than ttl are gone; the epoch and offset outlive them", async () => {
+      const { store, tick } = await open();
+      const { room, channel } = freshRoom("ttl");
+      const short: HistoryOptions = { size: 100, ttlMs: 300 };
+      const [first] = await publishAll(store, room, channel, 2, short);
+      const epoch = first?.epoch ?? "";
+      const before = await store.read(room, { ttlMs: short.ttlMs });
+      assert.deepEqual(offsetsOf(before.messages), [1, 2]);
+
+      await waitUntil("both messages expire", async () => {
+        tick();
+        return (await store.read(room, { ttlMs: short.ttlMs })).messages.length === 0;
+      });
+      const lost = await store.read(room, { since: { offset: 0, epoch }, ttlMs: short.ttlMs });
+      assert.deepEqual(lost, { position: { offset: 2, epoch }, messages: [], complete: false });
+      // A subscriber that had everything missed nothing.
+      const upToDate = await store.read(room, { since: { offset: 2, epoch }, ttlMs: short.ttlMs });
+      assert.equal(upToDate.complete, true);
+      assert.deepEqual(await store.publish(room, channel, message(room, "later"), short), { offset: 3, epoch });
+    });
+
+    test("when only the older messages expired, the fresh ones remain and since before them is incomplete", async () => {
+      const { store, tick } = await open();
+      const { room, channel } = freshRoom("partly");
+      const readTtl = { ttlMs: 300 };
+      const [first] = await publishAll(store, room, channel, 20);
+      const epoch = first?.epoch ?? "";
+      await waitUntil("the first twenty expire", async () => {
+        tick();
+        return (await store.read(room, readTtl)).messages.length === 0;
+      });
+      await store.publish(room, channel, message(room, "m21"), KEEP);
+      await store.publish(room, channel, message(room, "m22"), KEEP);
+
+      const latest = await store.read(room, readTtl);
+      assert.deepEqual(offsetsOf(latest.messages), [21, 22]);
+      const lost = await store.read(room, { since: { offset: 3, epoch }, ...readTtl });
+      assert.deepEqual([lost.complete, offsetsOf(lost.messages)], [false, [21, 22]]);
+      const kept = await store.read(room, { since: { offset: 20, epoch }, ...readTtl });
+      assert.deepEqual([kept.complete, offsetsOf(kept.messages)], [true, [21, 22]]);
+    });
+
+    test("close is idempotent; afterwards publish and read are unavailable", async () => {
+      const { store } = await open();
+      const { room, channel } = freshRoom("closed");
+      await Promise.all([store.close(), store.close()]);
+      await store.close();
+      const unavailable = (err: unknown): true => {
+        assert.ok(err instanceof ProtocolError);
+        assert.equal(err.code, "unavailable");
+        return true;
+      };
+      await assert.rejects(store.publish(room, channel, message(room, "late"), KEEP), unavailable);
+      await assert.rejects(store.read(room, READ_TTL), unavailable);
+    });
+  });
+}
+
+/** Delivers each channel's envelopes to its inbox. */
+function dispatcher(): { inboxes: Map<string, Inbox>; handler: (channel: string, envelope: Envelope) => void } {
+  const inboxes = new Map<string, Inbox>();
+  return { inboxes, handler: (channel, envelope) => inboxes.get(channel)?.push(envelope) };
+}
+
+async function listenOn(broker: Broker, inboxes: Map<string, Inbox>, channel: string): Promise<Inbox> {
+  const inbox = new Inbox();
+  inboxes.set(channel, inbox);
+  await broker.subscribe(channel);
+  return inbox;
+}
+
+historyContract({
+  name: "MemoryHistory",
+  async setup() {},
+  async teardown() {},
+  async world() {
+    let now = 1_700_000_000_000;
+    const { inboxes, handler } = dispatcher();
+    const broker = new MemoryBroker();
+    await broker.start(handler);
+    const store = new MemoryHistory(broker, { now: () => now });
+    return {
+      store,
+      peer: store,
+      listen: (channel) => listenOn(broker, inboxes, channel),
+      tick: () => {
+        now += 50;
+      },
+      async close() {
+        await store.close();
+        await broker.close();
+      },
+    };
+  },
+});
+
+let redis: RedisProcess | undefined;
+
+historyContract({
+  name: "RedisHistory",
+  async setup() {
+    redis = await startRedis();
+  },
+  async teardown() {
+    await redis?.stop();
+  },
+  async world() {
+    const url = redis?.url ?? "";
+    const store = new RedisHistory({ url, prefix: "crier-test:" });
+    const peer = new RedisHistory({ url, prefix: "crier-test:" });
+    const { inboxes, handler } = dispatcher();
+    const broker = new RedisBroker({ url });
+    await Promise.all([broker.start(handler), store.start(), peer.start()]);
+    return {
+      store,
+      peer,
+      listen: (channel) => listenOn(broker, inboxes, channel),
+      tick: () => {},
+      async close() {
+        await Promise.all([store.close(), peer.close(), broker.close()]);
+      },
+    };
+  },
+});
+
+// MemoryHistory beyond the contract: bounded memory over time, and a broker that is gone.
+describe("MemoryHistory housekeeping", () => {
+  const HOUR = 60 * 60 * 1000;
+
+  test("a room idle for max(ttl, 24h) is dropped by the sweep; before that its epoch and offset stay", async () => {
+    let now = 0;
+    const broker = new MemoryBroker();
+    const store = new MemoryHistory(broker, { now: () => now, sweepIntervalMs: 0 });
+    const { room, channel } = freshRoom("sweep");
+    const position = await store.publish(room, channel, message(room, "x"), { size: 10, ttlMs: 1000 });
+    await store.read(freshRoom("read-only").room, { ttlMs: 1000 });
+    assert.equal(store.roomCount(), 2);
+
+    now += 23 * HOUR;
+    store.sweep();
+    assert.equal(store.roomCount(), 2, "kept: idle for less than 24h");
+    now += HOUR;
+    store.sweep();
+    assert.equal(store.roomCount(), 0, "dropped: idle for 24h, messages long expired");
+    // A room that comes back starts a new epoch, so an old position is known to be stale.
+    const reborn = await store.read(room, { since: position, ttlMs: 1000 });
+    assert.equal(reborn.complete, false);
+    assert.equal(reborn.position.offset, 0);
+    assert.notEqual(reborn.position.epoch, position.epoch);
+    await store.close();
+  });
+
+  test("a ttl longer than 24h keeps the room that long", async () => {
+    let now = 0;
+    const store = new MemoryHistory(new MemoryBroker(), { now: () => now, sweepIntervalMs: 0 });
+    const { room, channel } = freshRoom("long-ttl");
+    await store.publish(room, channel, message(room, "x"), { size: 10, ttlMs: 48 * HOUR });
+    now += 47 * HOUR;
+    store.sweep();
+    assert.equal(store.roomCount(), 1);
+    assert.equal((await store.read(room, { ttlMs: 48 * HOUR })).messages.length, 1);
+    now += 48 * HOUR;
+    store.sweep();
+    assert.equal(store.roomCount(), 0);
+    await store.close();
+  });
+
+  test("with the broker closed, publish is unavailable and nothing is appended", async () => {
+    const broker = new MemoryBroker();
+    const store = new MemoryHistory(broker);
+    const { room, channel } = freshRoom("broker-gone");
+    await broker.close();
+    await assert.rejects(store.publish(room, channel, message(room, "lost"), KEEP), (err: unknown) => {
+      assert.ok(err instanceof ProtocolError);
+      assert.equal(err.code, "unavailable");
+      return true;
+    });
+    const read = await store.read(room, READ_TTL);
+    assert.deepEqual([read.position.offset, read.messages], [0, []]);
+    await store.close();
+  });
+});

@@ -1,0 +1,89 @@
+// The Lua scripts of RedisHistory. Each runs atomically in Redis: appending,
+// numbering and publishing a message happen in one step, so every instance and
+// every reader agree on offsets.
+
+// KEYS[1] the stream, KEYS[2] the meta hash.
+// ARGV[1] an epoch for a room that has none, ARGV[2] MAXLEN, ARGV[3] stream ttl ms,
+// ARGV[4] meta ttl ms, ARGV[5] channel, ARGV[6] and ARGV[7] the envelope's head and tail.
+// Returns {offset, epoch}.
+export const PUBLISH_SCRIPT = `
+if redis.call('HSETNX', KEYS[2], 'epoch', ARGV[1]) == 1 then
+  -- A new epoch: anything the stream still holds belongs to a lost one.
+  redis.call('DEL', KEYS[1])
+end
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)
+local id = string.format('%d', offset)
+local now = redis.call('TIME')
+local ms = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
+local text = ARGV[6] .. ',"o":' .. id .. ',"e":"' .. epoch .. '"' .. ARGV[7]
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], id .. '-0', 'm', text, 't', ms)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], text)
+return {offset, epoch}`;
+
+// KEYS[1] the stream, KEYS[2] the meta hash.
+// ARGV[1] an epoch for a room that has none, ARGV[2] ttl ms, ARGV[3] meta ttl ms,
+// ARGV[4] since offset ('' for the latest messages), ARGV[5] since epoch, ARGV[6] limit (-1: none).
+// Returns {epoch, last offset, oldest retained offset (last + 1 when none), message texts...}.
+export const READ_SCRIPT = `
+if redis.call('HSETNX', KEYS[2], 'epoch', ARGV[1]) == 1 then
+  redis.call('DEL', KEYS[1])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+local last = tonumber(redis.call('HGET', KEYS[2], 'offset') or '0')
+local now = redis.call('TIME')
+local cutoff = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[2])
+
+local function field(entry, name)
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
+end
+local function offset_of(entry) return tonumber(string.match(entry[1], '^(%d+)')) end
+local function fresh(entry) return tonumber(field(entry, 't') or '0') > cutoff end
+local function at_or_after(offset)
+  return redis.call('XRANGE', KEYS[1], string.format('%d', offset) .. '-0', '+', 'COUNT', 1)[1]
+end
+
+-- The oldest unexpired message. Messages are in time order, so when the first
+-- is expired a binary search finds the boundary in O(log size) lookups.
+local oldest = last + 1
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+if first and fresh(first) then
+  oldest = offset_of(first)
+elseif first then
+  local lo, hi = offset_of(first) + 1, last
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    local entry = at_or_after(mid)
+    if not entry then
+      hi = mid - 1
+    elseif fresh(entry) then
+      oldest = offset_of(entry)
+      hi = mid - 1
+    else
+      lo = offset_of(entry) + 1
+    end
+  end
+end
+
+local out = {epoch, last, oldest}
+local limit = tonumber(ARGV[6])
+local count = {}
+if limit > 0 then count = {'COUNT', limit} end
+if limit ~= 0 and oldest <= last then
+  if ARGV[4] == '' then
+    local range = redis.call('XREVRANGE', KEYS[1], '+', string.format('%d', oldest) .. '-0', unpack(count))
+    for i = #range, 1, -1 do out[#out + 1] = field(range[i], 'm') end
+  elseif ARGV[5] == epoch and tonumber(ARGV[4]) < last then
+    local from = math.max(tonumber(ARGV[4]) + 1, oldest)
+    local range = redis.call('XRANGE', KEYS[1], string.format('%d', from) .. '-0', '+', unpack(count))
+    for i = 1, #range do out[#out + 1] = field(range[i], 'm') end
+  end
+end
+return out`;

@@ -1,0 +1,204 @@
+// RedisHistory beyond the shared contract: the exact bytes on the channel, the
+// keys and their expiry, error classification, and a Redis that stalls, dies
+// (SIGKILL) and comes back empty.
+
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, test } from "node:test";
+import { ProtocolError } from "crier-protocol";
+import { Redis } from "ioredis";
+import { freePort, type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { waitUntil } from "../../../../test/support/wait.js";
+import { type Envelope, encodeEnvelope } from "../broker/envelope.js";
+import type { HistoryOptions } from "./history.js";
+import { RedisHistory, type RedisHistoryOptions } from "./redis.js";
+
+const PREFIX = "crier-test:";
+const KEEP: HistoryOptions = { size: 100, ttlMs: 60_000 };
+const DAY = 24 * 60 * 60 * 1000;
+
+const message = (room: string, data: string): Envelope => ({ kind: "message", room, node: "n1", data });
+
+function assertCode(code: string): (err: unknown) => true {
+  return (err) => {
+    assert.ok(err instanceof ProtocolError, `expected a ProtocolError, got ${String(err)}`);
+    assert.equal(err.code, code);
+    return true;
+  };
+}
+
+test("the constructor rejects a key prefix with braces, which would break the rooms' hash tags", () => {
+  assert.throws(() => new RedisHistory({ url: "redis://127.0.0.1:1", prefix: "app{x}:" }), /must not contain braces/);
+});
+
+test("with no Redis there, start rejects naming the URL and calls are unavailable at once", async () => {
+  const port = await freePort();
+  const store = new RedisHistory({ url: `redis://127.0.0.1:${port}`, retryBaseMs: 20 });
+  await assert.rejects(
+    store.start(300),
+    new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${port} within 300`),
+  );
+  const began = Date.now();
+  await assert.rejects(store.publish("r", "ch", message("r", "1"), KEEP), assertCode("unavailable"));
+  await assert.rejects(store.read("r", { ttlMs: 1000 }), assertCode("unavailable"));
+  assert.ok(Date.now() - began < 200, `took ${Date.now() - began} ms to reject`);
+  await store.close();
+});
+
+describe("RedisHistory against a real redis-server", () => {
+  let redis: RedisProcess;
+  let roomSeq = 0;
+  const open: Array<{ close(): Promise<unknown> }> = [];
+
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((c) => c.close()));
+  });
+
+  const freshRoom = (name: string): { room: string; channel: string } => {
+    roomSeq += 1;
+    const room = `t${roomSeq}:${name}`;
+    return { room, channel: `${PREFIX}room:${room}` };
+  };
+
+  async function store(options: Partial<RedisHistoryOptions> = {}): Promise<RedisHistory> {
+    const s = new RedisHistory({ url: redis.url, prefix: PREFIX, retryBaseMs: 20, retryMaxMs: 200, ...options });
+    open.push(s);
+    await s.start();
+    return s;
+  }
+
+  async function rawClient(): Promise<Redis> {
+    const client = new Redis(redis.url, { lazyConnect: true });
+    open.push({ close: () => client.quit() });
+    await client.connect();
+    return client;
+  }
+
+  test("the channel carries exactly encodeEnvelope's bytes with the assigned offset and epoch", async () => {
+    const s = await store();
+    const { room, channel } = freshRoom("bytes");
+    const sub = await rawClient();
+    const received: string[] = [];
+    sub.on("message", (_ch: string, text: string) => received.push(text));
+    await sub.subscribe(channel);
+    const sent: Envelope = {
+      kind: "message",
+      room,
+      node: "n\u00e9",
+      from: 'a "quoted" \\ user',
+      code: 7,
+      reason: "after the position",
+      data: '{"text":"two\\nlines \u2603","n":[1,2.5]}',
+    };
+    const position = await s.publish(room, channel, sent, KEEP);
+    await waitUntil("the publication arrives", () => received.length === 1);
+    assert.deepEqual(received, [encodeEnvelope({ ...sent, ...position })]);
+    const [stored] = (await s.read(room, { ttlMs: KEEP.ttlMs })).messages;
+    assert.deepEqual(stored, { ...sent, ...position });
+  });
+
+  test("a room's stream and meta hash share its hash tag and expire after ttl and max(ttl, 24h)", async () => {
+    const s = await store();
+    const admin = await rawClient();
+    const { room, channel } = freshRoom("keys");
+    const position = await s.publish(room, channel, message(room, "1"), { size: 10, ttlMs: 5000 });
+    const stream = `${PREFIX}history:{${room}}`;
+    const meta = `${PREFIX}meta:{${room}}`;
+    assert.equal(await admin.type(stream), "stream");
+    assert.deepEqual(await admin.hgetall(meta), { epoch: position.epoch, offset: "1" });
+    const streamTtl = await admin.pttl(stream);
+    const metaTtl = await admin.pttl(meta);
+    assert.ok(streamTtl > 0 && streamTtl <= 5000, `stream pttl ${streamTtl}`);
+    assert.ok(metaTtl > DAY - 60_000 && metaTtl <= DAY, `meta pttl ${metaTtl}`);
+
+    const { room: longRoom, channel: longChannel } = freshRoom("long");
+    await s.publish(longRoom, longChannel, message(longRoom, "1"), { size: 10, ttlMs: 2 * DAY });
+    const longMetaTtl = await admin.pttl(`${PREFIX}meta:{${longRoom}}`);
+    assert.ok(longMetaTtl > 2 * DAY - 60_000, `meta pttl ${longMetaTtl} for a 48h ttl`);
+  });
+
+  test("size trims the stream exactly", async () => {
+    const s = await store();
+    const admin = await rawClient();
+    const { room, channel } = freshRoom("maxlen");
+    for (let i = 0; i < 7; i++) await s.publish(room, channel, message(room, String(i)), { size: 3, ttlMs: 60_000 });
+    assert.equal(await admin.xlen(`${PREFIX}history:{${room}}`), 3);
+  });
+
+  test("a lost meta hash starts a new epoch from offset 1, clearing what the stream held", async () => {
+    const s = await store();
+    const admin = await rawClient();
+    const { room, channel } = freshRoom("meta-lost");
+    const first = await s.publish(room, channel, message(room, "1"), KEEP);
+    await s.publish(room, channel, message(room, "2"), KEEP);
+    await admin.del(`${PREFIX}meta:{${room}}`);
+
+    const reborn = await s.publish(room, channel, message(room, "3"), KEEP);
+    assert.equal(reborn.offset, 1);
+    assert.notEqual(reborn.epoch, first.epoch);
+    const read = await s.read(room, { since: first, ttlMs: KEEP.ttlMs });
+    assert.equal(read.complete, false);
+    const latest = await s.read(room, { ttlMs: KEEP.ttlMs });
+    assert.deepEqual(
+      latest.messages.map((m) => [m.offset, m.data]),
+      [[1, "3"]],
+    );
+  });
+
+  test("an error reply that is not about availability is internal", async () => {
+    const s = await store();
+    const admin = await rawClient();
+    const { room, channel } = freshRoom("wrongtype");
+    await s.publish(room, channel, message(room, "1"), KEEP);
+    await admin.set(`${PREFIX}history:{${room}}`, "not a stream");
+    await assert.rejects(s.publish(room, channel, message(room, "1"), KEEP), assertCode("internal"));
+  });
+
+  test("a Redis that stops answering (CLIENT PAUSE): publish and read reject within the timeout", async () => {
+    const s = await store({ timeoutMs: 200 });
+    const admin = await rawClient();
+    const { room, channel } = freshRoom("paused");
+    // WRITE mode holds the scripts (they write) yet lets the admin connection unpause.
+    await admin.call("CLIENT", "PAUSE", "5000", "WRITE");
+    try {
+      const began = Date.now();
+      await assert.rejects(s.publish(room, channel, message(room, "1"), KEEP), assertCode("unavailable"));
+      await assert.rejects(s.read(room, { ttlMs: 1000 }), assertCode("unavailable"));
+      assert.ok(Date.now() - began < 1500, `took ${Date.now() - began} ms to give up`);
+    } finally {
+      await admin.call("CLIENT", "UNPAUSE");
+    }
+  });
+
+  test("SIGKILLed Redis: unavailable at once while down; back empty, a new epoch and old positions incomplete", async () => {
+    const s = await store();
+    const { room, channel } = freshRoom("crash");
+    await s.publish(room, channel, message(room, "1"), KEEP);
+    const before = await s.publish(room, channel, message(room, "2"), KEEP);
+
+    await redis.kill("SIGKILL");
+    await waitUntil("the store sees Redis gone", () => !s.isReady());
+    const began = Date.now();
+    await assert.rejects(s.publish(room, channel, message(room, "lost"), KEEP), assertCode("unavailable"));
+    await assert.rejects(s.read(room, { since: before, ttlMs: KEEP.ttlMs }), assertCode("unavailable"));
+    assert.ok(Date.now() - began < 100, `took ${Date.now() - began} ms to reject`);
+
+    await redis.restart();
+    await waitUntil("the store reconnects", () => s.isReady());
+    const after = await s.read(room, { since: before, ttlMs: KEEP.ttlMs });
+    assert.equal(after.complete, false);
+    assert.deepEqual(after.messages, []);
+    assert.equal(after.position.offset, 0);
+    assert.notEqual(after.position.epoch, before.epoch);
+    // The scripts were lost with the restart too: EVALSHA falls back to loading them.
+    assert.deepEqual(await s.publish(room, channel, message(room, "3"), KEEP), {
+      offset: 1,
+      epoch: after.position.epoch,
+    });
+  });
+});

@@ -1,0 +1,154 @@
+// The SDK against a real crier process: connect, subscribe, publish, send, and
+// reconnect + resubscribe + recovery when the server is restarted under it.
+
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { WebSocket } from "ws";
+import { CrierClient, type MessagePush } from "../../packages/client/src/index.js";
+import { api, type CrierInstance, startCrier } from "../support/crier.js";
+import { JWT_SECRET, token } from "../support/tokens.js";
+
+/** Collects a subscription's messages and lets a test wait for a count. */
+class Inbox {
+  readonly messages: MessagePush[] = [];
+  private waiters: { count: number; resolve: () => void }[] = [];
+  readonly handler = (message: MessagePush): void => {
+    this.messages.push(message);
+    this.waiters = this.waiters.filter((waiter) => {
+      if (this.messages.length < waiter.count) return true;
+      waiter.resolve();
+      return false;
+    });
+  };
+
+  async waitFor(count: number, timeoutMs = 10_000): Promise<void> {
+    if (this.messages.length >= count) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.waiters.push({ count, resolve })),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`only ${this.messages.length} of ${count} messages after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  data(): unknown[] {
+    return this.messages.map((message) => message.data);
+  }
+}
+
+describe("SDK against a real server", () => {
+  let dir: string;
+  let server: CrierInstance;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "crier-sdk-test-"));
+    const config = join(dir, "crier.json");
+    await writeFile(
+      config,
+      JSON.stringify({
+        jwt: { secret: JWT_SECRET },
+        allowAnonymous: true,
+        namespaces: { chat: { history: { size: 100, ttl: "10m" } } },
+      }),
+    );
+    server = await startCrier({ args: ["--config", config] });
+  });
+
+  after(async () => {
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("connect, subscribe, publish, and a send to the user", async () => {
+    const client = new CrierClient(server.url, { WebSocket, token: await token({ sub: "sdk-user" }) });
+    try {
+      const info = await client.connect();
+      assert.equal(info.user, "sdk-user");
+      const inbox = new Inbox();
+      const subscription = client.subscribe("lobby", inbox.handler);
+      assert.equal((await subscription.ready).recovered, false);
+      await client.publish("lobby", { text: "hello" });
+      await inbox.waitFor(1);
+      assert.deepEqual(inbox.data(), [{ text: "hello" }]);
+      const direct = new Promise((resolve) => client.once("direct", resolve));
+      assert.equal((await api(server, "/api/send", { user: "sdk-user", data: "psst" })).status, 200);
+      assert.deepEqual(await direct, { op: "direct", data: "psst" });
+    } finally {
+      client.close();
+    }
+  });
+
+  test("publish in a room with history returns the offset", async () => {
+    const client = new CrierClient(server.url, { WebSocket });
+    try {
+      await client.connect();
+      await client.subscribe("chat:offsets", () => {}).ready;
+      const first = await client.publish("chat:offsets", 1);
+      const second = await client.publish("chat:offsets", 2);
+      assert.equal(typeof first.epoch, "string");
+      assert.equal(second.offset, (first.offset ?? 0) + 1);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("the server is restarted under the SDK: it reconnects and resubscribes on its own", async () => {
+    const client = new CrierClient(server.url, { WebSocket, minReconnectDelayMs: 50, maxReconnectDelayMs: 500 });
+    try {
+      await client.connect();
+      const inbox = new Inbox();
+      const subscription = client.subscribe("restart-room", inbox.handler);
+      await subscription.ready;
+      assert.equal((await api(server, "/api/publish", { room: "restart-room", data: "before" })).status, 200);
+      await inbox.waitFor(1);
+
+      const disconnected = new Promise<{ code: number; willReconnect: boolean }>((resolve) =>
+        client.once("disconnected", resolve),
+      );
+      const resubscribed = new Promise<{ recovered: boolean }>((resolve) => subscription.once("resubscribed", resolve));
+      const reconnected = new Promise((resolve) => client.once("connected", resolve));
+      await server.restart();
+      const gone = await disconnected;
+      assert.equal(gone.code, 4500, "a graceful restart closes clients with 4500");
+      assert.equal(gone.willReconnect, true);
+      await reconnected;
+      await resubscribed;
+
+      assert.equal((await api(server, "/api/publish", { room: "restart-room", data: "after" })).status, 200);
+      await inbox.waitFor(2);
+      assert.deepEqual(inbox.data(), ["before", "after"]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("a crashed server (SIGKILL) comes back: the SDK recovers, and is told recovered: false when history was lost", async () => {
+    const client = new CrierClient(server.url, { WebSocket, minReconnectDelayMs: 50, maxReconnectDelayMs: 500 });
+    try {
+      await client.connect();
+      const inbox = new Inbox();
+      const subscription = client.subscribe("chat:crash", inbox.handler);
+      await subscription.ready;
+      await api(server, "/api/publish", { room: "chat:crash", data: 1 });
+      await inbox.waitFor(1);
+
+      const resubscribed = new Promise<{ recovered: boolean }>((resolve) => subscription.once("resubscribed", resolve));
+      await server.kill("SIGKILL");
+      await server.restart();
+      // The embedded broker's history died with the process: a new epoch.
+      assert.equal((await resubscribed).recovered, false);
+      await api(server, "/api/publish", { room: "chat:crash", data: 2 });
+      await inbox.waitFor(2);
+      assert.deepEqual(inbox.data(), [1, 2]);
+    } finally {
+      client.close();
+    }
+  });
+});
