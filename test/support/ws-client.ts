@@ -3,6 +3,7 @@
 // failure naming what was awaited.
 
 import type { ServerFrame } from "crier-protocol";
+import { decodeServerFrameMsgpack, encodeServerFrameMsgpack } from "crier-protocol/msgpack";
 import { WebSocket } from "ws";
 
 export interface Closed {
@@ -19,6 +20,8 @@ export class TestClient {
   readonly closed: Promise<Closed>;
   private readonly waiters: Waiter[] = [];
   private cursor = 0;
+  /** Binary frames received (MessagePack subprotocol). */
+  binaryFrames = 0;
   private nextId = 1;
 
   private constructor(ws: WebSocket) {
@@ -26,8 +29,12 @@ export class TestClient {
     this.closed = new Promise((resolve) => {
       ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() }));
     });
-    ws.on("message", (data) => {
-      const frame = JSON.parse(String(data)) as ServerFrame;
+    ws.on("message", (data, isBinary) => {
+      const frame = isBinary
+        ? (decodeServerFrameMsgpack(data as Buffer) ??
+          ({ op: "error", code: "internal", message: "undecodable" } as ServerFrame))
+        : (JSON.parse(String(data)) as ServerFrame);
+      this.binaryFrames += isBinary ? 1 : 0;
       this.frames.push(frame);
       for (let i = 0; i < this.waiters.length; i++) {
         const waiter = this.waiters[i];
@@ -68,8 +75,10 @@ export class TestClient {
     return client;
   }
 
+  /** Sends a frame in the connection's subprotocol: MessagePack when negotiated, else JSON. */
   send(frame: Record<string, unknown>): void {
-    this.ws.send(JSON.stringify(frame));
+    if (this.ws.protocol === "crier.v1.msgpack") this.ws.send(encodeServerFrameMsgpack(frame), { binary: true });
+    else this.ws.send(JSON.stringify(frame));
   }
 
   sendRaw(data: string | Buffer, binary = false): void {

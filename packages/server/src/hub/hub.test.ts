@@ -6,12 +6,14 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
+import { decodeServerFrameMsgpack } from "crier-protocol/msgpack";
 import { pino } from "pino";
 import { startNode } from "../../../../test/support/node.js";
 import { TestClient } from "../../../../test/support/ws-client.js";
 import { ChannelNames } from "../broker/broker.js";
 import { MemoryBroker } from "../broker/memory.js";
 import { Hub, type HubMember } from "./hub.js";
+import type { OutboundFrame } from "./outbound-frame.js";
 
 function member(id: string, user = ""): HubMember & { frames: string[] } {
   const frames: string[] = [];
@@ -19,7 +21,7 @@ function member(id: string, user = ""): HubMember & { frames: string[] } {
     id,
     user,
     frames,
-    deliver: (frame) => frames.push(frame.toString()),
+    deliver: (frame) => frames.push(frame.json().toString()),
     roomRemoved: () => {},
     disconnect: () => {},
   };
@@ -47,16 +49,25 @@ describe("hub", () => {
     assert.deepEqual(h.stats(), { rooms: 0, users: 0, clients: 0 });
   });
 
-  test("one publication is encoded once and delivered to every member as the same buffer", async () => {
+  test("one publication is one shared frame, encoded once per subprotocol whatever the number of members", async () => {
     const { hub: h } = await hub();
-    const seen: Buffer[] = [];
+    const seen: OutboundFrame[] = [];
     const make = (id: string): HubMember => ({ ...member(id), deliver: (frame) => seen.push(frame) });
     await h.subscribe(make("a"), "r");
     await h.subscribe(make("b"), "r");
     h.deliver({ kind: "message", room: "r", node: "n", data: '{"x":1}', from: "u" });
     assert.equal(seen.length, 2);
-    assert.equal(seen[0], seen[1]);
-    assert.equal(seen[0]?.toString(), '{"op":"message","room":"r","data":{"x":1},"from":"u"}');
+    const [first, second] = seen;
+    assert.ok(first !== undefined && first === second, "both members got the same frame object");
+    assert.equal(first.json(), second.json(), "the JSON bytes are encoded once and shared");
+    assert.equal(first.json().toString(), '{"op":"message","room":"r","data":{"x":1},"from":"u"}');
+    assert.equal(first.msgpack(), second.msgpack(), "the MessagePack bytes are encoded once and shared");
+    assert.deepEqual(decodeServerFrameMsgpack(first.msgpack()), {
+      op: "message",
+      room: "r",
+      data: { x: 1 },
+      from: "u",
+    });
   });
 
   test("members are indexed by user and removed from everything on leave", async () => {

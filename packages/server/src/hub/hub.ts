@@ -1,14 +1,16 @@
 // The local index: room -> sessions and user -> sessions on this instance, and
 // fan-out of what the broker delivers to them. The hub reference-counts members
 // so the broker is subscribed to a channel exactly while some local session
-// needs it. Each publication is encoded once here, not once per recipient.
+// needs it. Each publication becomes one shared frame, encoded at most once
+// per subprotocol, not once per recipient.
 
-import { CloseCode, encodeDirectFrame, encodeMessageFrame, type StreamPosition } from "crier-protocol";
+import { CloseCode, type StreamPosition } from "crier-protocol";
 import type { Logger } from "pino";
 import type { Broker, ChannelNames } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
 import type { HistoryRead } from "../history/history.js";
 import { OffsetGate } from "../history/merge.js";
+import { DirectFrame, MessageFrame, type OutboundFrame } from "./outbound-frame.js";
 
 /** Reads a room's history after `since`, for repairing a gap; undefined when the room keeps none. */
 export type GapReader = (room: string, since: StreamPosition) => Promise<HistoryRead | undefined>;
@@ -17,8 +19,8 @@ export type GapReader = (room: string, since: StreamPosition) => Promise<History
 export interface HubMember {
   readonly id: string;
   readonly user: string;
-  /** Queues an encoded text frame for this member; `room` and `offset` for publications in rooms with history. */
-  deliver(frame: Buffer, room?: string, offset?: number): void;
+  /** Queues a shared frame for this member; `room` and `offset` for publications in rooms with history. */
+  deliver(frame: OutboundFrame, room?: string, offset?: number): void;
   /** The server ended this member's subscription (`/api/unsubscribe`). */
   roomRemoved(room: string): void;
   /** The server asked this member's connection to close (`/api/disconnect`). */
@@ -128,7 +130,7 @@ export class Hub {
       case "direct": {
         const entry = envelope.user === undefined ? undefined : this.users.get(envelope.user);
         if (entry === undefined) return;
-        const frame = Buffer.from(encodeDirectFrame(envelope.data, envelope.from));
+        const frame = new DirectFrame(envelope);
         for (const member of entry.members) member.deliver(frame);
         return;
       }
@@ -155,7 +157,7 @@ export class Hub {
   }
 
   private fanOut(room: string, entry: Channel, envelope: Envelope): void {
-    const frame = Buffer.from(encodeMessageFrame(room, envelope.data, envelope.offset, envelope.from));
+    const frame = new MessageFrame(room, envelope);
     for (const member of entry.members) member.deliver(frame, room, envelope.offset);
   }
 

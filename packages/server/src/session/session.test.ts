@@ -600,3 +600,41 @@ describe("rooms with history", () => {
     assert.equal(typeof body.epoch, "string");
   });
 });
+
+describe("MessagePack subprotocol", () => {
+  let server: TestNode;
+  before(async () => {
+    server = await startNode({ namespaces: { chat: { history: { size: 10, ttl: "1m" } } } });
+  });
+  after(() => server.close());
+
+  test("crier.v1.msgpack speaks the same frames in binary, and mixes with JSON clients in one room", async () => {
+    const binary = await TestClient.open(server.url, { protocols: ["crier.v1.msgpack"] });
+    assert.equal(binary.ws.protocol, "crier.v1.msgpack");
+    assert.equal((await binary.call({ op: "connect" })).op, "connected");
+    const json = await server.client();
+    assert.equal((await binary.call({ op: "subscribe", room: "chat:mixed" })).op, "subscribed");
+    await json.call({ op: "subscribe", room: "chat:mixed" });
+    await json.call({ op: "publish", room: "chat:mixed", data: { text: "héllo", n: [1, 2.5, null] } });
+    await binary.call({ op: "publish", room: "chat:mixed", data: "from msgpack" });
+    const expected = [
+      { op: "message", room: "chat:mixed", data: { text: "héllo", n: [1, 2.5, null] }, offset: 1 },
+      { op: "message", room: "chat:mixed", data: "from msgpack", offset: 2 },
+    ];
+    for (const client of [binary, json]) {
+      assert.deepEqual([await client.next("message"), await client.next("message")], expected);
+    }
+    assert.equal(binary.frames.length, binary.binaryFrames, "every frame to the MessagePack client is binary");
+    binary.close();
+    json.close();
+  });
+
+  test("a text frame on the MessagePack subprotocol closes with 4002, and so does invalid MessagePack", async () => {
+    const text = await TestClient.open(server.url, { protocols: ["crier.v1.msgpack"] });
+    text.sendRaw('{"op":"connect"}');
+    assert.equal((await text.waitClosed()).code, 4002);
+    const garbage = await TestClient.open(server.url, { protocols: ["crier.v1.msgpack"] });
+    garbage.sendRaw(Buffer.from([0xc1]), true);
+    assert.equal((await garbage.waitClosed()).code, 4002);
+  });
+});

@@ -11,22 +11,25 @@ import {
   type ConnectCommand,
   decodeClientFrame,
   type ErrorCode,
-  encodeMessageFrame,
   encodeServerFrame,
   ProtocolError,
   type ReplyFrame,
   type ServerFrame,
   type StreamPosition,
+  SUBPROTOCOL_MSGPACK,
 } from "crier-protocol";
+import { decodeClientFrameMsgpack, encodeServerFrameMsgpack } from "crier-protocol/msgpack";
 import type { Logger } from "pino";
 import type { WebSocket } from "ws";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import { OffsetGate } from "../history/merge.js";
 import type { HubMember } from "../hub/hub.js";
+import { MessageFrame, type OutboundFrame } from "../hub/outbound-frame.js";
 import type { SessionHost, SessionView } from "./host.js";
 import { RateLimiter } from "./rate-limiter.js";
 
-const PING_FRAME = Buffer.from('{"op":"ping"}');
+const PING_JSON = Buffer.from('{"op":"ping"}');
+const PING_MSGPACK = encodeServerFrameMsgpack({ op: "ping" });
 /** setTimeout's longest delay; longer token lifetimes are re-armed. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -54,7 +57,9 @@ export class Session implements HubMember, SessionView {
   private busy = false;
   private readonly waiting: ClientCommand[] = [];
   /** Per room with history: keeps this connection's offsets gap- and duplicate-free across a catch-up. */
-  private readonly gates = new Map<string, OffsetGate<Buffer>>();
+  private readonly gates = new Map<string, OffsetGate<OutboundFrame>>();
+  /** Whether this connection speaks crier.v1.msgpack (binary frames) rather than JSON. */
+  private readonly binary: boolean;
 
   constructor(ws: WebSocket, socket: Socket, request: IncomingMessage, host: SessionHost) {
     this.ws = ws;
@@ -62,6 +67,7 @@ export class Session implements HubMember, SessionView {
     this.request = request;
     this.host = host;
     this.logger = host.logger.child({ client: this.id });
+    this.binary = ws.protocol === SUBPROTOCOL_MSGPACK;
     this.limiter = new RateLimiter(host.settings.commandsPerSecond);
     this.connectTimer = setTimeout(
       () => this.close(CloseCode.ConnectExpected, "no connect frame within the connect timeout"),
@@ -96,11 +102,14 @@ export class Session implements HubMember, SessionView {
       );
       return;
     }
-    if (isBinary) {
-      this.close(CloseCode.BadFrame, "binary frame on the JSON subprotocol");
+    if (isBinary !== this.binary) {
+      this.close(
+        CloseCode.BadFrame,
+        this.binary ? "text frame on the MessagePack subprotocol" : "binary frame on the JSON subprotocol",
+      );
       return;
     }
-    const decoded = decodeClientFrame(data.toString("utf8"));
+    const decoded = this.binary ? decodeClientFrameMsgpack(data) : decodeClientFrame(data.toString("utf8"));
     if (decoded.kind === "fatal") {
       this.close(CloseCode.BadFrame, decoded.reason);
       return;
@@ -269,7 +278,7 @@ export class Session implements HubMember, SessionView {
     await this.host.authorize(this, room, "subscribe");
     // In a room with history, live messages are held from the moment the
     // subscription is live until the history read says where this client is.
-    const gate = this.host.keepsHistory(room) ? new OffsetGate<Buffer>(0, true) : undefined;
+    const gate = this.host.keepsHistory(room) ? new OffsetGate<OutboundFrame>(0, true) : undefined;
     if (gate !== undefined) this.gates.set(room, gate);
     this.rooms.add(room);
     try {
@@ -286,7 +295,7 @@ export class Session implements HubMember, SessionView {
       const missed = recovered
         ? read.messages.map((message) => ({
             offset: message.offset ?? 0,
-            item: Buffer.from(encodeMessageFrame(room, message.data, message.offset, message.from)),
+            item: new MessageFrame(room, message) as OutboundFrame,
           }))
         : [];
       const released = gate.release(recovered ? since.offset : position.offset, missed);
@@ -301,8 +310,8 @@ export class Session implements HubMember, SessionView {
 
   // ---- outbound ------------------------------------------------------------
 
-  /** Hub delivery: one pre-encoded frame, shared by every recipient. */
-  deliver(frame: Buffer, room?: string, offset?: number): void {
+  /** Hub delivery: one frame shared by every recipient, encoded once per subprotocol. */
+  deliver(frame: OutboundFrame, room?: string, offset?: number): void {
     if (this.state !== "connected") return;
     if (offset !== undefined && room !== undefined) {
       const gate = this.gates.get(room);
@@ -314,13 +323,14 @@ export class Session implements HubMember, SessionView {
     this.send(frame);
   }
 
-  private send(frame: Buffer): void {
-    if (this.ws.bufferedAmount + frame.length > this.host.settings.outboundQueueBytes) {
+  private send(frame: OutboundFrame): void {
+    const bytes = this.binary ? frame.msgpack() : frame.json();
+    if (this.ws.bufferedAmount + bytes.length > this.host.settings.outboundQueueBytes) {
       this.close(CloseCode.SlowConsumer, "slow consumer: outbound queue over its limit");
       return;
     }
     this.host.batcher.hold(this.socket);
-    this.ws.send(frame, { binary: false });
+    this.ws.send(bytes, { binary: this.binary });
   }
 
   roomRemoved(room: string): void {
@@ -337,7 +347,8 @@ export class Session implements HubMember, SessionView {
   private write(frame: ServerFrame): void {
     if (this.state === "closed") return;
     this.host.batcher.hold(this.socket);
-    this.ws.send(encodeServerFrame(frame));
+    if (this.binary) this.ws.send(encodeServerFrameMsgpack(frame), { binary: true });
+    else this.ws.send(encodeServerFrame(frame));
   }
 
   /** Sends a command's success reply: only to commands with an id, except `connected` (forced), which every client needs. */
@@ -371,7 +382,7 @@ export class Session implements HubMember, SessionView {
       }
       this.awaitingPong = true;
       this.host.batcher.hold(this.socket);
-      this.ws.send(PING_FRAME, { binary: false });
+      this.ws.send(this.binary ? PING_MSGPACK : PING_JSON, { binary: this.binary });
       this.pingTimer = setTimeout(() => {
         if (this.awaitingPong) this.close(CloseCode.NoPong, "no pong within the pong timeout");
       }, this.host.settings.pongTimeoutMs);

@@ -4,7 +4,7 @@
 
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
-import { SUBPROTOCOL_JSON } from "crier-protocol";
+import { SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK } from "crier-protocol";
 import type { Logger } from "pino";
 import { type WebSocket, WebSocketServer } from "ws";
 
@@ -19,7 +19,7 @@ export interface EndpointOptions {
 
 export type ConnectionHandler = (ws: WebSocket, socket: Socket, request: IncomingMessage) => void;
 
-const SUPPORTED = [SUBPROTOCOL_JSON];
+const SUPPORTED = [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK];
 
 export class WsEndpoint {
   private readonly wss: WebSocketServer;
