@@ -18,6 +18,7 @@ import {
   type StreamPosition,
 } from "crier-protocol";
 import { type Logger, pino } from "pino";
+import type { Registry } from "prom-client";
 import { ANONYMOUS, type Identity } from "./auth/identity.js";
 import { TokenVerifier } from "./auth/jwt.js";
 import { type RoomAction, RoomPolicy } from "./auth/policy.js";
@@ -34,6 +35,7 @@ import type { HistoryOptions, HistoryRead, HistoryStore } from "./history/histor
 import { MemoryHistory } from "./history/memory.js";
 import { RedisHistory } from "./history/redis.js";
 import { Hub } from "./hub/hub.js";
+import { createMetrics } from "./metrics.js";
 import type { PublishResult, SessionHost, SessionSettings, SessionView } from "./session/host.js";
 import { Session } from "./session/session.js";
 import { WriteBatcher } from "./session/write-batcher.js";
@@ -90,6 +92,8 @@ export class CrierNode implements SessionHost, ApiHost {
   private readonly endpoint: WsEndpoint;
   private readonly api: HttpApi;
   private readonly sessions = new Set<SessionView>();
+  private readonly closes = new Map<number, number>();
+  private readonly registry: Registry;
   private readonly startedAt = Date.now();
   private server: Server | undefined;
   private started = false;
@@ -155,6 +159,17 @@ export class CrierNode implements SessionHost, ApiHost {
       (ws, socket, request) => {
         this.sessions.add(new Session(ws, socket, request, this));
       },
+    );
+    this.registry = createMetrics(
+      {
+        connections: () => this.sessions.size,
+        hub: this.hub,
+        broker: () => this.broker.stats(),
+        brokerChannels: () => this.broker.channelCount(),
+        ready: () => this.isReady(),
+        closes: () => this.closes,
+      },
+      { node: this.nodeId },
     );
     this.api = new HttpApi(this, {
       apiKey: this.apiKey,
@@ -404,6 +419,13 @@ export class CrierNode implements SessionHost, ApiHost {
 
   sessionClosed(session: SessionView): void {
     this.sessions.delete(session);
+    const code = session.closeCode ?? 1006;
+    this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
+  }
+
+  /** Prometheus text of this instance's metrics. */
+  async metrics(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 
   /** Open connections on this instance. */

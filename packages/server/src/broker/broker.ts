@@ -6,6 +6,22 @@
 
 import type { Envelope } from "./envelope.js";
 
+/** Running totals, for metrics and tests. */
+export interface BrokerStats {
+  /** Envelopes the backplane acknowledged. */
+  published: number;
+  /** Publishes refused (backplane down, timed out, connection lost). */
+  publishFailed: number;
+  /** Messages that came off the backplane, before any filtering. */
+  received: number;
+  /** Envelopes handed to the delivery handler. */
+  delivered: number;
+  /** Messages dropped because they were not envelopes. */
+  malformed: number;
+  /** Times the backplane became reachable again after an outage. */
+  recoveries: number;
+}
+
 export type DeliveryHandler = (channel: string, envelope: Envelope) => void;
 export type ReadyListener = (ready: boolean) => void;
 
@@ -28,6 +44,7 @@ export interface Broker {
   onReadyChange(listener: ReadyListener): void;
   /** Channels with a live subscription on this instance (for tests and metrics). */
   channelCount(): number;
+  stats(): BrokerStats;
   /** Idempotent. */
   close(): Promise<void>;
 }

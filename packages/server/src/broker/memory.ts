@@ -2,13 +2,21 @@
 // (a microtask later) like a real backplane, and in publish order.
 
 import { ProtocolError } from "crier-protocol";
-import type { Broker, DeliveryHandler, ReadyListener } from "./broker.js";
+import type { Broker, BrokerStats, DeliveryHandler, ReadyListener } from "./broker.js";
 import type { Envelope } from "./envelope.js";
 
 export class MemoryBroker implements Broker {
   private handler: DeliveryHandler | undefined;
   private readonly channels = new Set<string>();
   private closed = false;
+  private readonly counts: BrokerStats = {
+    published: 0,
+    publishFailed: 0,
+    received: 0,
+    delivered: 0,
+    malformed: 0,
+    recoveries: 0,
+  };
 
   async start(handler: DeliveryHandler): Promise<void> {
     this.handler = handler;
@@ -23,11 +31,18 @@ export class MemoryBroker implements Broker {
   }
 
   async publish(channel: string, envelope: Envelope): Promise<void> {
-    if (this.closed) throw new ProtocolError("unavailable", "the broker is closed");
+    if (this.closed) {
+      this.counts.publishFailed++;
+      throw new ProtocolError("unavailable", "the broker is closed");
+    }
+    this.counts.published++;
     // Subscription is checked at delivery time, as a broker would: a channel
     // dropped before delivery receives nothing.
     queueMicrotask(() => {
-      if (this.channels.has(channel)) this.handler?.(channel, envelope);
+      if (!this.channels.has(channel)) return;
+      this.counts.received++;
+      this.counts.delivered++;
+      this.handler?.(channel, envelope);
     });
   }
 
@@ -41,6 +56,10 @@ export class MemoryBroker implements Broker {
 
   channelCount(): number {
     return this.channels.size;
+  }
+
+  stats(): BrokerStats {
+    return { ...this.counts };
   }
 
   async close(): Promise<void> {

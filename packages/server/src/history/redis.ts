@@ -80,6 +80,8 @@ export class RedisHistory implements HistoryStore {
       autoResendUnfulfilledCommands: false,
       maxRetriesPerRequest: 0,
       disconnectTimeout: 200,
+      // Scripts issued in one tick leave in one write.
+      enableAutoPipelining: true,
       connectionName: "crier-history",
     });
     this.publishScript = scriptCommand(this.redis, "crierHistoryPublish", PUBLISH_SCRIPT);

@@ -40,6 +40,8 @@ export class Hub {
   private readonly rooms = new Map<string, Channel>();
   private readonly users = new Map<string, Channel>();
   private readonly clients = new Map<string, HubMember>();
+  /** Running totals (plain numbers: the hot path only adds). */
+  readonly counters = { publications: 0, deliveries: 0, directs: 0, repairs: 0, lost: 0 };
   private readonly broker: Broker;
   private readonly names: ChannelNames;
   private readonly logger: Logger;
@@ -131,6 +133,7 @@ export class Hub {
         const entry = envelope.user === undefined ? undefined : this.users.get(envelope.user);
         if (entry === undefined) return;
         const frame = new DirectFrame(envelope);
+        this.counters.directs += entry.members.size;
         for (const member of entry.members) member.deliver(frame);
         return;
       }
@@ -158,6 +161,8 @@ export class Hub {
 
   private fanOut(room: string, entry: Channel, envelope: Envelope): void {
     const frame = new MessageFrame(room, envelope);
+    this.counters.publications++;
+    this.counters.deliveries += entry.members.size;
     for (const member of entry.members) member.deliver(frame, room, envelope.offset);
   }
 
@@ -206,6 +211,7 @@ export class Hub {
           this.lost(room, entry, "missed messages are no longer in history");
           return;
         }
+        this.counters.repairs += released.items.length;
         for (const message of released.items) this.fanOut(room, entry, message);
       },
       (error: unknown) => {

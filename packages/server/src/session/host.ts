@@ -34,6 +34,8 @@ export interface SessionView {
   readonly identity: Identity;
   readonly request: IncomingMessage;
   readonly rooms: ReadonlySet<string>;
+  /** The close code, once closed. */
+  readonly closeCode: number | undefined;
   /** Closes the connection with a close code. Idempotent. */
   close(code: number, reason: string): void;
   /** Drops the connection without a close handshake. */

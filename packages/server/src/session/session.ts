@@ -43,6 +43,8 @@ export class Session implements HubMember, SessionView {
   readonly request: IncomingMessage;
   readonly rooms = new Set<string>();
   identity: Identity = ANONYMOUS;
+  /** The close code, once closed: the one this server sent, or the client's. */
+  closeCode: number | undefined;
 
   private state: State = "connecting";
   private readonly ws: WebSocket;
@@ -74,7 +76,10 @@ export class Session implements HubMember, SessionView {
       host.settings.connectTimeoutMs,
     );
     ws.on("message", (data, isBinary) => this.onFrame(data as Buffer, isBinary));
-    ws.on("close", () => this.onClosed());
+    ws.on("close", (code) => {
+      this.closeCode ??= code;
+      this.onClosed();
+    });
     ws.on("error", (error) => this.logger.debug({ err: error }, "websocket error"));
   }
 
@@ -407,12 +412,14 @@ export class Session implements HubMember, SessionView {
   close(code: number, reason: string): void {
     if (this.state === "closed") return;
     this.logger.debug({ code, reason }, "closing");
+    this.closeCode = code;
     this.ws.close(code, reason);
     this.onClosed();
   }
 
   /** Drops the connection without a close handshake (shutdown of a stuck socket). */
   terminate(): void {
+    this.closeCode ??= 1006;
     this.ws.terminate();
     this.onClosed();
   }

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startNode, type TestNode } from "../../../../test/support/node.js";
 import { JWT_SECRET, token } from "../../../../test/support/tokens.js";
+import { waitUntil } from "../../../../test/support/wait.js";
 
 describe("HTTP API", () => {
   let server: TestNode;
@@ -137,5 +138,36 @@ describe("HTTP API", () => {
     assert.equal(info.nodes[0]?.id, server.node.nodeId);
     assert.ok((info.nodes[0]?.connections ?? 0) >= 1);
     client.close();
+  });
+
+  test("GET /metrics needs no key and counts connections, deliveries and disconnects by code", async () => {
+    /** The value of a sample, by metric name and (optionally) one label. */
+    const metric = async (name: string, label = ""): Promise<number> => {
+      const text = await (await fetch(`${server.httpUrl}/metrics`)).text();
+      const line = text
+        .split("\n")
+        .find((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(label));
+      return line === undefined ? 0 : Number(line.split(" ").at(-1));
+    };
+    const response = await fetch(`${server.httpUrl}/metrics`);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("content-type") ?? "", /text\/plain/);
+    const before = await metric("crier_deliveries_total");
+    const a = await server.client();
+    const b = await server.client();
+    await a.call({ op: "subscribe", room: "metered" });
+    await b.call({ op: "subscribe", room: "metered" });
+    await server.api("/api/publish", { room: "metered", data: 1 });
+    await a.next("message");
+    await b.next("message");
+    assert.equal((await metric("crier_deliveries_total")) - before, 2);
+    assert.ok((await metric("crier_connections")) >= 2);
+    a.sendRaw("{bad");
+    await a.waitClosed();
+    await waitUntil(
+      "the 4002 close is counted",
+      async () => (await metric("crier_disconnects_total", 'code="4002"')) >= 1,
+    );
+    b.close();
   });
 });

@@ -22,6 +22,7 @@ export interface ApiHost {
     limit: number | undefined,
   ): Promise<HistoryReply>;
   info(): Promise<unknown>;
+  metrics(): Promise<{ contentType: string; body: string }>;
 }
 
 export interface ApiOptions {
@@ -98,6 +99,16 @@ export class HttpApi {
     if (path === "/readyz") {
       const ready = this.host.isReady();
       this.json(response, ready ? 200 : 503, { status: ready ? "ready" : "not ready" });
+      return true;
+    }
+    if (path === "/metrics") {
+      this.host.metrics().then(
+        ({ contentType, body }) => {
+          response.writeHead(200, { "Content-Type": contentType });
+          response.end(body);
+        },
+        (error: unknown) => this.fail(response, error),
+      );
       return true;
     }
     if (!path.startsWith("/api/")) return false;

@@ -1,0 +1,107 @@
+// Prometheus metrics (GET /metrics), read from the parts' own running totals
+// at scrape time, so the hot path never touches prom-client.
+
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import type { BrokerStats } from "./broker/broker.js";
+import type { Hub } from "./hub/hub.js";
+
+export interface MetricSources {
+  connections(): number;
+  hub: Hub;
+  broker(): BrokerStats;
+  brokerChannels(): number;
+  ready(): boolean;
+  /** Connections closed so far, by close code. */
+  closes(): ReadonlyMap<number, number>;
+}
+
+/** A counter that mirrors an external running total: on each scrape it adds what the total grew by. */
+function mirror(registry: Registry, name: string, help: string, read: () => number): void {
+  let seen = 0;
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const now = read();
+      if (now > seen) this.inc(now - seen);
+      seen = now;
+    },
+  });
+}
+
+export function createMetrics(sources: MetricSources, labels: Record<string, string>): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels(labels);
+  collectDefaultMetrics({ register: registry, prefix: "crier_process_" });
+  const gauge = (name: string, help: string, read: () => number): void => {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  };
+  gauge("crier_connections", "Open client connections on this instance.", () => sources.connections());
+  gauge("crier_rooms", "Rooms with at least one member on this instance.", () => sources.hub.stats().rooms);
+  gauge("crier_users", "Users with at least one connection on this instance.", () => sources.hub.stats().users);
+  gauge("crier_broker_channels", "Backplane channels this instance is subscribed to.", () => sources.brokerChannels());
+  gauge("crier_ready", "1 when the instance is ready (backplane reachable), else 0.", () => (sources.ready() ? 1 : 0));
+  const counters = sources.hub.counters;
+  mirror(
+    registry,
+    "crier_publications_total",
+    "Room publications fanned out on this instance.",
+    () => counters.publications,
+  );
+  mirror(
+    registry,
+    "crier_deliveries_total",
+    "Room messages delivered to local connections.",
+    () => counters.deliveries,
+  );
+  mirror(registry, "crier_directs_total", "Direct messages delivered to local connections.", () => counters.directs);
+  mirror(registry, "crier_repaired_total", "Messages replayed from history to repair a gap.", () => counters.repairs);
+  mirror(registry, "crier_rooms_lost_total", "Times a room's members were closed with 4504.", () => counters.lost);
+  mirror(
+    registry,
+    "crier_broker_published_total",
+    "Envelopes the backplane acknowledged.",
+    () => sources.broker().published,
+  );
+  mirror(
+    registry,
+    "crier_broker_publish_failed_total",
+    "Publishes the backplane refused.",
+    () => sources.broker().publishFailed,
+  );
+  mirror(
+    registry,
+    "crier_broker_received_total",
+    "Envelopes received from the backplane.",
+    () => sources.broker().received,
+  );
+  mirror(
+    registry,
+    "crier_broker_recoveries_total",
+    "Times the backplane came back after an outage.",
+    () => sources.broker().recoveries,
+  );
+  const seen = new Map<number, number>();
+  new Counter({
+    name: "crier_disconnects_total",
+    help: "Client connections closed, by close code.",
+    labelNames: ["code"],
+    registers: [registry],
+    collect() {
+      for (const [code, count] of sources.closes()) {
+        const before = seen.get(code) ?? 0;
+        if (count > before) this.inc({ code: String(code) }, count - before);
+        seen.set(code, count);
+      }
+    },
+  });
+  return registry;
+}
