@@ -265,13 +265,13 @@ export class CrierNode implements SessionHost, ApiHost {
   // ---- publishing (library API) --------------------------------------------
 
   /** Publishes `data` to `room` from the backend. */
-  publish(room: string, data: JsonValue): Promise<PublishResult> {
+  async publish(room: string, data: JsonValue): Promise<PublishResult> {
     if (!isValidRoom(room)) throw new ProtocolError("bad_request", `invalid room name '${room}'`);
     return this.publishJson(room, JSON.stringify(data), "");
   }
 
   /** Sends `data` to every connection of `user`, cluster-wide. */
-  send(user: string, data: JsonValue): Promise<void> {
+  async send(user: string, data: JsonValue): Promise<void> {
     return this.sendJson(user, JSON.stringify(data), "");
   }
 
