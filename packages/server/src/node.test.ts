@@ -5,8 +5,11 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { test } from "node:test";
+import { ProtocolError } from "crier-protocol";
 import { pino } from "pino";
 import { TestClient } from "../../../test/support/ws-client.js";
+import type { Envelope } from "./broker/envelope.js";
+import { MemoryBroker } from "./broker/memory.js";
 import { CrierNode } from "./node.js";
 
 test("attach() serves WebSockets and the API beside the application's own routes; close() ends clients with 4500", async () => {
@@ -51,6 +54,38 @@ test("publish() refuses an invalid room name", async () => {
   const crier = await CrierNode.create({ logger: pino({ level: "silent" }) });
   try {
     await assert.rejects(crier.publish("bad room", 1), /invalid room name/);
+  } finally {
+    await crier.close();
+  }
+});
+
+test("POST /api/broadcast reports per room when only some rooms could be published", async () => {
+  class PartlyDown extends MemoryBroker {
+    override publish(channel: string, envelope: Envelope): Promise<void> {
+      if (channel.endsWith(":down")) return Promise.reject(new ProtocolError("unavailable", "that shard is down"));
+      return super.publish(channel, envelope);
+    }
+  }
+  const crier = await CrierNode.create({
+    config: { apiKey: "partial-key", port: 0, host: "127.0.0.1" },
+    broker: new PartlyDown(),
+    logger: pino({ level: "silent" }),
+  });
+  try {
+    const { port } = await crier.listen();
+    const post = (rooms: string[]) =>
+      fetch(`http://127.0.0.1:${port}/api/broadcast`, {
+        method: "POST",
+        headers: { Authorization: "Bearer partial-key" },
+        body: JSON.stringify({ rooms, data: 1 }),
+      });
+    const partial = await post(["up", "down"]);
+    assert.equal(partial.status, 200);
+    assert.deepEqual(await partial.json(), {
+      results: [{ room: "up" }, { room: "down", error: { code: "unavailable", message: "that shard is down" } }],
+    });
+    const none = await post(["down"]);
+    assert.equal(none.status, 503);
   } finally {
     await crier.close();
   }

@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
+import { ProtocolError } from "crier-protocol";
 import { Redis } from "ioredis";
 import { freePort, type RedisProcess, startRedis } from "../../../../test/support/redis.js";
 import { waitUntil } from "../../../../test/support/wait.js";
@@ -147,6 +148,37 @@ describe("RedisMembership against a real redis-server", () => {
       assert.deepEqual(ids(await a.nodes()), ["node-a"]);
     } finally {
       await admin.quit();
+    }
+  });
+});
+
+describe("RedisMembership across a Redis restart", () => {
+  test("nodes() is unavailable while Redis is down, and lists this node as soon as Redis is back", async () => {
+    const redis = await startRedis();
+    // A long heartbeat: only the announce-on-reconnect can list the node promptly.
+    const membership = new RedisMembership({
+      url: redis.url,
+      prefix: "restart:",
+      heartbeatMs: 60_000,
+      nodeTimeoutMs: 120_000,
+    });
+    try {
+      await membership.start(nodeInfo("phoenix"));
+      assert.deepEqual(ids(await membership.nodes()), ["phoenix"]);
+      await redis.kill("SIGKILL");
+      await assert.rejects(
+        membership.nodes(),
+        (error: unknown) => error instanceof ProtocolError && error.code === "unavailable",
+      );
+      await redis.restart();
+      await waitUntil(
+        "the node is listed again after the restart",
+        async () => ids(await membership.nodes().catch(() => [])).includes("phoenix"),
+        5000,
+      );
+    } finally {
+      await membership.close();
+      await redis.stop();
     }
   });
 });

@@ -3,6 +3,7 @@
 // Liveness is judged by Redis's clock alone: skew between nodes cannot keep a
 // dead node listed or drop a live one.
 
+import { ProtocolError } from "crier-protocol";
 import { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import { backoffDelay, quit, redactUrl } from "../redis/connection.js";
@@ -89,6 +90,12 @@ export class RedisMembership implements Membership {
       await this.close();
       throw new Error(`membership: cannot announce this node in Redis at ${this.url}: ${messageOf(err)}`);
     }
+    // After a reconnect (Redis may have restarted empty) announce at once, not a heartbeat later.
+    this.redis.on("ready", () => {
+      if (this.timer !== undefined && this.beating === undefined) {
+        this.beating = this.heartbeat(false).finally(() => (this.beating = undefined));
+      }
+    });
     this.timer = setInterval(() => {
       // Skip a tick rather than pile heartbeats up behind a slow Redis.
       if (this.beating === undefined) this.beating = this.heartbeat(false).finally(() => (this.beating = undefined));
@@ -97,7 +104,12 @@ export class RedisMembership implements Membership {
   }
 
   async nodes(): Promise<NodeInfo[]> {
-    const reply = await this.redis.eval(LIST_LIVE, 1, this.indexKey, this.entryPrefix);
+    let reply: unknown;
+    try {
+      reply = await this.redis.eval(LIST_LIVE, 1, this.indexKey, this.entryPrefix);
+    } catch (err) {
+      throw new ProtocolError("unavailable", `cluster membership unavailable: Redis at ${this.url}: ${messageOf(err)}`);
+    }
     if (!Array.isArray(reply)) throw new Error("membership: unexpected reply listing nodes");
     const nodes: NodeInfo[] = [];
     for (const text of reply) {

@@ -137,9 +137,17 @@ export class HttpApi {
         expect("POST");
         const body = parse(broadcastBody, await this.body(request));
         const dataJson = JSON.stringify(body.data);
-        const results = await Promise.all(
-          body.rooms.map(async (target) => ({ room: target, ...(await this.host.publishJson(target, dataJson)) })),
-        );
+        const settled = await Promise.allSettled(body.rooms.map((target) => this.host.publishJson(target, dataJson)));
+        // All refused: the request failed as a whole. Some refused: say which,
+        // so a retry can target just those rooms and not duplicate the others.
+        const failures = settled.filter((outcome) => outcome.status === "rejected");
+        if (failures.length === settled.length && failures[0] !== undefined) throw failures[0].reason;
+        const results = settled.map((outcome, i) => {
+          const target = body.rooms[i] ?? "";
+          if (outcome.status === "fulfilled") return { room: target, ...outcome.value };
+          const error = outcome.reason instanceof ProtocolError ? outcome.reason : new ProtocolError("internal", "internal error");
+          return { room: target, error: { code: error.code, message: error.message } };
+        });
         return this.json(response, 200, { results });
       }
       case "/api/send": {
