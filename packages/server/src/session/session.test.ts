@@ -452,6 +452,7 @@ describe("hooks", () => {
         authorize: (session, room, action) => {
           if (room.startsWith("vip")) return session.user === "hooked-acme";
           if (room === "open-publish" && action === "publish") return true;
+          if (room === "broken-hook") throw new Error("database down");
           return undefined;
         },
       },
@@ -472,6 +473,14 @@ describe("hooks", () => {
     const reply = await client.call({ op: "connect", token: "nope" });
     assert.equal(reply.op === "error" && reply.code, "unauthorized");
     assert.equal((await client.waitClosed()).code, 4003);
+  });
+
+  test("a hook that throws something other than a ProtocolError gives internal, and the connection stays", async () => {
+    const client = await server.client();
+    const reply = await client.call({ op: "subscribe", room: "broken-hook" });
+    assert.deepEqual(reply, { op: "error", id: 2, code: "internal", message: "internal error" });
+    assert.equal((await client.call({ op: "subscribe", room: "fine" })).op, "subscribed");
+    client.close();
   });
 
   test("authorize can refuse and can allow beyond the namespace policy", async () => {
