@@ -5,65 +5,89 @@
 import { encodeDirectFrame, encodeMessageFrame } from "crier-protocol";
 import { encodeServerFrameMsgpack } from "crier-protocol/msgpack";
 import type { Envelope } from "../broker/envelope.js";
+import { OPCODE_BINARY, OPCODE_TEXT, wsFrame } from "./ws-frame.js";
 
 export interface OutboundFrame {
   /** The frame as JSON text, UTF-8. */
   json(): Buffer;
   /** The frame as a MessagePack map. */
   msgpack(): Buffer;
+  /** json() as a complete WebSocket text frame, ready to write to any socket. */
+  jsonWire(): Buffer;
+  /** msgpack() as a complete WebSocket binary frame. */
+  msgpackWire(): Buffer;
+}
+
+/** Caches the wire frames of a publication; subclasses say how to encode it. */
+abstract class SharedFrame implements OutboundFrame {
+  private jsonBytes: Buffer | undefined;
+  private msgpackBytes: Buffer | undefined;
+  private jsonFrame: Buffer | undefined;
+  private msgpackFrame: Buffer | undefined;
+
+  protected abstract encodeJson(): string;
+  protected abstract encodeObject(): Record<string, unknown>;
+
+  json(): Buffer {
+    this.jsonBytes ??= Buffer.from(this.encodeJson());
+    return this.jsonBytes;
+  }
+
+  msgpack(): Buffer {
+    this.msgpackBytes ??= encodeServerFrameMsgpack(this.encodeObject());
+    return this.msgpackBytes;
+  }
+
+  jsonWire(): Buffer {
+    this.jsonFrame ??= wsFrame(this.json(), OPCODE_TEXT);
+    return this.jsonFrame;
+  }
+
+  msgpackWire(): Buffer {
+    this.msgpackFrame ??= wsFrame(this.msgpack(), OPCODE_BINARY);
+    return this.msgpackFrame;
+  }
 }
 
 /** A `message` push: built around the payload's JSON text, which is never parsed for JSON clients. */
-export class MessageFrame implements OutboundFrame {
+export class MessageFrame extends SharedFrame {
   private readonly room: string;
   private readonly envelope: Envelope;
-  private jsonBytes: Buffer | undefined;
-  private msgpackBytes: Buffer | undefined;
 
   constructor(room: string, envelope: Envelope) {
+    super();
     this.room = room;
     this.envelope = envelope;
   }
 
-  json(): Buffer {
-    this.jsonBytes ??= Buffer.from(
-      encodeMessageFrame(this.room, this.envelope.data, this.envelope.offset, this.envelope.from),
-    );
-    return this.jsonBytes;
+  protected encodeJson(): string {
+    return encodeMessageFrame(this.room, this.envelope.data, this.envelope.offset, this.envelope.from);
   }
 
-  msgpack(): Buffer {
-    if (this.msgpackBytes === undefined) {
-      const frame: Record<string, unknown> = { op: "message", room: this.room, data: JSON.parse(this.envelope.data) };
-      if (this.envelope.offset !== undefined) frame.offset = this.envelope.offset;
-      if (this.envelope.from !== undefined && this.envelope.from !== "") frame.from = this.envelope.from;
-      this.msgpackBytes = encodeServerFrameMsgpack(frame);
-    }
-    return this.msgpackBytes;
+  protected encodeObject(): Record<string, unknown> {
+    const frame: Record<string, unknown> = { op: "message", room: this.room, data: JSON.parse(this.envelope.data) };
+    if (this.envelope.offset !== undefined) frame.offset = this.envelope.offset;
+    if (this.envelope.from !== undefined && this.envelope.from !== "") frame.from = this.envelope.from;
+    return frame;
   }
 }
 
 /** A `direct` push to a user's connections. */
-export class DirectFrame implements OutboundFrame {
+export class DirectFrame extends SharedFrame {
   private readonly envelope: Envelope;
-  private jsonBytes: Buffer | undefined;
-  private msgpackBytes: Buffer | undefined;
 
   constructor(envelope: Envelope) {
+    super();
     this.envelope = envelope;
   }
 
-  json(): Buffer {
-    this.jsonBytes ??= Buffer.from(encodeDirectFrame(this.envelope.data, this.envelope.from));
-    return this.jsonBytes;
+  protected encodeJson(): string {
+    return encodeDirectFrame(this.envelope.data, this.envelope.from);
   }
 
-  msgpack(): Buffer {
-    if (this.msgpackBytes === undefined) {
-      const frame: Record<string, unknown> = { op: "direct", data: JSON.parse(this.envelope.data) };
-      if (this.envelope.from !== undefined && this.envelope.from !== "") frame.from = this.envelope.from;
-      this.msgpackBytes = encodeServerFrameMsgpack(frame);
-    }
-    return this.msgpackBytes;
+  protected encodeObject(): Record<string, unknown> {
+    const frame: Record<string, unknown> = { op: "direct", data: JSON.parse(this.envelope.data) };
+    if (this.envelope.from !== undefined && this.envelope.from !== "") frame.from = this.envelope.from;
+    return frame;
   }
 }

@@ -28,6 +28,8 @@ import { MessageFrame, type OutboundFrame } from "../hub/outbound-frame.js";
 import type { SessionHost, SessionView } from "./host.js";
 import { RateLimiter } from "./rate-limiter.js";
 
+/** WebSocket.OPEN. */
+const OPEN = 1;
 const PING_JSON = Buffer.from('{"op":"ping"}');
 const PING_MSGPACK = encodeServerFrameMsgpack({ op: "ping" });
 /** setTimeout's longest delay; longer token lifetimes are re-armed. */
@@ -329,13 +331,18 @@ export class Session implements HubMember, SessionView {
   }
 
   private send(frame: OutboundFrame): void {
-    const bytes = this.binary ? frame.msgpack() : frame.json();
-    if (this.ws.bufferedAmount + bytes.length > this.host.settings.outboundQueueBytes) {
+    // The shared, complete WebSocket frame goes straight to the socket: no
+    // per-recipient header or copy. Safe because ws writes every frame of its
+    // own synchronously (no compression here), so frames never interleave.
+    // Past the close handshake's start, nothing more may be written (ws already sent or queued its close).
+    if (this.ws.readyState !== OPEN) return;
+    const bytes = this.binary ? frame.msgpackWire() : frame.jsonWire();
+    if (this.socket.writableLength + bytes.length > this.host.settings.outboundQueueBytes) {
       this.close(CloseCode.SlowConsumer, "slow consumer: outbound queue over its limit");
       return;
     }
     this.host.batcher.hold(this.socket);
-    this.ws.send(bytes, { binary: this.binary });
+    this.socket.write(bytes);
   }
 
   roomRemoved(room: string): void {
