@@ -44,6 +44,9 @@ import { WsEndpoint } from "./transport/ws-endpoint.js";
 
 type MaybePromise<T> = T | Promise<T>;
 
+/** Messages read from history per page of a replay (and of a gap repair). */
+const REPLAY_PAGE = 500;
+
 export interface CrierHooks {
   /**
    * Decides who a connection is. Return an Identity to accept, throw a
@@ -302,7 +305,12 @@ export class CrierNode implements SessionHost, ApiHost {
     const history = this.historyOptions(room);
     if (history === undefined || this.historyStore === undefined) return undefined;
     // Without `since` only the position matters; one message is the least a read can ask for.
-    return this.historyStore.read(room, { since, limit: since === undefined ? 1 : history.size, ttlMs: history.ttlMs });
+    // With it, a page at a time: a replay reads the next page as the client drains the last.
+    return this.historyStore.read(room, {
+      since,
+      limit: since === undefined ? 1 : Math.min(REPLAY_PAGE, history.size),
+      ttlMs: history.ttlMs,
+    });
   }
 
   async sendJson(user: string, dataJson: string, from = ""): Promise<void> {

@@ -38,6 +38,11 @@ export class OffsetGate<T> {
     return this.floor;
   }
 
+  /** Live messages held so far in this catch-up. */
+  get heldCount(): number {
+    return this.held?.length ?? 0;
+  }
+
   get catchingUp(): boolean {
     return this.held !== undefined;
   }

@@ -198,15 +198,15 @@ export class Hub {
   private repair(room: string, entry: Channel, gate: OffsetGate<Envelope>, since: StreamPosition): void {
     const reader = this.readGap;
     if (reader === undefined) return;
-    reader(room, since).then(
-      (read) => {
-        if (this.rooms.get(room) !== entry || entry.gate !== gate) return;
-        if (read === undefined || !read.complete || read.position.epoch !== since.epoch) {
+    const current = (): boolean => this.rooms.get(room) === entry && entry.gate === gate;
+    this.readMissed(reader, room, since).then(
+      (missed) => {
+        if (!current()) return;
+        if (missed === undefined) {
           this.lost(room, entry, "missed messages are no longer in history");
           return;
         }
-        const history = read.messages.map((message) => ({ offset: message.offset ?? 0, item: message }));
-        const released = gate.release(since.offset, history);
+        const released = gate.release(since.offset, missed);
         if (!released.contiguous) {
           this.lost(room, entry, "missed messages are no longer in history");
           return;
@@ -216,9 +216,27 @@ export class Hub {
       },
       (error: unknown) => {
         this.logger.warn({ err: error, room }, "could not read history to repair a gap");
-        if (this.rooms.get(room) === entry && entry.gate === gate) this.lost(room, entry, "history unreachable");
+        if (current()) this.lost(room, entry, "history unreachable");
       },
     );
+  }
+
+  /** Every message after `since` up to the room's position, page by page; undefined when history no longer has them. */
+  private async readMissed(
+    reader: GapReader,
+    room: string,
+    since: StreamPosition,
+  ): Promise<{ offset: number; item: Envelope }[] | undefined> {
+    const missed: { offset: number; item: Envelope }[] = [];
+    let after = since.offset;
+    for (;;) {
+      const read = await reader(room, { offset: after, epoch: since.epoch });
+      if (read === undefined || !read.complete || read.position.epoch !== since.epoch) return undefined;
+      for (const message of read.messages) missed.push({ offset: message.offset ?? 0, item: message });
+      const last = read.messages.at(-1)?.offset;
+      if (last === undefined || last >= read.position.offset) return missed;
+      after = last;
+    }
   }
 
   /** The members of `room` here missed messages that cannot be replayed: they reconnect and recover. */
@@ -232,6 +250,20 @@ export class Hub {
     for (const member of [...entry.members]) {
       member.disconnect(CloseCode.MessagesLost, `missed messages in '${room}': reconnect and recover`);
     }
+  }
+
+  /**
+   * A member of `room` subscribed at `position` (what its history read returned).
+   * Until a live message arrives, that is where this instance stands in the room:
+   * without a gate, resync() and admit() could not notice an epoch change or the
+   * messages the backplane dropped before the first live one. Only a room without
+   * a gate is seeded; history reads complete in order, so the first is the lowest.
+   */
+  seed(room: string, position: StreamPosition): void {
+    const entry = this.rooms.get(room);
+    if (entry === undefined || entry.gate !== undefined) return;
+    entry.epoch = position.epoch;
+    entry.gate = new OffsetGate<Envelope>(position.offset, false);
   }
 
   /**

@@ -24,10 +24,13 @@ import type { WebSocket } from "ws";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import { OffsetGate } from "../history/merge.js";
 import type { HubMember } from "../hub/hub.js";
-import { MessageFrame, type OutboundFrame } from "../hub/outbound-frame.js";
+import type { OutboundFrame } from "../hub/outbound-frame.js";
 import type { SessionHost, SessionView } from "./host.js";
 import { RateLimiter } from "./rate-limiter.js";
+import { type ReplayTarget, replay } from "./replay.js";
 
+/** Live messages a connection may hold per room while catching up from history. */
+const MAX_HELD = 10_000;
 /** WebSocket.OPEN. */
 const OPEN = 1;
 const PING_JSON = Buffer.from('{"op":"ping"}');
@@ -40,7 +43,7 @@ type State = "connecting" | "connected" | "closed";
 /** Commands after which the next ones wait, so a client's subscribe-then-publish keeps its order. */
 const BARRIERS: ReadonlySet<ClientCommand["op"]> = new Set(["connect", "subscribe", "unsubscribe", "refresh"]);
 
-export class Session implements HubMember, SessionView {
+export class Session implements HubMember, SessionView, ReplayTarget {
   readonly id = randomUUID();
   readonly request: IncomingMessage;
   readonly rooms = new Set<string>();
@@ -297,17 +300,28 @@ export class Session implements HubMember, SessionView {
         return;
       }
       const position = read.position;
+      this.host.hub.seed(room, position);
       const recovered =
         since !== undefined && read.complete && since.epoch === position.epoch && since.offset <= position.offset;
-      const missed = recovered
-        ? read.messages.map((message) => ({
-            offset: message.offset ?? 0,
-            item: new MessageFrame(room, message) as OutboundFrame,
-          }))
-        : [];
-      const released = gate.release(recovered ? since.offset : position.offset, missed);
       this.reply(id, { op: "subscribed", room, offset: position.offset, epoch: position.epoch, recovered });
-      for (const frame of released.items) this.send(frame);
+      let after = position.offset;
+      if (recovered) {
+        const outcome = await replay(
+          room,
+          since.offset,
+          position,
+          read.messages,
+          (from) => this.host.catchUp(room, from),
+          this,
+        );
+        if (outcome.kind === "closed" || this.gates.get(room) !== gate) return;
+        if (outcome.kind === "lost") {
+          this.close(CloseCode.MessagesLost, `missed messages in '${room}' left history during the replay: reconnect`);
+          return;
+        }
+        after = outcome.last;
+      }
+      for (const frame of gate.release(after, []).items) this.send(frame);
     } catch (error) {
       if (this.rooms.delete(room)) this.host.hub.unsubscribe(this, room);
       if (this.gates.get(room) === gate) this.gates.delete(room);
@@ -324,23 +338,64 @@ export class Session implements HubMember, SessionView {
       const gate = this.gates.get(room);
       if (gate !== undefined) {
         const verdict = gate.admit(offset, frame);
-        if (verdict === "held" || verdict === "duplicate") return;
+        if (verdict === "duplicate") return;
+        if (verdict === "held") {
+          // Live messages wait while history is replayed; a replay that cannot keep up with them ends here.
+          if (gate.heldCount > MAX_HELD)
+            this.close(CloseCode.SlowConsumer, "slow consumer: too far behind during recovery");
+          return;
+        }
       }
     }
     this.send(frame);
   }
 
+  /** For replays: waits while the frame would not fit in the socket's queue, instead of closing as a slow consumer. */
+  async sendPaced(frame: OutboundFrame): Promise<boolean> {
+    const bytes = this.wire(frame);
+    const limit = this.host.settings.outboundQueueBytes;
+    while (
+      this.state === "connected" &&
+      this.socket.writableLength > 0 &&
+      this.socket.writableLength + bytes.length > limit
+    ) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.socket.off("drain", done);
+          this.socket.off("close", done);
+          resolve();
+        };
+        this.socket.once("drain", done);
+        this.socket.once("close", done);
+      });
+    }
+    if (this.state !== "connected" || this.ws.readyState !== OPEN) return false;
+    this.write(bytes);
+    return true;
+  }
+
   private send(frame: OutboundFrame): void {
-    // The shared, complete WebSocket frame goes straight to the socket: no
-    // per-recipient header or copy. Safe because ws writes every frame of its
-    // own synchronously (no compression here), so frames never interleave.
     // Past the close handshake's start, nothing more may be written (ws already sent or queued its close).
     if (this.ws.readyState !== OPEN) return;
-    const bytes = this.binary ? frame.msgpackWire() : frame.jsonWire();
+    const bytes = this.wire(frame);
     if (this.socket.writableLength + bytes.length > this.host.settings.outboundQueueBytes) {
       this.close(CloseCode.SlowConsumer, "slow consumer: outbound queue over its limit");
       return;
     }
+    this.write(bytes);
+  }
+
+  /** The shared, complete WebSocket frame in this connection's subprotocol. */
+  private wire(frame: OutboundFrame): Buffer {
+    return this.binary ? frame.msgpackWire() : frame.jsonWire();
+  }
+
+  /**
+   * Writes a complete frame straight to the socket: no per-recipient header or
+   * copy. Safe because ws writes each frame of its own synchronously (no
+   * compression here), so frames never interleave.
+   */
+  private write(bytes: Buffer): void {
     this.host.batcher.hold(this.socket);
     this.socket.write(bytes);
   }
@@ -349,14 +404,14 @@ export class Session implements HubMember, SessionView {
     if (this.state !== "connected" || !this.rooms.delete(room)) return;
     this.gates.delete(room);
     this.host.hub.unsubscribe(this, room);
-    this.write({ op: "unsubscribed", room });
+    this.writeFrame({ op: "unsubscribed", room });
   }
 
   disconnect(code: number, reason: string): void {
     this.close(code, reason);
   }
 
-  private write(frame: ServerFrame): void {
+  private writeFrame(frame: ServerFrame): void {
     if (this.state === "closed") return;
     this.host.batcher.hold(this.socket);
     if (this.binary) this.ws.send(encodeServerFrameMsgpack(frame), { binary: true });
@@ -366,11 +421,11 @@ export class Session implements HubMember, SessionView {
   /** Sends a command's success reply: only to commands with an id, except `connected` (forced), which every client needs. */
   private reply(id: number | undefined, frame: ReplyFrame, force = false): void {
     if (id === undefined && !force) return;
-    this.write(id === undefined ? frame : { ...frame, id });
+    this.writeFrame(id === undefined ? frame : { ...frame, id });
   }
 
   private error(id: number | undefined, code: ErrorCode, message: string): void {
-    this.write(id === undefined ? { op: "error", code, message } : { op: "error", id, code, message });
+    this.writeFrame(id === undefined ? { op: "error", code, message } : { op: "error", id, code, message });
   }
 
   private fail(id: number | undefined, error: unknown): void {

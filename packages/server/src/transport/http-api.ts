@@ -145,7 +145,8 @@ export class HttpApi {
         const results = settled.map((outcome, i) => {
           const target = body.rooms[i] ?? "";
           if (outcome.status === "fulfilled") return { room: target, ...outcome.value };
-          const error = outcome.reason instanceof ProtocolError ? outcome.reason : new ProtocolError("internal", "internal error");
+          const error =
+            outcome.reason instanceof ProtocolError ? outcome.reason : new ProtocolError("internal", "internal error");
           return { room: target, error: { code: error.code, message: error.message } };
         });
         return this.json(response, 200, { results });
