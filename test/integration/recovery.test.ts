@@ -627,7 +627,11 @@ describe("history and recovery: no message lost when a client, an instance or Re
       );
       assert.equal(client.ws.readyState, WebSocket.OPEN, `closed with ${JSON.stringify(await client.closed)}`);
       const offsets = client.all("message").map((m) => (m.op === "message" ? m.offset : -1));
-      assert.deepEqual(offsets, Array.from({ length: count }, (_, i) => i + 1), "every offset once, in order");
+      assert.deepEqual(
+        offsets,
+        Array.from({ length: count }, (_, i) => i + 1),
+        "every offset once, in order",
+      );
     } finally {
       client.close();
     }
