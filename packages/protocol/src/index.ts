@@ -2,7 +2,13 @@
 
 export type { CloseCodeValue, ErrorCode } from "./codes.js";
 export { CloseCode, Disconnect, ERROR_CODES, ProtocolError, shouldReconnect } from "./codes.js";
-export { decodeServerFrame, encodeDirectFrame, encodeMessageFrame, encodeServerFrame } from "./json.js";
+export {
+  decodeServerFrame,
+  encodeDirectFrame,
+  encodeMemberFrame,
+  encodeMessageFrame,
+  encodeServerFrame,
+} from "./json.js";
 export { isValidRoom, MAX_ROOM_LENGTH, namespaceOf } from "./room.js";
 export type * from "./types.js";
 export type { DecodedFrame } from "./validate.js";

@@ -23,6 +23,11 @@ export function encodeDirectFrame(dataJson: string, from?: string): string {
   return `${out}}`;
 }
 
+/** A `join` or `leave` push around `memberJson`, which must already be valid JSON text. */
+export function encodeMemberFrame(op: "join" | "leave", room: string, memberJson: string): string {
+  return `{"op":"${op}","room":${JSON.stringify(room)},"member":${memberJson}}`;
+}
+
 /** Parses a server frame (used by clients). Returns undefined for anything that is not an object with a string `op`. */
 export function decodeServerFrame(text: string): ServerFrame | undefined {
   let parsed: unknown;

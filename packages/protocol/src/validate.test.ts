@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { shouldReconnect } from "./codes.js";
-import { encodeDirectFrame, encodeMessageFrame } from "./json.js";
+import { encodeDirectFrame, encodeMemberFrame, encodeMessageFrame } from "./json.js";
 import { decodeClientFrameMsgpack, encodeServerFrameMsgpack } from "./msgpack.js";
 import { isValidRoom, namespaceOf } from "./room.js";
 import { decodeClientFrame } from "./validate.js";
@@ -63,6 +63,20 @@ describe("encoding", () => {
     assert.deepEqual(JSON.parse(text), { op: "message", room: 'r"q', data: { a: [1, "\n"] }, offset: 7, from: "u" });
     assert.deepEqual(JSON.parse(encodeMessageFrame("r", "1")), { op: "message", room: "r", data: 1 });
     assert.deepEqual(JSON.parse(encodeDirectFrame('"x"', "")), { op: "direct", data: "x" });
+  });
+
+  test("join and leave frames are built around the member's JSON text", () => {
+    const member = { user: "u", client: "c", info: { name: 'A "q"' } };
+    assert.deepEqual(JSON.parse(encodeMemberFrame("join", 'r"1', JSON.stringify(member))), {
+      op: "join",
+      room: 'r"1',
+      member,
+    });
+    assert.deepEqual(JSON.parse(encodeMemberFrame("leave", "r", '{"user":"","client":"c"}')), {
+      op: "leave",
+      room: "r",
+      member: { user: "", client: "c" },
+    });
   });
 
   test("MessagePack frames round-trip; non-maps are fatal", () => {

@@ -28,14 +28,18 @@ import { MemoryBroker } from "./broker/memory.js";
 import { RedisBroker } from "./broker/redis.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
 import { MemoryMembership } from "./cluster/memory.js";
-import { RedisMembership } from "./cluster/redis.js";
-import { ConfigError, validateConfig } from "./config/load.js";
+import { nodeKeyPrefix, RedisMembership } from "./cluster/redis.js";
+import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
 import type { HistoryOptions, HistoryRead, HistoryStore } from "./history/history.js";
 import { MemoryHistory } from "./history/memory.js";
 import { RedisHistory } from "./history/redis.js";
 import { Hub } from "./hub/hub.js";
 import { createMetrics } from "./metrics.js";
+import { MemoryPresence } from "./presence/memory.js";
+import type { PresenceStore } from "./presence/presence.js";
+import { RedisPresence } from "./presence/redis.js";
+import { PresenceTracker } from "./presence/tracker.js";
 import type { PublishResult, SessionHost, SessionSettings, SessionView } from "./session/host.js";
 import { Session } from "./session/session.js";
 import { WriteBatcher } from "./session/write-batcher.js";
@@ -86,6 +90,9 @@ export class CrierNode implements SessionHost, ApiHost {
   private readonly membership: Membership;
   /** Present when some namespace keeps history. */
   private readonly historyStore: HistoryStore | undefined;
+  /** Present when some namespace enables presence. */
+  private readonly presenceStore: PresenceStore | undefined;
+  private readonly presenceTracker: PresenceTracker;
   private port: number;
   private readonly names: ChannelNames;
   private readonly policy: RoomPolicy;
@@ -148,6 +155,24 @@ export class CrierNode implements SessionHost, ApiHost {
         : new RedisHistory({ url: redis, prefix: config.redisPrefix, logger: this.logger });
     this.hub = new Hub(this.broker, this.names, this.logger, (room, since) => this.catchUp(room, since));
     this.policy = new RoomPolicy(config.namespaces);
+    const keepsPresence = Object.values(config.namespaces).some((options) => options.presence);
+    this.presenceStore = !keepsPresence
+      ? undefined
+      : redis === undefined
+        ? new MemoryPresence()
+        : new RedisPresence({
+            url: redis,
+            prefix: config.redisPrefix,
+            nodeKeyPrefix: nodeKeyPrefix(config.redisPrefix),
+            logger: this.logger,
+          });
+    this.presenceTracker = new PresenceTracker({
+      nodeId: this.nodeId,
+      store: this.presenceStore,
+      settings: (room) => this.policy.options(room),
+      announce: (room, envelope) => this.broker.publish(this.names.room(room), envelope),
+      logger: this.logger,
+    });
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
     this.allowAnonymous = config.allowAnonymous ?? !keyed;
@@ -184,7 +209,6 @@ export class CrierNode implements SessionHost, ApiHost {
   /** Validates the configuration, connects the backplane and returns a node ready to attach or listen. */
   static async create(options: CrierOptions = {}): Promise<CrierNode> {
     const config = validateConfig(options.config ?? {});
-    unsupported(config);
     const node = new CrierNode(options, config);
     await node.start();
     return node;
@@ -194,6 +218,7 @@ export class CrierNode implements SessionHost, ApiHost {
     await this.verifier?.ready();
     await this.broker.start((_channel, envelope) => this.hub.deliver(envelope));
     await this.historyStore?.start();
+    await this.presenceStore?.start();
     this.broker.onReadyChange((ready) => {
       // Rooms with history check whether they missed anything while disconnected.
       if (ready) this.hub.resync();
@@ -202,6 +227,12 @@ export class CrierNode implements SessionHost, ApiHost {
     });
     await this.broker.subscribe(this.names.control());
     await this.membership.start(() => this.nodeInfo());
+    this.membership.onRejoin(() => {
+      // Other instances may have pruned this one's presence entries while it was out of the cluster.
+      this.presenceStore?.rewrite().catch((error: unknown) => {
+        this.logger.warn({ err: error }, "could not write presence entries again after rejoining the cluster");
+      });
+    });
     if (this.verifier === undefined && this.allowAnonymous) {
       this.logger.warn("no JWT key configured: anonymous connections are allowed (set jwt.secret to require tokens)");
     }
@@ -336,11 +367,28 @@ export class CrierNode implements SessionHost, ApiHost {
     await this.broker.publish(this.names.user(user), envelope);
   }
 
-  async presence(room: string): Promise<Member[]> {
-    throw new ProtocolError(
-      "bad_request",
-      `presence is not enabled in ${this.policy.describe(room)}: set "presence": true in its namespace configuration`,
-    );
+  async presence(room: string, session?: SessionView): Promise<Member[]> {
+    if (!this.policy.options(room).presence || this.presenceStore === undefined) {
+      throw new ProtocolError(
+        "bad_request",
+        `presence is not enabled in ${this.policy.describe(room)}: set "presence": true in its namespace configuration`,
+      );
+    }
+    // A client sees who is in a room only if it could be there itself.
+    if (session !== undefined) await this.authorize(session, room, "subscribe");
+    return this.presenceStore.list(room);
+  }
+
+  roomJoined(session: SessionView, room: string): Promise<void> {
+    // Left (closed, or unsubscribed by the server) while subscribing: not a member any more.
+    if (session.closeCode !== undefined || !session.rooms.has(room)) return Promise.resolve();
+    const member: Member = { user: session.user, client: session.id };
+    if (session.identity.info !== undefined) member.info = session.identity.info;
+    return this.presenceTracker.joined(room, member);
+  }
+
+  roomLeft(session: SessionView, room: string): void {
+    this.presenceTracker.left(room, session.id);
   }
 
   async history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply> {
@@ -392,7 +440,11 @@ export class CrierNode implements SessionHost, ApiHost {
 
   isReady(): boolean {
     return (
-      this.started && this.closing === undefined && this.broker.isReady() && (this.historyStore?.isReady() ?? true)
+      this.started &&
+      this.closing === undefined &&
+      this.broker.isReady() &&
+      (this.historyStore?.isReady() ?? true) &&
+      (this.presenceStore?.isReady() ?? true)
     );
   }
 
@@ -468,23 +520,12 @@ export class CrierNode implements SessionHost, ApiHost {
     await stopped;
     clearTimeout(deadline);
     this.endpoint.close();
+    // The closed sessions' leaves: entries removed and leave events published before disconnecting.
+    await this.presenceTracker.drain();
     await this.membership.close();
     await this.historyStore?.close();
+    await this.presenceStore?.close();
     await this.broker.close();
     this.logger.info("crier stopped");
-  }
-}
-
-/** Refuses settings this version cannot honour yet, rather than ignoring them. */
-function unsupported(config: CrierConfig): void {
-  for (const [name, options] of Object.entries(config.namespaces)) {
-    for (const key of ["presence", "joinLeave"] as const) {
-      const value = options[key];
-      if (value !== undefined && value !== false) {
-        throw new ConfigError([
-          `config key "namespaces.${name}.${key}": not available in this version of crier yet; remove it`,
-        ]);
-      }
-    }
   }
 }

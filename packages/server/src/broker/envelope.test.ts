@@ -18,6 +18,9 @@ const samples: Envelope[] = [
   { kind: "disconnect", user: "u1", client: "c9", node: "n2", code: 4500, reason: "going away", data: "" },
   { kind: "unsubscribe", room: "r", user: "u", node: "n", reason: "only a reason", data: "" },
   { kind: "direct", user: "bob", node: "n", code: 1, data: "42" },
+  // Presence changes: the member's client in the header, the member as the payload.
+  { kind: "join", room: "chat:1", client: "c1", node: "n", data: '{"user":"u","client":"c1","info":{"n":1}}' },
+  { kind: "leave", room: "chat:1", client: "c1", node: "n", data: '{"user":"u","client":"c1"}' },
   // An envelope that already carries a position: the parts leave it out, the script's value wins.
   { kind: "message", room: "r", node: "n", offset: 3, epoch: "old", data: '"x"' },
 ];
@@ -45,4 +48,15 @@ test("decodeEnvelope rejects text that is not an envelope", () => {
   assert.throws(() => decodeEnvelope("no header"), /no header line/);
   assert.throws(() => decodeEnvelope('{"k":"bogus","n":"x"}\n{}'), /known kind/);
   assert.throws(() => decodeEnvelope('{"k":"message"}\n{}'), /node id/);
+});
+
+test("join and leave envelopes decode with their room, the member's client and the member as payload", () => {
+  const member = '{"user":"ann","client":"c7","info":{"name":"Ann"}}';
+  for (const kind of ["join", "leave"] as const) {
+    const decoded = decodeEnvelope(encodeEnvelope({ kind, room: "chat:9", client: "c7", node: "a", data: member }));
+    assert.equal(decoded.kind, kind);
+    assert.equal(decoded.room, "chat:9");
+    assert.equal(decoded.client, "c7");
+    assert.deepEqual(JSON.parse(decoded.data), { user: "ann", client: "c7", info: { name: "Ann" } });
+  }
 });

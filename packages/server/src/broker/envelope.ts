@@ -6,15 +6,15 @@
 // text never contains a raw newline outside strings and JSON.stringify escapes
 // newlines inside strings, so the first "\n" always ends the header.
 
-export type EnvelopeKind = "message" | "direct" | "disconnect" | "unsubscribe";
+export type EnvelopeKind = "message" | "direct" | "disconnect" | "unsubscribe" | "join" | "leave";
 
 export interface Envelope {
   kind: EnvelopeKind;
-  /** The room, for `message` and `unsubscribe`. */
+  /** The room, for `message`, `unsubscribe`, `join` and `leave`. */
   room?: string;
   /** The target user, for `direct`, `disconnect` and `unsubscribe`. */
   user?: string;
-  /** The target client, for `disconnect` of one connection. */
+  /** The target client, for `disconnect` of one connection; the member's client, for `join` and `leave`. */
   client?: string;
   /** Publisher's user id, when known. */
   from?: string;
@@ -26,7 +26,7 @@ export interface Envelope {
   /** Close code and reason, for `disconnect`. */
   code?: number;
   reason?: string;
-  /** The payload as JSON text ("" for control envelopes that carry none). */
+  /** The payload as JSON text: the member for `join` and `leave`; "" for control envelopes that carry none. */
   data: string;
 }
 
@@ -43,7 +43,14 @@ interface Header {
   y?: string;
 }
 
-const KINDS: ReadonlySet<string> = new Set<EnvelopeKind>(["message", "direct", "disconnect", "unsubscribe"]);
+const KINDS: ReadonlySet<string> = new Set<EnvelopeKind>([
+  "message",
+  "direct",
+  "disconnect",
+  "unsubscribe",
+  "join",
+  "leave",
+]);
 
 export function encodeEnvelope(envelope: Envelope): string {
   return `${JSON.stringify(headerOf(envelope))}\n${envelope.data}`;

@@ -28,6 +28,14 @@ export interface Membership {
   start(info: () => NodeInfo): Promise<void>;
   /** The live instances, this one included while started, ordered by id. */
   nodes(): Promise<NodeInfo[]>;
+  /**
+   * Calls `listener` when a heartbeat finds this instance's entry gone (it
+   * expired while the instance was stalled or cut off, or Redis restarted
+   * empty) and writes it again: whatever other instances judged by this
+   * entry's liveness (presence) may have been pruned meanwhile and must be
+   * written again.
+   */
+  onRejoin(listener: () => void): void;
   /** Stops heartbeating and withdraws this instance at once. Idempotent. */
   close(): Promise<void>;
 }

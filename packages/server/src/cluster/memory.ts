@@ -14,6 +14,10 @@ export class MemoryMembership implements Membership {
     return [{ ...this.info(), updatedAt: Date.now() }];
   }
 
+  onRejoin(_listener: () => void): void {
+    // A cluster of one never drops this node.
+  }
+
   async close(): Promise<void> {
     this.info = undefined;
   }

@@ -137,6 +137,29 @@ describe("RedisMembership against a real redis-server", () => {
     }
   });
 
+  test("a node whose entry vanished announces itself again and tells its rejoin listeners", async () => {
+    const c = cluster();
+    const a = c.member();
+    let rejoins = 0;
+    a.onRejoin(() => {
+      rejoins += 1;
+    });
+    await a.start(nodeInfo("node-a"));
+    const first = (await a.nodes())[0]?.updatedAt ?? 0;
+    await waitUntil("a heartbeat after the first", async () => ((await a.nodes())[0]?.updatedAt ?? 0) > first);
+    assert.equal(rejoins, 0, "heartbeats that find the entry in place are not rejoins");
+    const admin = new Redis(redis.url);
+    try {
+      // What a stall past the node timeout, or Redis restarting empty, leaves behind.
+      await admin.del(`${c.prefix}node:node-a`);
+      await waitUntil("the rejoin listener is called", () => rejoins > 0);
+      assert.equal(rejoins, 1);
+      assert.deepEqual(ids(await a.nodes()), ["node-a"]);
+    } finally {
+      await admin.quit();
+    }
+  });
+
   test("a malformed entry is ignored, not fatal", async () => {
     const c = cluster();
     const a = c.member();

@@ -34,6 +34,11 @@ for _, id in ipairs(ids) do
 end
 return out`;
 
+/** Where a node's entry lives: `${prefix}node:${id}`, present exactly while the node is live. */
+export function nodeKeyPrefix(prefix: string): string {
+  return `${prefix}node:`;
+}
+
 export class RedisMembership implements Membership {
   private readonly redis: Redis;
   private readonly url: string;
@@ -48,6 +53,7 @@ export class RedisMembership implements Membership {
   private timer: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
   private failing = false;
+  private readonly rejoinListeners: Array<() => void> = [];
   private closing: Promise<void> | undefined;
 
   constructor(options: RedisMembershipOptions) {
@@ -60,7 +66,7 @@ export class RedisMembership implements Membership {
     }
     const prefix = options.prefix ?? "crier:";
     this.indexKey = `${prefix}nodes`;
-    this.entryPrefix = `${prefix}node:`;
+    this.entryPrefix = nodeKeyPrefix(prefix);
     this.url = redactUrl(options.url);
     this.log = (options.logger ?? pino({ enabled: false })).child({ component: "membership" });
     const timeoutMs = options.timeoutMs ?? 2000;
@@ -120,6 +126,10 @@ export class RedisMembership implements Membership {
     return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
+  onRejoin(listener: () => void): void {
+    this.rejoinListeners.push(listener);
+  }
+
   close(): Promise<void> {
     this.closing ??= this.withdraw();
     return this.closing;
@@ -154,15 +164,21 @@ export class RedisMembership implements Membership {
     try {
       const results = await this.redis
         .multi()
+        .exists(this.entryPrefix + entry.id)
         .set(this.entryPrefix + entry.id, JSON.stringify(entry), "PX", this.nodeTimeoutMs)
         .sadd(this.indexKey, entry.id)
         .exec();
       // MULTI reports a failed command inside its results rather than by rejecting.
       const failed = results === null ? new Error("transaction aborted") : results.find(([e]) => e !== null)?.[0];
       if (failed) throw failed;
+      const existed = results?.[0]?.[1] === 1;
       this.announcedId = entry.id;
       if (this.failing) this.log.info("heartbeats reach Redis again");
       this.failing = false;
+      if (!first && !existed) {
+        this.log.warn("this node had dropped out of the cluster (stalled, or Redis lost its entry): announced again");
+        for (const listener of this.rejoinListeners) listener();
+      }
     } catch (err) {
       if (first) throw err;
       // Logged once per outage; the node drops out of the list if it lasts past the timeout.

@@ -70,6 +70,34 @@ describe("hub", () => {
     });
   });
 
+  test("join and leave reach the room's other members as one shared frame, not the member itself", async () => {
+    const { hub: h } = await hub();
+    const seen = new Map<string, OutboundFrame[]>();
+    const make = (id: string): HubMember => {
+      seen.set(id, []);
+      return { ...member(id), deliver: (frame) => seen.get(id)?.push(frame) };
+    };
+    for (const id of ["a", "b", "c"]) await h.subscribe(make(id), "r");
+    const joined = '{"user":"ann","client":"a","info":{"n":1}}';
+    h.deliver({ kind: "join", room: "r", client: "a", node: "n", data: joined });
+    h.deliver({ kind: "leave", room: "other", client: "x", node: "n", data: '{"user":"","client":"x"}' });
+    assert.equal(seen.get("a")?.length, 0, "no join of its own");
+    const [toB] = seen.get("b") ?? [];
+    assert.ok(toB !== undefined && toB === seen.get("c")?.[0], "b and c got the same frame object");
+    assert.deepEqual(JSON.parse(toB.json().toString()), {
+      op: "join",
+      room: "r",
+      member: { user: "ann", client: "a", info: { n: 1 } },
+    });
+    assert.deepEqual(decodeServerFrameMsgpack(toB.msgpack()), JSON.parse(toB.json().toString()));
+    h.deliver({ kind: "leave", room: "r", client: "a", node: "n", data: '{"user":"ann","client":"a"}' });
+    assert.equal(seen.get("b")?.length, 2, "a leave of another room is not delivered; this room's is");
+    assert.equal(
+      seen.get("b")?.[1]?.json().toString(),
+      '{"op":"leave","room":"r","member":{"user":"ann","client":"a"}}',
+    );
+  });
+
   test("members are indexed by user and removed from everything on leave", async () => {
     const { hub: h, broker } = await hub();
     const a = member("a", "alice");

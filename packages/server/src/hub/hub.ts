@@ -10,7 +10,7 @@ import type { Broker, ChannelNames } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
 import type { HistoryRead } from "../history/history.js";
 import { OffsetGate } from "../history/merge.js";
-import { DirectFrame, MessageFrame, type OutboundFrame } from "./outbound-frame.js";
+import { DirectFrame, MemberFrame, MessageFrame, type OutboundFrame } from "./outbound-frame.js";
 
 /** Reads a room's history after `since`, for repairing a gap; undefined when the room keeps none. */
 export type GapReader = (room: string, since: StreamPosition) => Promise<HistoryRead | undefined>;
@@ -127,6 +127,16 @@ export class Hub {
           return;
         }
         this.admit(room, entry, envelope, envelope.offset);
+        return;
+      }
+      case "join":
+      case "leave": {
+        const room = envelope.room;
+        const entry = room === undefined ? undefined : this.rooms.get(room);
+        if (room === undefined || entry === undefined) return;
+        const frame = new MemberFrame(envelope.kind, room, envelope.data);
+        // A member is not told of its own join (it has its `subscribed` reply).
+        for (const member of entry.members) if (member.id !== envelope.client) member.deliver(frame);
         return;
       }
       case "direct": {

@@ -2,7 +2,7 @@
 // most once per subprotocol, on first use: a room of JSON clients never pays
 // for MessagePack, and a hundred recipients cost one encoding, not a hundred.
 
-import { encodeDirectFrame, encodeMessageFrame } from "crier-protocol";
+import { encodeDirectFrame, encodeMemberFrame, encodeMessageFrame } from "crier-protocol";
 import { encodeServerFrameMsgpack } from "crier-protocol/msgpack";
 import type { Envelope } from "../broker/envelope.js";
 import { OPCODE_BINARY, OPCODE_TEXT, wsFrame } from "./ws-frame.js";
@@ -89,5 +89,27 @@ export class DirectFrame extends SharedFrame {
     const frame: Record<string, unknown> = { op: "direct", data: JSON.parse(this.envelope.data) };
     if (this.envelope.from !== undefined && this.envelope.from !== "") frame.from = this.envelope.from;
     return frame;
+  }
+}
+
+/** A `join` or `leave` push: the member travels as JSON text in the envelope's payload. */
+export class MemberFrame extends SharedFrame {
+  private readonly op: "join" | "leave";
+  private readonly room: string;
+  private readonly memberJson: string;
+
+  constructor(op: "join" | "leave", room: string, memberJson: string) {
+    super();
+    this.op = op;
+    this.room = room;
+    this.memberJson = memberJson;
+  }
+
+  protected encodeJson(): string {
+    return encodeMemberFrame(this.op, this.room, this.memberJson);
+  }
+
+  protected encodeObject(): Record<string, unknown> {
+    return { op: this.op, room: this.room, member: JSON.parse(this.memberJson) };
   }
 }

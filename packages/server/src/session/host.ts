@@ -62,13 +62,23 @@ export interface SessionHost {
   authorize(session: SessionView, room: string, action: RoomAction): Promise<void>;
   publishJson(room: string, dataJson: string, from: string): Promise<PublishResult>;
   sendJson(user: string, dataJson: string, from: string): Promise<void>;
-  presence(room: string): Promise<Member[]>;
+  /** The room's members, cluster-wide; with `session`, only if it may subscribe to the room. */
+  presence(room: string, session?: SessionView): Promise<Member[]>;
   history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply>;
   /**
    * For a subscribe to a room with history: the current position and, with
    * `since`, the messages after it. Undefined when the room keeps no history.
    */
   catchUp(room: string, since: StreamPosition | undefined): Promise<HistoryRead | undefined>;
+  /**
+   * `session` is now subscribed to `room`: in rooms with presence or join/leave
+   * events, it is listed and announced before this resolves. Does nothing if
+   * the session is no longer in the room. Rejects (e.g. `unavailable`) when it
+   * cannot be listed or announced; the session then undoes the subscription.
+   */
+  roomJoined(session: SessionView, room: string): Promise<void>;
+  /** `session` is no longer in `room` (whatever the reason); its entry goes and its leave is announced. */
+  roomLeft(session: SessionView, room: string): void;
   /** Whether `room`'s namespace keeps history. */
   keepsHistory(room: string): boolean;
   /** Called once, when the session has closed and left every index. */

@@ -183,6 +183,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
         this.rooms.delete(command.room);
         this.gates.delete(command.room);
         this.host.hub.unsubscribe(this, command.room);
+        this.host.roomLeft(this, command.room);
         this.reply(command.id, { op: "ok" });
         return;
       }
@@ -207,7 +208,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
         return;
       }
       case "presence": {
-        const members = await this.host.presence(command.room);
+        const members = await this.host.presence(command.room, this);
         this.reply(command.id, { op: "presence", room: command.room, members });
         return;
       }
@@ -286,6 +287,8 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       );
     }
     await this.host.authorize(this, room, "subscribe");
+    // Closed meanwhile (e.g. by a bad frame in the same read): joining now would leave it in the hub for good.
+    if (this.isClosed()) return;
     // In a room with history, live messages are held from the moment the
     // subscription is live until the history read says where this client is.
     const gate = this.host.keepsHistory(room) ? new OffsetGate<OutboundFrame>(0, true) : undefined;
@@ -293,6 +296,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     this.rooms.add(room);
     try {
       await this.host.hub.subscribe(this, room);
+      await this.host.roomJoined(this, room);
       const read = gate === undefined ? undefined : await this.host.catchUp(room, since);
       if (this.isClosed() || this.gates.get(room) !== gate) return;
       if (gate === undefined || read === undefined) {
@@ -323,7 +327,10 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       }
       for (const frame of gate.release(after, []).items) this.send(frame);
     } catch (error) {
-      if (this.rooms.delete(room)) this.host.hub.unsubscribe(this, room);
+      if (this.rooms.delete(room)) {
+        this.host.hub.unsubscribe(this, room);
+        this.host.roomLeft(this, room);
+      }
       if (this.gates.get(room) === gate) this.gates.delete(room);
       throw error;
     }
@@ -404,6 +411,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     if (this.state !== "connected" || !this.rooms.delete(room)) return;
     this.gates.delete(room);
     this.host.hub.unsubscribe(this, room);
+    this.host.roomLeft(this, room);
     this.writeFrame({ op: "unsubscribed", room });
   }
 
@@ -495,7 +503,10 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     clearTimeout(this.expiryTimer);
     this.waiting.length = 0;
     this.gates.clear();
-    if (wasConnected) this.host.hub.removeMember(this, this.rooms);
+    if (wasConnected) {
+      this.host.hub.removeMember(this, this.rooms);
+      for (const room of this.rooms) this.host.roomLeft(this, room);
+    }
     this.rooms.clear();
     this.host.sessionClosed(this);
   }

@@ -1,0 +1,59 @@
+// The presence seam (DESIGN.md "The parts"): who is in a room, cluster-wide.
+// Each instance adds its own subscribers of rooms whose namespace enables
+// presence and removes them when they leave. An entry belongs to the instance
+// that added it: when that instance drops out of the cluster (it crashed and
+// stopped heartbeating), its entries stop being listed and are pruned, so no
+// instance has to refresh entries one by one to keep them alive.
+
+import type { JsonObject, Member } from "crier-protocol";
+
+/** A member as stored: who, and which instance answers for it. */
+export interface PresenceEntry {
+  user: string;
+  client: string;
+  info?: JsonObject;
+  /** Id of the instance the member is connected to. */
+  node: string;
+}
+
+export interface PresenceStore {
+  /** Connects; rejects naming what cannot be reached. */
+  start(): Promise<void>;
+  /** Whether the store is reachable now. */
+  isReady(): boolean;
+  /**
+   * Adds `entry` to `room`, or replaces the entry of the same client. Rejects
+   * with ProtocolError("unavailable") when the store is unreachable.
+   */
+  add(room: string, entry: PresenceEntry): Promise<void>;
+  /** Removes `client` from `room` (nothing happens if it is not there). Rejects like add(). */
+  remove(room: string, client: string): Promise<void>;
+  /**
+   * The members of `room` whose instance is live, ordered by user then client.
+   * Entries of instances no longer live are pruned on the way: removed, not
+   * merely hidden, so an instance that comes back must add its members again
+   * (rewrite()). Rejects like add().
+   */
+  list(room: string): Promise<Member[]>;
+  /**
+   * Writes again every entry added through this store and not removed since:
+   * for when this instance dropped out of the cluster and came back, and
+   * others may have pruned its entries meanwhile.
+   */
+  rewrite(): Promise<void>;
+  /** Stops; leaves the entries in place (removing them is the caller's job on a clean shutdown). Idempotent. */
+  close(): Promise<void>;
+}
+
+/** The member as clients see it: the entry without its instance. */
+export function memberOf(entry: PresenceEntry): Member {
+  const member: Member = { user: entry.user, client: entry.client };
+  if (entry.info !== undefined) member.info = entry.info;
+  return member;
+}
+
+/** The order list() returns: by user, then by client id. */
+export function compareMembers(a: Member, b: Member): number {
+  if (a.user !== b.user) return a.user < b.user ? -1 : 1;
+  return a.client < b.client ? -1 : a.client > b.client ? 1 : 0;
+}
