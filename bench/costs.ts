@@ -1,0 +1,77 @@
+// What each process spent over a measured window: CPU of every server
+// instance, Redis and the generator from /proc, and how much else ran on the
+// machine meanwhile (other work on a shared machine makes latencies noisy).
+
+import { cpuBetween, type MachineSample, type ProcSample, sample, sampleMachine } from "./proc.js";
+
+export interface ProcessCost {
+  name: string;
+  pid: number;
+  cpuCores: number;
+  cpuSeconds: number;
+  /** Kernel part of cpuSeconds. */
+  systemSeconds: number;
+  rssBytes: number;
+}
+
+export interface WindowCosts {
+  seconds: number;
+  servers: ProcessCost[];
+  redis: ProcessCost;
+  generator: { cores: number };
+  /** CPU of every other process on the machine (user + system). */
+  otherCores: number;
+  /** CPU the hypervisor took from this machine. */
+  stealCores: number;
+}
+
+export interface Samples {
+  servers: { name: string; pid: number; sample: ProcSample | undefined }[];
+  redis: { pid: number; sample: ProcSample | undefined };
+  generator: ProcSample | undefined;
+  machine: MachineSample | undefined;
+}
+
+/** Samples the servers, Redis, this process (the generator) and the machine, now. */
+export function sampleAll(servers: readonly { name: string; pid: number }[], redisPid: number): Samples {
+  return {
+    servers: servers.map(({ name, pid }) => ({ name, pid, sample: sample(pid) })),
+    redis: { pid: redisPid, sample: sample(redisPid) },
+    generator: sample(process.pid),
+    machine: sampleMachine(),
+  };
+}
+
+export function costsBetween(before: Samples, after: Samples): WindowCosts {
+  const cost = (name: string, pid: number, a: ProcSample | undefined, b: ProcSample | undefined): ProcessCost => {
+    if (a === undefined || b === undefined) {
+      return { name, pid, cpuCores: 0, cpuSeconds: 0, systemSeconds: 0, rssBytes: 0 };
+    }
+    const cpu = cpuBetween(a, b);
+    return {
+      name,
+      pid,
+      cpuCores: cpu.cores,
+      cpuSeconds: cpu.seconds,
+      systemSeconds: cpu.systemSeconds,
+      rssBytes: b.rssBytes,
+    };
+  };
+  const seconds = Math.max(0.001, ((after.generator?.at ?? 0) - (before.generator?.at ?? 0)) / 1000);
+  const servers = before.servers.map((server, i) =>
+    cost(server.name, server.pid, server.sample, after.servers[i]?.sample),
+  );
+  const redis = cost("redis", before.redis.pid, before.redis.sample, after.redis.sample);
+  const generator = {
+    cores: before.generator && after.generator ? cpuBetween(before.generator, after.generator).cores : 0,
+  };
+  let otherCores = 0;
+  let stealCores = 0;
+  if (before.machine !== undefined && after.machine !== undefined) {
+    const wall = Math.max(0.001, (after.machine.at - before.machine.at) / 1000);
+    const ours = servers.reduce((t, s) => t + s.cpuCores, 0) + redis.cpuCores + generator.cores;
+    otherCores = Math.max(0, (after.machine.busySeconds - before.machine.busySeconds) / wall - ours);
+    stealCores = (after.machine.stealSeconds - before.machine.stealSeconds) / wall;
+  }
+  return { seconds, servers, redis, generator, otherCores, stealCores };
+}

@@ -1,0 +1,140 @@
+// The orchestrator's side of the generator: starts worker threads with their
+// share of connections and publishers, and sends requests to all of them.
+
+import { Worker } from "node:worker_threads";
+import type { Envelope, ReadyReply, WorkerReply, WorkerRequest } from "./messages.js";
+import type { ConnSpec, PublisherSpec, TargetName, WorkerInit } from "./spec.js";
+
+// Workers do not inherit `--import tsx` on Node 20: a small ESM bootstrap
+// registers tsx in the thread and then loads the TypeScript entry.
+const ENTRY = new URL("./worker.ts", import.meta.url).href;
+const BOOTSTRAP = `import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(ENTRY)}); });`;
+
+export interface PoolOptions {
+  target: TargetName;
+  host: string;
+  ports: number[];
+  conns: ConnSpec[];
+  /** Publishers, `conn` indexing `conns`. */
+  publishers: PublisherSpec[];
+  workers: number;
+  payloadBytes: number;
+  concurrency: number;
+  timeoutMs: number;
+}
+
+interface Thread {
+  worker: Worker;
+  /** Share of the publishers, to split the rate. */
+  share: number;
+  waiting: Map<number, { resolve: (reply: WorkerReply) => void; reject: (error: Error) => void }>;
+  exited: boolean;
+}
+
+export class GeneratorPool {
+  private readonly threads: Thread[] = [];
+  private seq = 0;
+
+  /** Starts the workers; resolves once every connection is set up (or failed). */
+  static async start(options: PoolOptions): Promise<{ pool: GeneratorPool; ready: ReadyReply }> {
+    const pool = new GeneratorPool();
+    const count = Math.max(1, Math.min(options.workers, options.conns.length));
+    const inits: WorkerInit[] = Array.from({ length: count }, () => ({
+      target: options.target,
+      host: options.host,
+      ports: options.ports,
+      conns: [],
+      publishers: [],
+      payloadBytes: options.payloadBytes,
+      concurrency: options.concurrency,
+      timeoutMs: options.timeoutMs,
+    }));
+    // Connection i goes to worker i % count; its publishers follow it.
+    const local = new Map<number, { worker: number; index: number }>();
+    options.conns.forEach((conn, i) => {
+      const init = inits[i % count] as WorkerInit;
+      local.set(i, { worker: i % count, index: init.conns.length });
+      init.conns.push(conn);
+    });
+    for (const publisher of options.publishers) {
+      const where = local.get(publisher.conn);
+      if (where === undefined) throw new Error(`publisher on unknown connection ${publisher.conn}`);
+      (inits[where.worker] as WorkerInit).publishers.push({ ...publisher, conn: where.index });
+    }
+    const total = Math.max(1, options.publishers.length);
+    const readies = inits.map((init) => pool.spawn(init, init.publishers.length / total));
+    try {
+      const replies = await Promise.all(readies);
+      const ready: ReadyReply = { type: "ready", connected: 0, failed: 0 };
+      for (const reply of replies) {
+        ready.connected += reply.connected;
+        ready.failed += reply.failed;
+        if (ready.firstError === undefined && reply.firstError !== undefined) ready.firstError = reply.firstError;
+      }
+      return { pool, ready };
+    } catch (error) {
+      await pool.terminate();
+      throw error;
+    }
+  }
+
+  private spawn(init: WorkerInit, share: number): Promise<ReadyReply> {
+    const worker = new Worker(BOOTSTRAP, { eval: true, workerData: init });
+    const thread: Thread = { worker, share, waiting: new Map(), exited: false };
+    this.threads.push(thread);
+    const ready = new Promise<WorkerReply>((resolve, reject) => thread.waiting.set(0, { resolve, reject }));
+    worker.on("message", (envelope: Envelope<WorkerReply>) => {
+      const waiter = thread.waiting.get(envelope.seq);
+      if (waiter === undefined) return;
+      thread.waiting.delete(envelope.seq);
+      if (envelope.body.type === "fatal") waiter.reject(new Error(`generator worker: ${envelope.body.message}`));
+      else waiter.resolve(envelope.body);
+    });
+    const fail = (error: Error): void => {
+      for (const waiter of thread.waiting.values()) waiter.reject(error);
+      thread.waiting.clear();
+    };
+    worker.on("error", (error) => fail(error));
+    worker.on("exit", (code) => {
+      thread.exited = true;
+      fail(new Error(`generator worker exited with ${code}`));
+    });
+    return ready.then((reply) => {
+      if (reply.type !== "ready") throw new Error(`generator worker: unexpected ${reply.type}`);
+      return reply;
+    });
+  }
+
+  /** Sends a request to every worker (`build` gets the worker's share of the publishers) and gathers the replies. */
+  async all<T extends WorkerReply>(build: (share: number) => WorkerRequest): Promise<T[]> {
+    const seq = ++this.seq;
+    return Promise.all(
+      this.threads.map(
+        (thread) =>
+          new Promise<T>((resolve, reject) => {
+            if (thread.exited) {
+              reject(new Error("generator worker has exited"));
+              return;
+            }
+            thread.waiting.set(seq, { resolve: (reply) => resolve(reply as T), reject });
+            const envelope: Envelope<WorkerRequest> = { seq, body: build(thread.share) };
+            thread.worker.postMessage(envelope);
+          }),
+      ),
+    );
+  }
+
+  /** Closes every connection and stops the threads. Idempotent. */
+  async close(): Promise<void> {
+    try {
+      await Promise.race([this.all(() => ({ type: "close" })), new Promise((resolve) => setTimeout(resolve, 5000))]);
+    } catch {
+      // A worker that already died has nothing left to close.
+    }
+    await this.terminate();
+  }
+
+  private async terminate(): Promise<void> {
+    await Promise.all(this.threads.map((thread) => (thread.exited ? undefined : thread.worker.terminate())));
+  }
+}

@@ -1,0 +1,44 @@
+// What the generator runs: connections (where to connect, who they are, which
+// rooms they join) and publishers (which connection publishes where). Scenarios
+// build these; worker threads execute them.
+
+export type TargetName = "crier" | "socketio";
+
+export interface ConnSpec {
+  /** Index of the server instance to connect to. */
+  instance: number;
+  /** Rooms joined before traffic starts. */
+  rooms: string[];
+  /** User id (crier: the token's `sub`; Socket.IO: the handshake's auth.user). */
+  user?: string;
+  /** crier: JWT to connect with. */
+  token?: string;
+  /** Source address (127.0.0.x), when one address's ephemeral ports are not enough. */
+  localAddress?: string;
+}
+
+export interface PublisherSpec {
+  /** Index of the publishing connection in the scenario's connection list. */
+  conn: number;
+  /** `room`: publish to a room; `user`: send to a user. */
+  kind: "room" | "user";
+  /** Rooms or users, used in turn. */
+  targets: string[];
+  /** Deliveries each publication must make (members of the room, connections of the user). */
+  fanout: number;
+}
+
+/** What one worker thread gets at start. */
+export interface WorkerInit {
+  target: TargetName;
+  host: string;
+  /** Port of each instance. */
+  ports: number[];
+  conns: ConnSpec[];
+  /** Publishers, with `conn` indexing this worker's `conns`. */
+  publishers: PublisherSpec[];
+  payloadBytes: number;
+  /** Connections set up at once, per worker. */
+  concurrency: number;
+  timeoutMs: number;
+}

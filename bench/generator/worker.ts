@@ -1,0 +1,160 @@
+// A generator thread: opens its share of the scenario's connections, publishes
+// its share of the rate, counts and times what its connections receive, and
+// answers the orchestrator's requests (messages.ts).
+
+import { parentPort, workerData } from "node:worker_threads";
+import { crierDialect } from "./crier-dialect.js";
+import type { Dialect } from "./dialect.js";
+import type { Envelope, WorkerReply, WorkerRequest } from "./messages.js";
+import { PayloadBuilder } from "./payload.js";
+import { RawWs } from "./raw-ws.js";
+import { DeliveryRecorder } from "./recorder.js";
+import { PublishScheduler } from "./scheduler.js";
+import { socketioDialect } from "./socketio-dialect.js";
+import type { ConnSpec, WorkerInit } from "./spec.js";
+
+const MAX_ERROR_SAMPLES = 5;
+
+const init = workerData as WorkerInit;
+const port = parentPort;
+if (port === null) throw new Error("bench/generator/worker.ts runs as a worker thread");
+
+const dialect: Dialect = init.target === "crier" ? crierDialect : socketioDialect;
+const readBuffer = Buffer.allocUnsafe(64 * 1024);
+const recorder = new DeliveryRecorder();
+const sockets: (RawWs | undefined)[] = new Array(init.conns.length);
+let closing = false;
+let errors = 0;
+const errorSamples: string[] = [];
+const closes: Record<string, number> = {};
+
+function noteError(message: string): void {
+  errors++;
+  if (errorSamples.length < MAX_ERROR_SAMPLES) errorSamples.push(message);
+}
+
+const events = { error: noteError };
+
+async function open(spec: ConnSpec, index: number): Promise<void> {
+  const ws = new RawWs({
+    host: init.host,
+    port: init.ports[spec.instance] ?? 0,
+    path: dialect.path,
+    ...(spec.localAddress === undefined ? {} : { localAddress: spec.localAddress }),
+    readBuffer,
+    sink: recorder,
+    timeoutMs: init.timeoutMs,
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not ready within ${init.timeoutMs} ms`)), init.timeoutMs);
+  });
+  try {
+    await Promise.race([dialect.setup(ws, spec, events), timeout]);
+  } catch (error) {
+    ws.destroy();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  sockets[index] = ws;
+  // Installed after setup: a close before it is a setup failure, counted there.
+  ws.onClose = (code) => {
+    if (closing) return;
+    const key = String(code);
+    closes[key] = (closes[key] ?? 0) + 1;
+  };
+}
+
+/** Opens every connection, `concurrency` at a time. */
+async function openAll(): Promise<{ connected: number; failed: number; firstError?: string }> {
+  let next = 0;
+  let connected = 0;
+  let failed = 0;
+  let firstError: string | undefined;
+  const lane = async (): Promise<void> => {
+    while (next < init.conns.length) {
+      const index = next++;
+      const spec = init.conns[index];
+      if (spec === undefined) continue;
+      try {
+        await open(spec, index);
+        connected++;
+      } catch (error) {
+        failed++;
+        firstError ??= (error as Error).message;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, init.concurrency) }, lane));
+  return firstError === undefined ? { connected, failed } : { connected, failed, firstError };
+}
+
+const publishers: { ws: RawWs; spec: (typeof init.publishers)[number] }[] = [];
+let scheduler: PublishScheduler | undefined;
+
+function handle(request: WorkerRequest): WorkerReply {
+  const publishing = scheduler;
+  switch (request.type) {
+    case "rate":
+      publishing?.setRate(request.rate, request.tag);
+      return { type: "ok" };
+    case "begin":
+      publishing?.retag(request.tag);
+      recorder.begin(request.tag);
+      return { type: "ok" };
+    case "end":
+      publishing?.stop();
+      recorder.end();
+      return {
+        type: "end",
+        sent: publishing?.sent ?? 0,
+        expected: publishing?.expected ?? 0,
+        windowDeliveries: recorder.windowDeliveries,
+        skipped: publishing?.skipped ?? 0,
+      };
+    case "progress":
+      return { type: "progress", delivered: recorder.delivered };
+    case "collect":
+      return {
+        type: "collect",
+        delivered: recorder.delivered,
+        histogram: recorder.encodedHistogram(),
+        errors,
+        errorSamples: [...errorSamples],
+        closes: { ...closes },
+      };
+    case "close":
+      closing = true;
+      publishing?.stop();
+      for (const ws of sockets) ws?.destroy();
+      return { type: "ok" };
+  }
+}
+
+function reply(seq: number, body: WorkerReply): void {
+  const envelope: Envelope<WorkerReply> = { seq, body };
+  port?.postMessage(envelope);
+}
+
+port.on("message", (envelope: Envelope<WorkerRequest>) => {
+  try {
+    reply(envelope.seq, handle(envelope.body));
+    if (envelope.body.type === "close") port.close();
+  } catch (error) {
+    reply(envelope.seq, { type: "fatal", message: (error as Error).stack ?? String(error) });
+  }
+});
+
+// Sequence 0 is the ready report, sent once every connection is set up.
+openAll().then(
+  (result) => {
+    for (const spec of init.publishers) {
+      const ws = sockets[spec.conn];
+      if (ws !== undefined) publishers.push({ ws, spec });
+    }
+    scheduler = new PublishScheduler(publishers, dialect, new PayloadBuilder(init.payloadBytes));
+    reply(0, { type: "ready", ...result });
+  },
+  (error: unknown) => reply(0, { type: "fatal", message: (error as Error).stack ?? String(error) }),
+);
