@@ -81,7 +81,7 @@ export class CrierNode implements SessionHost, ApiHost {
   readonly logger: Logger;
   readonly settings: SessionSettings;
   readonly hub: Hub;
-  readonly batcher = new WriteBatcher();
+  readonly batcher: WriteBatcher;
   /** The HTTP API key: configured, or generated at start (see apiKeyGenerated). */
   readonly apiKey: string;
   readonly apiKeyGenerated: boolean;
@@ -118,6 +118,7 @@ export class CrierNode implements SessionHost, ApiHost {
         .slice(0, 40)}-${randomBytes(3).toString("hex")}`;
     this.logger = (options.logger ?? pino({ level: config.logLevel })).child({ node: this.nodeId });
     this.hooks = options.hooks ?? {};
+    this.batcher = new WriteBatcher(config.delivery.coalesceMs);
     this.apiKeyGenerated = config.apiKey === undefined;
     this.apiKey = config.apiKey ?? randomBytes(24).toString("base64url");
     this.settings = {

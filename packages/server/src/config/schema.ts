@@ -115,6 +115,17 @@ export const configSchema = z
       })
       .strict()
       .default({ connect: 10, ping: 25, pong: 10 }),
+    delivery: z
+      .object({
+        /**
+         * Milliseconds during which frames to a socket that was just written to
+         * are held and sent together (0: only same-tick bursts are). Only
+         * sockets receiving more than one frame per window ever wait.
+         */
+        coalesceMs: z.number().min(0).max(1000).default(5),
+      })
+      .strict()
+      .default({ coalesceMs: 5 }),
     cluster: z
       .object({
         /** Seconds between heartbeats of this instance into the backplane. */

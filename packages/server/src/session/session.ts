@@ -28,6 +28,7 @@ import type { OutboundFrame } from "../hub/outbound-frame.js";
 import type { SessionHost, SessionView } from "./host.js";
 import { RateLimiter } from "./rate-limiter.js";
 import { type ReplayTarget, replay } from "./replay.js";
+import { SocketWriter } from "./write-batcher.js";
 
 /** Live messages a connection may hold per room while catching up from history. */
 const MAX_HELD = 10_000;
@@ -54,6 +55,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
   private state: State = "connecting";
   private readonly ws: WebSocket;
   private readonly socket: Socket;
+  private readonly writer: SocketWriter;
   private readonly host: SessionHost;
   private readonly logger: Logger;
   private readonly limiter: RateLimiter;
@@ -71,6 +73,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
   constructor(ws: WebSocket, socket: Socket, request: IncomingMessage, host: SessionHost) {
     this.ws = ws;
     this.socket = socket;
+    this.writer = new SocketWriter(socket);
     this.request = request;
     this.host = host;
     this.logger = host.logger.child({ client: this.id });
@@ -366,6 +369,9 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       this.socket.writableLength > 0 &&
       this.socket.writableLength + bytes.length > limit
     ) {
+      // Held frames would never drain while corked: send them now.
+      this.host.batcher.flush(this.writer);
+      if (this.socket.writableLength + bytes.length <= limit) break;
       await new Promise<void>((resolve) => {
         const done = (): void => {
           this.socket.off("drain", done);
@@ -385,9 +391,14 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     // Past the close handshake's start, nothing more may be written (ws already sent or queued its close).
     if (this.ws.readyState !== OPEN) return;
     const bytes = this.wire(frame);
-    if (this.socket.writableLength + bytes.length > this.host.settings.outboundQueueBytes) {
-      this.close(CloseCode.SlowConsumer, "slow consumer: outbound queue over its limit");
-      return;
+    const limit = this.host.settings.outboundQueueBytes;
+    if (this.socket.writableLength + bytes.length > limit) {
+      // Frames held for coalescing count too: hand them to the kernel first.
+      this.host.batcher.flush(this.writer);
+      if (this.socket.writableLength + bytes.length > limit) {
+        this.close(CloseCode.SlowConsumer, "slow consumer: outbound queue over its limit");
+        return;
+      }
     }
     this.write(bytes);
   }
@@ -403,7 +414,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
    * compression here), so frames never interleave.
    */
   private write(bytes: Buffer): void {
-    this.host.batcher.hold(this.socket);
+    this.host.batcher.hold(this.writer);
     this.socket.write(bytes);
   }
 
@@ -421,7 +432,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
 
   private writeFrame(frame: ServerFrame): void {
     if (this.state === "closed") return;
-    this.host.batcher.hold(this.socket);
+    this.host.batcher.hold(this.writer);
     if (this.binary) this.ws.send(encodeServerFrameMsgpack(frame), { binary: true });
     else this.ws.send(encodeServerFrame(frame));
   }
@@ -456,7 +467,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
         return;
       }
       this.awaitingPong = true;
-      this.host.batcher.hold(this.socket);
+      this.host.batcher.hold(this.writer);
       this.ws.send(this.binary ? PING_MSGPACK : PING_JSON, { binary: this.binary });
       this.pingTimer = setTimeout(() => {
         if (this.awaitingPong) this.close(CloseCode.NoPong, "no pong within the pong timeout");

@@ -1,19 +1,44 @@
 import assert from "node:assert/strict";
 import { Socket } from "node:net";
 import { test } from "node:test";
-import { WriteBatcher } from "./write-batcher.js";
+import { SocketWriter, WriteBatcher } from "./write-batcher.js";
 
-test("a socket is corked once per tick and uncorked on the next tick", async () => {
-  const batcher = new WriteBatcher();
-  const socket = new Socket();
-  batcher.hold(socket);
-  batcher.hold(socket);
-  assert.equal(socket.writableCorked, 1, "held twice in one tick, corked once");
-  await new Promise((resolve) => process.nextTick(resolve));
-  assert.equal(socket.writableCorked, 0);
-  batcher.hold(socket);
-  assert.equal(socket.writableCorked, 1, "held again in a later tick");
-  await new Promise((resolve) => process.nextTick(resolve));
-  assert.equal(socket.writableCorked, 0);
-  socket.destroy();
+const nextTick = (): Promise<void> => new Promise((resolve) => process.nextTick(resolve));
+
+test("same tick: the first write is not corked; a second corks the socket until the next tick", async () => {
+  const batcher = new WriteBatcher(0);
+  const writer = new SocketWriter(new Socket());
+  batcher.hold(writer);
+  assert.equal(writer.socket.writableCorked, 0, "one frame per tick goes out at once");
+  batcher.hold(writer);
+  batcher.hold(writer);
+  assert.equal(writer.socket.writableCorked, 1, "the rest of the burst is corked, once");
+  await nextTick();
+  assert.equal(writer.socket.writableCorked, 0, "uncorked on the next tick");
+  batcher.hold(writer);
+  assert.equal(writer.socket.writableCorked, 0, "with no window, a new tick writes at once");
+  writer.socket.destroy();
+});
+
+test("window: a write soon after the last one waits for the window's end; a write after a pause does not", async () => {
+  const batcher = new WriteBatcher(20);
+  const busy = new SocketWriter(new Socket());
+  batcher.hold(busy);
+  await nextTick();
+  batcher.hold(busy);
+  assert.equal(busy.socket.writableCorked, 1, "within 20 ms of its last write: held for the window");
+  const uncorked = new Promise<void>((resolve) => {
+    const check = setInterval(() => {
+      if (busy.socket.writableCorked === 0) {
+        clearInterval(check);
+        resolve();
+      }
+    }, 1);
+  });
+  await uncorked;
+  const quiet = new SocketWriter(new Socket());
+  batcher.hold(quiet);
+  assert.equal(quiet.socket.writableCorked, 0, "a socket with no recent write is not delayed");
+  busy.socket.destroy();
+  quiet.socket.destroy();
 });
