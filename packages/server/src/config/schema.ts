@@ -122,10 +122,10 @@ export const configSchema = z
          * are held and sent together (0: only same-tick bursts are). Only
          * sockets receiving more than one frame per window ever wait.
          */
-        coalesceMs: z.number().min(0).max(1000).default(5),
+        coalesceMs: z.number().min(0).max(1000).default(10),
       })
       .strict()
-      .default({ coalesceMs: 5 }),
+      .default({ coalesceMs: 10 }),
     cluster: z
       .object({
         /** Seconds between heartbeats of this instance into the backplane. */
