@@ -1,6 +1,7 @@
 // What each process spent over a measured window: CPU of every server
 // instance, Redis and the generator from /proc, and how much else ran on the
 // machine meanwhile (other work on a shared machine makes latencies noisy).
+// Servers and Redis are those the bench can see: none for a remote deployment.
 
 import { cpuBetween, type MachineSample, type ProcSample, sample, sampleMachine } from "./proc.js";
 
@@ -17,7 +18,8 @@ export interface ProcessCost {
 export interface WindowCosts {
   seconds: number;
   servers: ProcessCost[];
-  redis: ProcessCost;
+  /** Absent when the bench did not start Redis. */
+  redis?: ProcessCost;
   generator: { cores: number };
   /** CPU of every other process on the machine (user + system). */
   otherCores: number;
@@ -27,16 +29,16 @@ export interface WindowCosts {
 
 export interface Samples {
   servers: { name: string; pid: number; sample: ProcSample | undefined }[];
-  redis: { pid: number; sample: ProcSample | undefined };
+  redis: { pid: number; sample: ProcSample | undefined } | undefined;
   generator: ProcSample | undefined;
   machine: MachineSample | undefined;
 }
 
 /** Samples the servers, Redis, this process (the generator) and the machine, now. */
-export function sampleAll(servers: readonly { name: string; pid: number }[], redisPid: number): Samples {
+export function sampleAll(servers: readonly { name: string; pid: number }[], redisPid: number | undefined): Samples {
   return {
     servers: servers.map(({ name, pid }) => ({ name, pid, sample: sample(pid) })),
-    redis: { pid: redisPid, sample: sample(redisPid) },
+    redis: redisPid === undefined ? undefined : { pid: redisPid, sample: sample(redisPid) },
     generator: sample(process.pid),
     machine: sampleMachine(),
   };
@@ -61,7 +63,8 @@ export function costsBetween(before: Samples, after: Samples): WindowCosts {
   const servers = before.servers.map((server, i) =>
     cost(server.name, server.pid, server.sample, after.servers[i]?.sample),
   );
-  const redis = cost("redis", before.redis.pid, before.redis.sample, after.redis.sample);
+  const redis =
+    before.redis === undefined ? undefined : cost("redis", before.redis.pid, before.redis.sample, after.redis?.sample);
   const generator = {
     cores: before.generator && after.generator ? cpuBetween(before.generator, after.generator).cores : 0,
   };
@@ -69,9 +72,9 @@ export function costsBetween(before: Samples, after: Samples): WindowCosts {
   let stealCores = 0;
   if (before.machine !== undefined && after.machine !== undefined) {
     const wall = Math.max(0.001, (after.machine.at - before.machine.at) / 1000);
-    const ours = servers.reduce((t, s) => t + s.cpuCores, 0) + redis.cpuCores + generator.cores;
+    const ours = servers.reduce((t, s) => t + s.cpuCores, 0) + (redis?.cpuCores ?? 0) + generator.cores;
     otherCores = Math.max(0, (after.machine.busySeconds - before.machine.busySeconds) / wall - ours);
     stealCores = (after.machine.stealSeconds - before.machine.stealSeconds) / wall;
   }
-  return { seconds, servers, redis, generator, otherCores, stealCores };
+  return { seconds, servers, ...(redis === undefined ? {} : { redis }), generator, otherCores, stealCores };
 }

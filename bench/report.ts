@@ -1,15 +1,27 @@
 // The bench's output: one JSON document per run, and a table that puts the
 // targets side by side with crier ÷ Socket.IO ratios (below 1: crier spends
-// less). The Markdown form carries the command, date and machine, so it can
-// be committed as written.
+// less), or for an external deployment its one column, with the rows that
+// can be measured from outside. The Markdown form carries the command, date
+// and machine, so it can be committed as written.
 
 import type { TargetName } from "./generator/spec.js";
 import type { MachineInfo } from "./machine.js";
-import type { StepResult, TargetResult } from "./run.js";
+import type { StepResult, TargetResult } from "./measure.js";
 
 export interface RampCriteria {
   minDeliveredRatio: number;
   maxP99Ms: number;
+}
+
+/** A run against a deployment the bench did not start (--url). */
+export interface ExternalInfo {
+  urls: string[];
+  /** How publishers published: client commands, or the HTTP API. */
+  publishVia: "websocket" | "http-api";
+  auth: "anonymous" | "token" | "jwt-secret";
+  roomPrefix: string;
+  /** Server processes on this machine whose CPU and memory were read (--pid); empty: not measured. */
+  pids: number[];
 }
 
 export interface BenchReport {
@@ -24,45 +36,69 @@ export interface BenchReport {
   results: TargetResult[];
   /** With --repeat: every run, in the order made. */
   runs?: TargetResult[];
+  /** Present when the run was against a deployment the bench did not start. */
+  external?: ExternalInfo;
 }
 
 const NAMES: Record<TargetName, string> = { crier: "crier", socketio: "socket.io" };
+/** The column of an external deployment. */
+const DEPLOYMENT = "deployment";
 
 /** The readable report: header lines and the table(s). */
 export function renderText(report: BenchReport): string {
+  const m = report.machine;
+  const external = report.external;
   const lines = [
     `${report.scenario}: ${report.summary}`,
-    `${report.date} · ${report.machine.cores} × ${report.machine.cpuModel} · Node ${report.machine.node} · ` +
-      `Redis ${report.machine.redis} · socket.io ${report.machine.socketio} + redis-adapter ` +
-      `${report.machine.socketioRedisAdapter} (${String(report.options.socketioAdapter ?? "classic")})`,
+    external === undefined
+      ? `${report.date} · ${m.cores} × ${m.cpuModel} · Node ${m.node} · Redis ${m.redis} · socket.io ${m.socketio} ` +
+        `+ redis-adapter ${m.socketioRedisAdapter} (${String(report.options.socketioAdapter ?? "classic")})`
+      : `${report.date} · generator: ${m.cores} × ${m.cpuModel} · Node ${m.node}`,
+    ...(external === undefined
+      ? []
+      : [
+          `deployment: ${external.urls.join(" ")}${report.results.some((r) => r.steps.length > 0) ? ` · ${publishing(external)}` : ""}`,
+        ]),
     `$ ${report.command}`,
     "",
   ];
+  const names = report.results.map((r) => (external === undefined ? NAMES[r.target] : DEPLOYMENT));
   if (report.ramp !== undefined) lines.push(...rampTables(report, report.ramp));
   else if (report.results.some((r) => r.idle !== undefined))
-    lines.push(table(idleRows(report.results), report.results));
-  else lines.push(table(stepRows(report.results), report.results));
+    lines.push(table(idleRows(report.results), report.results, names));
+  else lines.push(table(stepRows(report.results), report.results, names));
   if (report.runs !== undefined) lines.push("", ...repeats(report.runs, report.results));
-  const notes = problems(report.results);
+  const notes = problems(report.results, external);
   if (notes.length > 0) lines.push("", ...notes);
   return lines.join("\n");
+}
+
+function publishing(external: ExternalInfo): string {
+  return external.publishVia === "http-api" ? "publishing through the HTTP API" : "publishing as client commands";
 }
 
 /** The report as a Markdown section (for --out). */
 export function renderMarkdown(report: BenchReport): string {
   const m = report.machine;
+  const external = report.external;
+  const machine = `${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}`;
   return [
     `## ${report.scenario}: ${report.summary}`,
     "",
-    `${report.date}; ${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, ` +
-      `Redis ${m.redis}, socket.io ${m.socketio} with @socket.io/redis-adapter ${m.socketioRedisAdapter}.`,
+    external === undefined
+      ? `${report.date}; ${machine}, Redis ${m.redis}, socket.io ${m.socketio} with @socket.io/redis-adapter ` +
+        `${m.socketioRedisAdapter}.`
+      : `${report.date}; against ${external.urls.join(", ")} (${publishing(external)}); generator on ${machine}.`,
     "",
     "```",
     `$ ${report.command}`,
     "```",
     "",
     "```",
-    renderText(report).split("\n").slice(4).join("\n"),
+    renderText(report)
+      .split("\n")
+      .slice(external === undefined ? 4 : 5)
+      .join("\n"),
     "```",
     "",
   ].join("\n");
@@ -86,23 +122,10 @@ function stepRows(results: TargetResult[]): Row[] {
     cells: steps.map((s) => s?.servers.map((server) => `${server.name} ${format(server)}`).join(" ") ?? "-"),
   });
   const rssPerConnection = results.map((r) => perConnection(r));
-  return [
-    value("publications/s", (s) => s.publishesPerSecond, int, false),
-    value("deliveries/s", (s) => s.deliveriesPerSecond, int),
-    value("expected deliveries", (s) => s.expected, int, false),
-    value("delivered", (s) => s.delivered, int, false),
-    value("lost (expected − delivered)", (s) => s.expected - s.delivered, int, false),
-    value(
-      "delivered %",
-      (s) => s.deliveredRatio * 100,
-      (n) => n.toFixed(3),
-      false,
-    ),
-    value("latency p50 ms", (s) => s.latency.p50, ms),
-    value("latency p90 ms", (s) => s.latency.p90, ms),
-    value("latency p99 ms", (s) => s.latency.p99, ms),
-    value("latency p99.9 ms", (s) => s.latency.p999, ms),
-    value("latency max ms", (s) => s.latency.max, ms),
+  // Servers and Redis appear only where the bench could read them (not for an external deployment without --pid).
+  const servers = steps.some((s) => (s?.servers.length ?? 0) > 0);
+  const redis = steps.some((s) => s?.redis !== undefined);
+  const serverRows: Row[] = [
     value(
       "server CPU, cores",
       (s) => s.serverCpuCores,
@@ -125,18 +148,43 @@ function stepRows(results: TargetResult[]): Row[] {
       (s) => s.serverUsPerDelivery,
       (n) => n.toFixed(2),
     ),
+  ];
+  const redisRows: Row[] = [
     value(
       "Redis CPU, cores",
-      (s) => s.redis.cpuCores,
+      (s) => s.redis?.cpuCores ?? Number.NaN,
       (n) => n.toFixed(2),
     ),
     value(
       "Redis CPU µs/delivery",
-      (s) => s.redisUsPerDelivery,
+      (s) => s.redisUsPerDelivery ?? Number.NaN,
       (n) => n.toFixed(2),
     ),
+  ];
+  const memoryRows: Row[] = [
     perInstance("server RSS MB (end)", (server) => mb(server.rssBytes)),
     { label: "RSS KB/connection", cells: rssPerConnection.map(kb), values: rssPerConnection },
+  ];
+  return [
+    value("publications/s", (s) => s.publishesPerSecond, int, false),
+    value("deliveries/s", (s) => s.deliveriesPerSecond, int),
+    value("expected deliveries", (s) => s.expected, int, false),
+    value("delivered", (s) => s.delivered, int, false),
+    value("lost (expected − delivered)", (s) => s.expected - s.delivered, int, false),
+    value(
+      "delivered %",
+      (s) => s.deliveredRatio * 100,
+      (n) => n.toFixed(3),
+      false,
+    ),
+    value("latency p50 ms", (s) => s.latency.p50, ms),
+    value("latency p90 ms", (s) => s.latency.p90, ms),
+    value("latency p99 ms", (s) => s.latency.p99, ms),
+    value("latency p99.9 ms", (s) => s.latency.p999, ms),
+    value("latency max ms", (s) => s.latency.max, ms),
+    ...(servers ? serverRows : []),
+    ...(redis ? redisRows : []),
+    ...(servers ? memoryRows : []),
     value(
       "generator CPU, cores",
       (s) => s.generatorCpuCores,
@@ -170,11 +218,20 @@ function idleRows(results: TargetResult[]): Row[] {
     const bytes = results.map((r) => at(r)?.bytesPerConnection ?? 0);
     rows.push({ label: `${name}: RSS KB/connection`, cells: bytes.map(kb), values: bytes });
   }
-  const all = results.map((r) => perConnection(r));
-  rows.push({ label: "RSS KB/connection (all)", cells: all.map(kb), values: all });
-  const idleCpu = results.map((r) => r.idle?.servers.reduce((t, c) => t + c.cpuCores, 0) ?? 0);
-  rows.push({ label: "idle server CPU, cores", cells: idleCpu.map((n) => n.toFixed(3)), values: idleCpu });
-  rows.push({ label: "idle Redis CPU, cores", cells: results.map((r) => r.idle?.redis.cpuCores.toFixed(3) ?? "-") });
+  // Memory and CPU only where the bench could read the servers (not for an external deployment without --pid).
+  if (instances > 0) {
+    const all = results.map((r) => perConnection(r));
+    rows.push({ label: "RSS KB/connection (all)", cells: all.map(kb), values: all });
+    const idleCpu = results.map((r) => r.idle?.servers.reduce((t, c) => t + c.cpuCores, 0) ?? 0);
+    rows.push({ label: "idle server CPU, cores", cells: idleCpu.map((n) => n.toFixed(3)), values: idleCpu });
+  }
+  if (results.some((r) => r.idle?.redis !== undefined)) {
+    rows.push({ label: "idle Redis CPU, cores", cells: results.map((r) => r.idle?.redis?.cpuCores.toFixed(3) ?? "-") });
+  }
+  rows.push({
+    label: "closed by the server",
+    cells: results.map((r) => int(Object.values(r.closes).reduce((t, n) => t + n, 0))),
+  });
   rows.push({
     label: "other CPU on the machine, cores",
     cells: results.map((r) => r.idle?.otherCpuCores.toFixed(2) ?? "-"),
@@ -185,8 +242,12 @@ function idleRows(results: TargetResult[]): Row[] {
 function rampTables(report: BenchReport, ramp: NonNullable<BenchReport["ramp"]>): string[] {
   const lines: string[] = [];
   const pass = (s: StepResult): boolean => s.deliveredRatio >= ramp.minDeliveredRatio && s.latency.p99 <= ramp.maxP99Ms;
-  for (const result of report.results) {
-    lines.push(`${NAMES[result.target]}:`);
+  const names = report.results.map((r) => (report.external === undefined ? NAMES[r.target] : DEPLOYMENT));
+  /** Server CPU, or "-" where no server was measured. */
+  const cpu = (s: StepResult, get: (s: StepResult) => number): string =>
+    s.servers.length > 0 ? get(s).toFixed(2) : "-";
+  for (const [i, result] of report.results.entries()) {
+    lines.push(`${names[i] ?? ""}:`);
     const header = ["rate/s", "pub/s", "deliv/s", "delivered %", "p50 ms", "p99 ms", "CPU cores", "µs/deliv", "pass"];
     const rows = result.steps.map((s) => [
       int(s.rate),
@@ -195,8 +256,8 @@ function rampTables(report: BenchReport, ramp: NonNullable<BenchReport["ramp"]>)
       (s.deliveredRatio * 100).toFixed(3),
       ms(s.latency.p50),
       ms(s.latency.p99),
-      s.serverCpuCores.toFixed(2),
-      s.serverUsPerDelivery.toFixed(2),
+      cpu(s, (x) => x.serverCpuCores),
+      cpu(s, (x) => x.serverUsPerDelivery),
       pass(s) ? "yes" : "no",
     ]);
     lines.push(grid([header, ...rows]), "");
@@ -220,27 +281,32 @@ function rampTables(report: BenchReport, ramp: NonNullable<BenchReport["ramp"]>)
       numbers((s) => s.deliveriesPerSecond),
       int,
     ),
-    row(
-      "server CPU µs/delivery there",
-      numbers((s) => s.serverUsPerDelivery),
-      (n) => n.toFixed(2),
-    ),
+    ...(report.results.some((r) => r.steps.some((s) => s.servers.length > 0))
+      ? [
+          row(
+            "server CPU µs/delivery there",
+            numbers((s) => s.serverUsPerDelivery),
+            (n) => n.toFixed(2),
+          ),
+        ]
+      : []),
     row(
       "latency p99 ms there",
       numbers((s) => s.latency.p99),
       ms,
     ),
   ];
-  lines.push(table(rows, report.results), "(for the rate rows a ratio above 1 means crier sustains more)");
+  lines.push(table(rows, report.results, names));
+  if (report.results.length > 1) lines.push("(for the rate rows a ratio above 1 means crier sustains more)");
   return lines;
 }
 
-/** A table with one column per target and, for both targets, crier ÷ socket.io where it means something. */
-function table(rows: Row[], results: TargetResult[]): string {
+/** A table with one column per target (named `names`) and, for both targets, crier ÷ socket.io where it means something. */
+function table(rows: Row[], results: TargetResult[], names: string[]): string {
   const crier = results.findIndex((r) => r.target === "crier");
   const peer = results.findIndex((r) => r.target === "socketio");
   const withRatio = crier >= 0 && peer >= 0;
-  const header = ["", ...results.map((r) => NAMES[r.target])];
+  const header = ["", ...names];
   if (withRatio) header.push("crier ÷ socket.io");
   const body = rows.map((row) => {
     const cells = [row.label, ...row.cells];
@@ -283,11 +349,11 @@ function repeats(runs: TargetResult[], shown: TargetResult[]): string[] {
   return lines;
 }
 
-/** What went wrong during the run, in words. */
-function problems(results: TargetResult[]): string[] {
+/** What went wrong during the run, and what was not measured, in words. */
+function problems(results: TargetResult[], external: ExternalInfo | undefined): string[] {
   const notes: string[] = [];
   for (const r of results) {
-    const name = NAMES[r.target];
+    const name = external === undefined ? NAMES[r.target] : DEPLOYMENT;
     if (r.connections.failed > 0) {
       notes.push(`${name}: ${r.connections.failed} connections failed to set up (${r.connections.firstError ?? ""})`);
     }
@@ -297,14 +363,26 @@ function problems(results: TargetResult[]): string[] {
         `${name}: connections closed by the server: ${closes.map(([code, n]) => `${n} × ${code}`).join(", ")}`,
       );
     }
-    if (r.errors > 0) notes.push(`${name}: ${r.errors} error frames, e.g. ${r.errorSamples.join(" | ")}`);
+    if (r.errors > 0) notes.push(`${name}: ${r.errors} errors, e.g. ${r.errorSamples.join(" | ")}`);
     const skipped = r.steps.reduce((t, s) => t + s.skipped, 0);
     if (skipped > 0) notes.push(`${name}: the generator fell behind and skipped ${skipped} publications`);
+    const unsent = r.steps.reduce((t, s) => t + s.unsent, 0);
+    if (unsent > 0) {
+      const why = external?.publishVia === "http-api" ? "too many HTTP requests pending" : "their connection was gone";
+      notes.push(`${name}: ${unsent} publications could not go out (${why})`);
+    }
     const busy = Math.max(0, ...r.steps.map((s) => s.otherCpuCores + s.stealCores), r.idle?.otherCpuCores ?? 0);
     if (busy > 0.25) {
       notes.push(`${name}: other processes used ${busy.toFixed(2)} cores during the measurement: expect noise`);
     }
   }
+  if (external !== undefined && external.pids.length === 0) {
+    notes.push(
+      "server CPU and memory: not measured for an external target (--pid PID,... reads them from /proc " +
+        "for servers on this machine)",
+    );
+  }
+  if (external?.publishVia === "http-api") notes.push("latency includes the HTTP API request of each publication");
   return notes;
 }
 

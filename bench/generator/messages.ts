@@ -32,6 +32,8 @@ export interface EndReply {
   windowDeliveries: number;
   /** Publications the scheduler skipped because the thread fell more than a second behind. */
   skipped: number;
+  /** Publications due that could not go out (connection gone, too many HTTP requests pending). */
+  unsent: number;
 }
 
 export interface ProgressReply {

@@ -1,9 +1,10 @@
 // The orchestrator's side of the generator: starts worker threads with their
 // share of connections and publishers, and sends requests to all of them.
+// Every pool is listed until closed, so that Ctrl-C can close its connections.
 
 import { Worker } from "node:worker_threads";
 import type { Envelope, ReadyReply, WorkerReply, WorkerRequest } from "./messages.js";
-import type { ConnSpec, PublisherSpec, TargetName, WorkerInit } from "./spec.js";
+import type { ConnSpec, Endpoint, PublisherSpec, TargetName, WorkerInit } from "./spec.js";
 
 // Workers do not inherit `--import tsx` on Node 20: a small ESM bootstrap
 // registers tsx in the thread and then loads the TypeScript entry.
@@ -12,8 +13,8 @@ const BOOTSTRAP = `import("tsx/esm/api").then(({ register }) => { register(); re
 
 export interface PoolOptions {
   target: TargetName;
-  host: string;
-  ports: number[];
+  /** Where connections go; ConnSpec.instance indexes this. */
+  endpoints: Endpoint[];
   conns: ConnSpec[];
   /** Publishers, `conn` indexing `conns`. */
   publishers: PublisherSpec[];
@@ -21,6 +22,8 @@ export interface PoolOptions {
   payloadBytes: number;
   concurrency: number;
   timeoutMs: number;
+  /** Publish through the HTTP API of each publisher's endpoint with this key, instead of its connection. */
+  apiKey?: string;
 }
 
 interface Thread {
@@ -31,23 +34,32 @@ interface Thread {
   exited: boolean;
 }
 
+const openPools = new Set<GeneratorPool>();
+
+/** Closes every pool still open (Ctrl-C): each connection gets a close handshake. */
+export async function closeAllPools(): Promise<void> {
+  await Promise.all([...openPools].map((pool) => pool.close()));
+}
+
 export class GeneratorPool {
   private readonly threads: Thread[] = [];
   private seq = 0;
+  private closed: Promise<void> | undefined;
 
   /** Starts the workers; resolves once every connection is set up (or failed). */
   static async start(options: PoolOptions): Promise<{ pool: GeneratorPool; ready: ReadyReply }> {
     const pool = new GeneratorPool();
+    openPools.add(pool);
     const count = Math.max(1, Math.min(options.workers, options.conns.length));
     const inits: WorkerInit[] = Array.from({ length: count }, () => ({
       target: options.target,
-      host: options.host,
-      ports: options.ports,
+      endpoints: options.endpoints,
       conns: [],
       publishers: [],
       payloadBytes: options.payloadBytes,
       concurrency: options.concurrency,
       timeoutMs: options.timeoutMs,
+      ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
     }));
     // Connection i goes to worker i % count; its publishers follow it.
     const local = new Map<number, { worker: number; index: number }>();
@@ -124,8 +136,13 @@ export class GeneratorPool {
     );
   }
 
-  /** Closes every connection and stops the threads. Idempotent. */
-  async close(): Promise<void> {
+  /** Closes every connection (close handshake, then drop) and stops the threads. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= this.closeNow();
+    return this.closed;
+  }
+
+  private async closeNow(): Promise<void> {
     try {
       await Promise.race([this.all(() => ({ type: "close" })), new Promise((resolve) => setTimeout(resolve, 5000))]);
     } catch {
@@ -135,6 +152,7 @@ export class GeneratorPool {
   }
 
   private async terminate(): Promise<void> {
+    openPools.delete(this);
     await Promise.all(this.threads.map((thread) => (thread.exited ? undefined : thread.worker.terminate())));
   }
 }

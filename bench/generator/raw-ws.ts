@@ -1,5 +1,5 @@
-// A minimal WebSocket client on net.Socket for the load generator: HTTP
-// upgrade, masked client frames, and incremental parsing of the server's
+// A minimal WebSocket client on net.Socket (tls.TLSSocket for wss) for the
+// load generator: HTTP upgrade, masked client frames, and incremental parsing of the server's
 // unmasked frames straight out of a read buffer shared by every socket of a
 // thread. A frame carrying a bench payload is reported to the sink as numbers
 // (tag, send time); nothing is allocated per frame unless it straddles two
@@ -7,7 +7,8 @@
 // Other frames (replies, pings) are rare and handed over as text.
 
 import { randomBytes } from "node:crypto";
-import { connect, type Socket } from "node:net";
+import { connect, isIP, type Socket } from "node:net";
+import { type ConnectionOptions, connect as connectTls } from "node:tls";
 import { findMarker, hasPayloadHeader, nowMicros, readSentAt, readTag } from "./payload.js";
 
 export interface PayloadSink {
@@ -18,6 +19,8 @@ export interface PayloadSink {
 export interface RawWsOptions {
   host: string;
   port: number;
+  /** wss: TLS, verified against the host name. */
+  tls?: boolean;
   /** Request path with query, e.g. "/ws". */
   path: string;
   /** Source address to bind (127.0.0.x), to get past one address's ephemeral ports. */
@@ -33,6 +36,7 @@ const OP_TEXT = 0x1;
 const OP_BINARY = 0x2;
 const OP_CLOSE = 0x8;
 const OP_PING = 0x9;
+const CLOSE_NORMAL = 1000;
 const HEADER_END = Buffer.from("\r\n\r\n");
 /** Longest frame header a server sends: 2 bytes, 8 of length (servers do not mask). */
 const MAX_HEADER = 10;
@@ -43,8 +47,8 @@ const MAX_HEADER = 10;
  * generator, which shares the CPU with the servers it measures, a pass over
  * each payload.
  */
-export function encodeClientFrame(text: string, opcode = OP_TEXT): Buffer {
-  const length = Buffer.byteLength(text);
+export function encodeClientFrame(data: string | Buffer, opcode = OP_TEXT): Buffer {
+  const length = typeof data === "string" ? Buffer.byteLength(data) : data.length;
   const header = length < 126 ? 2 : length < 65_536 ? 4 : 10;
   const frame = Buffer.allocUnsafe(header + 4 + length);
   frame[0] = 0x80 | opcode;
@@ -59,7 +63,8 @@ export function encodeClientFrame(text: string, opcode = OP_TEXT): Buffer {
     frame.writeUInt32BE(length, 6);
   }
   frame.writeUInt32BE(0, header);
-  frame.write(text, header + 4, length, "utf8");
+  if (typeof data === "string") frame.write(data, header + 4, length, "utf8");
+  else data.copy(frame, header + 4);
   return frame;
 }
 
@@ -104,7 +109,7 @@ export class RawWs {
 
   /** Connects and upgrades; resolves once the server answered 101. */
   open(): Promise<void> {
-    const { host, port, path, localAddress, readBuffer, timeoutMs } = this.options;
+    const { host, port, tls, path, localAddress, readBuffer, timeoutMs } = this.options;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => this.settle?.(new Error(`no upgrade within ${timeoutMs} ms`)), timeoutMs);
       this.settle = (error) => {
@@ -117,24 +122,29 @@ export class RawWs {
         this.destroy();
         reject(error);
       };
-      const socket = connect({
-        host,
-        port,
-        ...(localAddress === undefined ? {} : { localAddress }),
-        noDelay: true,
-        onread: {
-          buffer: readBuffer,
-          callback: (bytes: number, buffer: Uint8Array) => {
-            this.feed(buffer as Buffer, bytes);
-            return true;
-          },
+      const onread = {
+        buffer: readBuffer,
+        callback: (bytes: number, buffer: Uint8Array) => {
+          this.feed(buffer as Buffer, bytes);
+          return true;
         },
-      });
+      };
+      const where = { host, port, ...(localAddress === undefined ? {} : { localAddress }) };
+      // tls.connect takes onread too (Node 15+, not in @types/node): decrypted bytes land in the shared buffer.
+      const secure: ConnectionOptions & { onread: typeof onread } = {
+        ...where,
+        onread,
+        ...(isIP(host) === 0 ? { servername: host } : {}),
+      };
+      const socket = tls ? connectTls(secure) : connect({ ...where, noDelay: true, onread });
+      if (tls) socket.setNoDelay(true);
       this.socket = socket;
-      socket.on("connect", () => {
+      socket.on(tls ? "secureConnect" : "connect", () => {
         const key = randomBytes(16).toString("base64");
+        const defaultPort = tls ? 443 : 80;
+        const hostHeader = `${isIP(host) === 6 ? `[${host}]` : host}${port === defaultPort ? "" : `:${port}`}`;
         socket.write(
-          `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `GET ${path} HTTP/1.1\r\nHost: ${hostHeader}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
             `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
         );
       });
@@ -161,10 +171,35 @@ export class RawWs {
     return this.send(encodeClientFrame(text));
   }
 
-  /** Drops the connection without a close handshake (the bench is over; nobody waits for it). */
+  /** Drops the connection without a close handshake. */
   destroy(): void {
     this.closing = true;
     this.socket?.destroy();
+  }
+
+  /**
+   * Starts the close handshake (1000) and ends our side of the TCP connection;
+   * resolves once the socket is closed or after `graceMs`, then destroys it.
+   * A server the bench does not own sees a normal close, not a dropped connection.
+   */
+  close(graceMs: number): Promise<void> {
+    const socket = this.socket;
+    this.closing = true;
+    if (socket === undefined || socket.destroyed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => socket.destroy(), graceMs);
+      socket.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      if (!this.upgraded || socket.writableEnded) {
+        socket.destroy();
+        return;
+      }
+      const body = Buffer.allocUnsafe(2);
+      body.writeUInt16BE(CLOSE_NORMAL, 0);
+      socket.end(encodeClientFrame(body, OP_CLOSE));
+    });
   }
 
   private feed(buf: Buffer, bytes: number): void {
@@ -251,7 +286,8 @@ export class RawWs {
       case OP_CLOSE: {
         this.closeCode = end - start >= 2 ? buf.readUInt16BE(start) : 1005;
         const socket = this.socket;
-        if (socket !== undefined && !socket.destroyed) {
+        // Our own close() already sent one and ended the socket.
+        if (socket !== undefined && !socket.destroyed && !socket.writableEnded) {
           // Echo the close (RFC 6455 5.5.1), then let the server end the TCP connection.
           const reply = encodeClientFrame("", OP_CLOSE);
           socket.end(reply);

@@ -4,13 +4,12 @@
 // are written, so a generator that falls behind shows in the publish rate, not
 // as server latency.
 
-import type { Dialect } from "./dialect.js";
+import type { Outlet } from "./outlet.js";
 import { nowMicros, type PayloadBuilder } from "./payload.js";
-import type { RawWs } from "./raw-ws.js";
 import type { PublisherSpec } from "./spec.js";
 
 interface Publisher {
-  ws: RawWs;
+  out: Outlet;
   spec: PublisherSpec;
   next: number;
 }
@@ -22,9 +21,10 @@ export class PublishScheduler {
   expected = 0;
   /** Publications skipped because the thread fell more than a second behind. */
   skipped = 0;
+  /** Publications due that could not go out (connection gone, too many HTTP requests pending). */
+  unsent = 0;
 
   private readonly publishers: Publisher[];
-  private readonly dialect: Dialect;
   private readonly payload: PayloadBuilder;
   private rate = 0;
   private tag = "w";
@@ -33,9 +33,8 @@ export class PublishScheduler {
   private cursor = 0;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(publishers: { ws: RawWs; spec: PublisherSpec }[], dialect: Dialect, payload: PayloadBuilder) {
+  constructor(publishers: { out: Outlet; spec: PublisherSpec }[], payload: PayloadBuilder) {
     this.publishers = publishers.map((p) => ({ ...p, next: 0 }));
-    this.dialect = dialect;
     this.payload = payload;
   }
 
@@ -55,6 +54,7 @@ export class PublishScheduler {
     this.sent = 0;
     this.expected = 0;
     this.skipped = 0;
+    this.unsent = 0;
   }
 
   stop(): void {
@@ -78,10 +78,11 @@ export class PublishScheduler {
       const spec = publisher.spec;
       const target = spec.targets[publisher.next] ?? "";
       publisher.next = (publisher.next + 1) % spec.targets.length;
-      const frame = spec.kind === "room" ? this.dialect.publish(target, payload) : this.dialect.send(target, payload);
-      if (publisher.ws.send(frame)) {
+      if (publisher.out.publish(spec.kind, target, payload)) {
         this.sent++;
         this.expected += spec.fanout;
+      } else {
+        this.unsent++;
       }
     }
   }

@@ -4,8 +4,21 @@
 
 export type TargetName = "crier" | "socketio";
 
+/** Where a connection goes: a local instance, or one of the URLs of an external deployment. */
+export interface Endpoint {
+  /** Host name or address to connect to (no brackets around IPv6). */
+  host: string;
+  port: number;
+  /** wss: TLS, with the host name for SNI and certificate checks. */
+  tls: boolean;
+  /** Request path with query; absent: the dialect's. */
+  path?: string;
+  /** The HTTP API's origin (http(s)://host:port), for publishing through it. */
+  api?: string;
+}
+
 export interface ConnSpec {
-  /** Index of the server instance to connect to. */
+  /** Index of the endpoint (server instance, or URL) to connect to. */
   instance: number;
   /** Rooms joined before traffic starts. */
   rooms: string[];
@@ -31,9 +44,7 @@ export interface PublisherSpec {
 /** What one worker thread gets at start. */
 export interface WorkerInit {
   target: TargetName;
-  host: string;
-  /** Port of each instance. */
-  ports: number[];
+  endpoints: Endpoint[];
   conns: ConnSpec[];
   /** Publishers, with `conn` indexing this worker's `conns`. */
   publishers: PublisherSpec[];
@@ -41,4 +52,6 @@ export interface WorkerInit {
   /** Connections set up at once, per worker. */
   concurrency: number;
   timeoutMs: number;
+  /** When set, publishers publish through the HTTP API of their connection's endpoint with this key. */
+  apiKey?: string;
 }

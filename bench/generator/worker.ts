@@ -6,6 +6,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { crierDialect } from "./crier-dialect.js";
 import type { Dialect } from "./dialect.js";
 import type { Envelope, WorkerReply, WorkerRequest } from "./messages.js";
+import { HttpOutlet, type Outlet, wsOutlet } from "./outlet.js";
 import { PayloadBuilder } from "./payload.js";
 import { RawWs } from "./raw-ws.js";
 import { DeliveryRecorder } from "./recorder.js";
@@ -14,6 +15,10 @@ import { socketioDialect } from "./socketio-dialect.js";
 import type { ConnSpec, WorkerInit } from "./spec.js";
 
 const MAX_ERROR_SAMPLES = 5;
+/** HTTP publishing: requests pending at once per publisher before publications are refused. */
+const MAX_HTTP_IN_FLIGHT = 64;
+/** Closing: how long connections get to finish the close handshake before they are dropped. */
+const CLOSE_GRACE_MS = 2000;
 
 const init = workerData as WorkerInit;
 const port = parentPort;
@@ -36,15 +41,20 @@ function noteError(message: string): void {
 const events = { error: noteError };
 
 async function open(spec: ConnSpec, index: number): Promise<void> {
+  const endpoint = init.endpoints[spec.instance];
+  if (endpoint === undefined) throw new Error(`no endpoint ${spec.instance}`);
   const ws = new RawWs({
-    host: init.host,
-    port: init.ports[spec.instance] ?? 0,
-    path: dialect.path,
+    host: endpoint.host,
+    port: endpoint.port,
+    tls: endpoint.tls,
+    path: endpoint.path ?? dialect.path,
     ...(spec.localAddress === undefined ? {} : { localAddress: spec.localAddress }),
     readBuffer,
     sink: recorder,
     timeoutMs: init.timeoutMs,
   });
+  // Listed while it opens, so that closing the worker also drops connections still setting up.
+  sockets[index] = ws;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`not ready within ${init.timeoutMs} ms`)), init.timeoutMs);
@@ -53,11 +63,11 @@ async function open(spec: ConnSpec, index: number): Promise<void> {
     await Promise.race([dialect.setup(ws, spec, events), timeout]);
   } catch (error) {
     ws.destroy();
+    sockets[index] = undefined;
     throw error;
   } finally {
     clearTimeout(timer);
   }
-  sockets[index] = ws;
   // Installed after setup: a close before it is a setup failure, counted there.
   ws.onClose = (code) => {
     if (closing) return;
@@ -73,7 +83,7 @@ async function openAll(): Promise<{ connected: number; failed: number; firstErro
   let failed = 0;
   let firstError: string | undefined;
   const lane = async (): Promise<void> => {
-    while (next < init.conns.length) {
+    while (!closing && next < init.conns.length) {
       const index = next++;
       const spec = init.conns[index];
       if (spec === undefined) continue;
@@ -90,10 +100,24 @@ async function openAll(): Promise<{ connected: number; failed: number; firstErro
   return firstError === undefined ? { connected, failed } : { connected, failed, firstError };
 }
 
-const publishers: { ws: RawWs; spec: (typeof init.publishers)[number] }[] = [];
+const publishers: { out: Outlet; spec: (typeof init.publishers)[number] }[] = [];
 let scheduler: PublishScheduler | undefined;
 
-function handle(request: WorkerRequest): WorkerReply {
+/** A publisher's outlet: its connection, or with an API key the HTTP API of the endpoint it is connected to. */
+function outletOf(ws: RawWs, spec: ConnSpec): Outlet {
+  const origin = init.endpoints[spec.instance]?.api;
+  if (init.apiKey === undefined || origin === undefined) return wsOutlet(ws, dialect);
+  return new HttpOutlet(origin, init.apiKey, MAX_HTTP_IN_FLIGHT, noteError);
+}
+
+/** Closes every connection with a close handshake, then drops those that did not finish in time. */
+async function closeAll(): Promise<void> {
+  closing = true;
+  scheduler?.stop();
+  await Promise.all(sockets.map((ws) => ws?.close(CLOSE_GRACE_MS)));
+}
+
+function handle(request: Exclude<WorkerRequest, { type: "close" }>): WorkerReply {
   const publishing = scheduler;
   switch (request.type) {
     case "rate":
@@ -112,6 +136,7 @@ function handle(request: WorkerRequest): WorkerReply {
         expected: publishing?.expected ?? 0,
         windowDeliveries: recorder.windowDeliveries,
         skipped: publishing?.skipped ?? 0,
+        unsent: publishing?.unsent ?? 0,
       };
     case "progress":
       return { type: "progress", delivered: recorder.delivered };
@@ -124,11 +149,6 @@ function handle(request: WorkerRequest): WorkerReply {
         errorSamples: [...errorSamples],
         closes: { ...closes },
       };
-    case "close":
-      closing = true;
-      publishing?.stop();
-      for (const ws of sockets) ws?.destroy();
-      return { type: "ok" };
   }
 }
 
@@ -138,9 +158,16 @@ function reply(seq: number, body: WorkerReply): void {
 }
 
 port.on("message", (envelope: Envelope<WorkerRequest>) => {
+  const request = envelope.body;
+  if (request.type === "close") {
+    closeAll().then(() => {
+      reply(envelope.seq, { type: "ok" });
+      port.close();
+    });
+    return;
+  }
   try {
-    reply(envelope.seq, handle(envelope.body));
-    if (envelope.body.type === "close") port.close();
+    reply(envelope.seq, handle(request));
   } catch (error) {
     reply(envelope.seq, { type: "fatal", message: (error as Error).stack ?? String(error) });
   }
@@ -151,9 +178,10 @@ openAll().then(
   (result) => {
     for (const spec of init.publishers) {
       const ws = sockets[spec.conn];
-      if (ws !== undefined) publishers.push({ ws, spec });
+      const conn = init.conns[spec.conn];
+      if (ws !== undefined && conn !== undefined) publishers.push({ out: outletOf(ws, conn), spec });
     }
-    scheduler = new PublishScheduler(publishers, dialect, new PayloadBuilder(init.payloadBytes));
+    scheduler = new PublishScheduler(publishers, new PayloadBuilder(init.payloadBytes));
     reply(0, { type: "ready", ...result });
   },
   (error: unknown) => reply(0, { type: "fatal", message: (error as Error).stack ?? String(error) }),

@@ -1,7 +1,7 @@
 // `chat`: many mid-sized rooms across two instances, a publisher in each room.
 
 import { roomsPlan } from "./rooms.js";
-import { option, type Scenario } from "./scenario.js";
+import { option, placement, type Scenario } from "./scenario.js";
 
 export const chat: Scenario = {
   name: "chat",
@@ -11,7 +11,7 @@ export const chat: Scenario = {
     roomsPlan(
       options,
       (members) =>
-        `${option(options, "instances")} instances, ${option(options, "subscribers")} subscribers in ` +
+        `${placement(options)}, ${option(options, "subscribers")} subscribers in ` +
         `${option(options, "rooms")} rooms of ${members}, ${option(options, "publishers")} publishers, ` +
         `${option(options, "payload")}-byte payloads, ${option(options, "rate")} publishes/s`,
     ),

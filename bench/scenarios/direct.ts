@@ -3,7 +3,7 @@
 // instances through Redis.
 
 import type { ConnSpec, PublisherSpec } from "../generator/spec.js";
-import { option, type Scenario } from "./scenario.js";
+import { option, placement, type Scenario } from "./scenario.js";
 
 export const direct: Scenario = {
   name: "direct",
@@ -26,7 +26,7 @@ export const direct: Scenario = {
     }
     return {
       summary:
-        `${instances} instances, ${users} users (one connection each, spread over the instances), ` +
+        `${placement(options)}, ${users} users (one connection each, spread over them), ` +
         `${senders} senders, ${option(options, "payload")}-byte payloads, ${option(options, "rate")} sends/s`,
       instances,
       conns,

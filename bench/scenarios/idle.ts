@@ -2,7 +2,7 @@
 // what a connection costs in resident memory on each instance.
 
 import type { ConnSpec } from "../generator/spec.js";
-import { option, type Scenario, sourceAddress } from "./scenario.js";
+import { option, placement, type Scenario, sourceAddress } from "./scenario.js";
 
 export const idle: Scenario = {
   name: "idle",
@@ -23,7 +23,7 @@ export const idle: Scenario = {
       });
     }
     return {
-      summary: `${instances} instances, ${connections} idle connections${rooms > 0 ? ` each in one of ${rooms} rooms` : ""}`,
+      summary: `${placement(options)}, ${connections} idle connections${rooms > 0 ? ` each in one of ${rooms} rooms` : ""}`,
       instances,
       conns,
       publishers: [],

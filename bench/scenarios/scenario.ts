@@ -33,6 +33,17 @@ export function option(options: Record<string, number>, name: string): number {
   return value;
 }
 
+/**
+ * Where the plan's connections go, for its summary: "2 instances" started by
+ * the bench, or "2 URLs" of an external deployment (the CLI sets `urls`).
+ */
+export function placement(options: Record<string, number>): string {
+  const urls = options.urls;
+  if (urls !== undefined) return urls === 1 ? "1 URL" : `${urls} URLs`;
+  const instances = option(options, "instances");
+  return instances === 1 ? "1 instance" : `${instances} instances`;
+}
+
 /** Ephemeral ports of one source address run out near 28k: spread connections past that over 127.0.0.x. */
 export function sourceAddress(index: number, total: number): string | undefined {
   const perAddress = 25_000;

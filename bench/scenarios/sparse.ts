@@ -4,7 +4,7 @@
 // makes each one pay for all of them.
 
 import type { ConnSpec, PublisherSpec } from "../generator/spec.js";
-import { option, type Scenario } from "./scenario.js";
+import { option, placement, type Scenario } from "./scenario.js";
 
 export const sparse: Scenario = {
   name: "sparse",
@@ -25,7 +25,7 @@ export const sparse: Scenario = {
     }
     return {
       summary:
-        `${instances} instances, ${rooms} rooms of ${members} members (each room on one instance), ` +
+        `${placement(options)}, ${rooms} rooms of ${members} members (each room on one instance), ` +
         `${rooms} publishers, ${option(options, "payload")}-byte payloads, ${option(options, "rate")} publishes/s`,
       instances,
       conns,

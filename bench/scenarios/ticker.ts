@@ -2,7 +2,7 @@
 // hundreds of messages per second: the cost of the per-socket write path.
 
 import { roomsPlan } from "./rooms.js";
-import { option, type Scenario } from "./scenario.js";
+import { option, placement, type Scenario } from "./scenario.js";
 
 export const ticker: Scenario = {
   name: "ticker",
@@ -12,7 +12,7 @@ export const ticker: Scenario = {
     roomsPlan(
       options,
       () =>
-        `${option(options, "instances")} instance(s), ${option(options, "subscribers")} subscribers in ` +
+        `${placement(options)}, ${option(options, "subscribers")} subscribers in ` +
         `${option(options, "rooms")} room(s), ${option(options, "publishers")} publishers, ` +
         `${option(options, "payload")}-byte payloads, ${option(options, "rate")} publishes/s ` +
         `(${option(options, "rate") / option(options, "rooms")} messages/s per socket)`,

@@ -1,5 +1,6 @@
-// The `crier` command: serve, sub, pub.
+// The `crier` command: serve, sub, pub, bench.
 
+import { bench, benchHelp } from "./cli/bench.js";
 import { serve, serveHelp } from "./cli/serve.js";
 import { tryCommand, tryHelp } from "./cli/try.js";
 
@@ -9,6 +10,8 @@ Commands:
   serve            start a crier instance (crier serve --help for its options)
   sub ROOM         print messages published to ROOM
   pub ROOM JSON    publish JSON to ROOM
+  bench SCENARIO   load a deployment (--url) or this machine and report throughput and latency
+                   (crier bench --help for the scenarios and options)
 
 Run 'crier <command> --help' for a command's options.`;
 
@@ -20,11 +23,13 @@ async function main(argv: string[]): Promise<number> {
     case "sub":
     case "pub":
       return tryCommand(command, args, process.env);
+    case "bench":
+      return bench(args);
     case undefined:
     case "help":
     case "--help":
     case "-h":
-      process.stdout.write(`${USAGE}\n\n${serveHelp()}\n\n${tryHelp}\n`);
+      process.stdout.write(`${USAGE}\n\n${serveHelp()}\n\n${tryHelp}\n\n${benchHelp}\n`);
       return command === undefined ? 2 : 0;
     default:
       process.stderr.write(`crier: unknown command '${command}'\n${USAGE}\n`);
