@@ -19,26 +19,20 @@ import {
 } from "crier-protocol";
 import { type Logger, pino } from "pino";
 import type { Registry } from "prom-client";
-import { ANONYMOUS, type Identity } from "./auth/identity.js";
+import { AuthGate, type CrierHooks } from "./auth/gate.js";
+import type { Identity } from "./auth/identity.js";
 import { TokenVerifier } from "./auth/jwt.js";
 import { type RoomAction, RoomPolicy } from "./auth/policy.js";
+import { createBackends } from "./backends.js";
 import { type Broker, ChannelNames } from "./broker/broker.js";
 import type { Envelope } from "./broker/envelope.js";
-import { MemoryBroker } from "./broker/memory.js";
-import { RedisBroker } from "./broker/redis.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
-import { MemoryMembership } from "./cluster/memory.js";
-import { nodeKeyPrefix, RedisMembership } from "./cluster/redis.js";
 import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
 import type { HistoryOptions, HistoryRead, HistoryStore } from "./history/history.js";
-import { MemoryHistory } from "./history/memory.js";
-import { RedisHistory } from "./history/redis.js";
 import { Hub } from "./hub/hub.js";
 import { createMetrics } from "./metrics.js";
-import { MemoryPresence } from "./presence/memory.js";
 import type { PresenceStore } from "./presence/presence.js";
-import { RedisPresence } from "./presence/redis.js";
 import { PresenceTracker } from "./presence/tracker.js";
 import type { PublishResult, SessionHost, SessionSettings, SessionView } from "./session/host.js";
 import { Session } from "./session/session.js";
@@ -46,24 +40,10 @@ import { WriteBatcher } from "./session/write-batcher.js";
 import { type ApiHost, HttpApi } from "./transport/http-api.js";
 import { WsEndpoint } from "./transport/ws-endpoint.js";
 
-type MaybePromise<T> = T | Promise<T>;
-
 /** Messages read from history per page of a replay (and of a gap repair). */
 const REPLAY_PAGE = 500;
 
-export interface CrierHooks {
-  /**
-   * Decides who a connection is. Return an Identity to accept, throw a
-   * ProtocolError("unauthorized") (or return null) to refuse, or return
-   * undefined to fall back to JWT verification / anonymous access.
-   */
-  authenticate?(request: IncomingMessage, connect: ConnectCommand): MaybePromise<Identity | null | undefined>;
-  /**
-   * Decides whether a connection may subscribe or publish to a room. Return
-   * true or false to decide, or undefined to apply the namespace's policy.
-   */
-  authorize?(session: SessionView, room: string, action: RoomAction): MaybePromise<boolean | undefined>;
-}
+export type { CrierHooks };
 
 export interface CrierOptions {
   /** Settings as in the config file; validated here. */
@@ -96,9 +76,8 @@ export class CrierNode implements SessionHost, ApiHost {
   private port: number;
   private readonly names: ChannelNames;
   private readonly policy: RoomPolicy;
+  private readonly gate: AuthGate;
   private readonly verifier: TokenVerifier | undefined;
-  private readonly allowAnonymous: boolean;
-  private readonly hooks: CrierHooks;
   private readonly endpoint: WsEndpoint;
   private readonly api: HttpApi;
   private readonly sessions = new Set<SessionView>();
@@ -117,7 +96,6 @@ export class CrierNode implements SessionHost, ApiHost {
         .replace(/[^A-Za-z0-9_.:-]/g, "-")
         .slice(0, 40)}-${randomBytes(3).toString("hex")}`;
     this.logger = (options.logger ?? pino({ level: config.logLevel })).child({ node: this.nodeId });
-    this.hooks = options.hooks ?? {};
     this.batcher = new WriteBatcher(config.delivery.coalesceMs);
     this.apiKeyGenerated = config.apiKey === undefined;
     this.apiKey = config.apiKey ?? randomBytes(24).toString("base64url");
@@ -134,39 +112,13 @@ export class CrierNode implements SessionHost, ApiHost {
     };
     this.names = new ChannelNames(config.redisPrefix);
     this.port = config.port;
-    const redis = config.redis;
-    this.broker =
-      options.broker ??
-      (redis === undefined ? new MemoryBroker() : new RedisBroker({ url: redis, logger: this.logger }));
-    this.membership =
-      redis === undefined
-        ? new MemoryMembership()
-        : new RedisMembership({
-            url: redis,
-            prefix: config.redisPrefix,
-            heartbeatMs: config.cluster.heartbeat * 1000,
-            nodeTimeoutMs: config.cluster.nodeTimeout * 1000,
-            logger: this.logger,
-          });
-    const keepsHistory = Object.values(config.namespaces).some((options) => options.history !== undefined);
-    this.historyStore = !keepsHistory
-      ? undefined
-      : redis === undefined
-        ? new MemoryHistory(this.broker)
-        : new RedisHistory({ url: redis, prefix: config.redisPrefix, logger: this.logger });
+    const backends = createBackends(config, this.logger, options.broker);
+    this.broker = backends.broker;
+    this.membership = backends.membership;
+    this.historyStore = backends.history;
+    this.presenceStore = backends.presence;
     this.hub = new Hub(this.broker, this.names, this.logger, (room, since) => this.catchUp(room, since));
     this.policy = new RoomPolicy(config.namespaces);
-    const keepsPresence = Object.values(config.namespaces).some((options) => options.presence);
-    this.presenceStore = !keepsPresence
-      ? undefined
-      : redis === undefined
-        ? new MemoryPresence()
-        : new RedisPresence({
-            url: redis,
-            prefix: config.redisPrefix,
-            nodeKeyPrefix: nodeKeyPrefix(config.redisPrefix),
-            logger: this.logger,
-          });
     this.presenceTracker = new PresenceTracker({
       nodeId: this.nodeId,
       store: this.presenceStore,
@@ -176,7 +128,7 @@ export class CrierNode implements SessionHost, ApiHost {
     });
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
-    this.allowAnonymous = config.allowAnonymous ?? !keyed;
+    this.gate = new AuthGate(options.hooks ?? {}, this.verifier, config.allowAnonymous ?? !keyed, this.policy);
     this.endpoint = new WsEndpoint(
       {
         path: config.path,
@@ -234,7 +186,7 @@ export class CrierNode implements SessionHost, ApiHost {
         this.logger.warn({ err: error }, "could not write presence entries again after rejoining the cluster");
       });
     });
-    if (this.verifier === undefined && this.allowAnonymous) {
+    if (this.verifier === undefined && this.gate.allowAnonymous) {
       this.logger.warn("no JWT key configured: anonymous connections are allowed (set jwt.secret to require tokens)");
     }
     if (this.apiKeyGenerated) {
@@ -449,33 +401,16 @@ export class CrierNode implements SessionHost, ApiHost {
     );
   }
 
-  async authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity> {
-    const hooked = await this.hooks.authenticate?.(request, command);
-    if (hooked === null) throw new ProtocolError("unauthorized", "connection refused by the authenticate hook");
-    if (hooked !== undefined) return hooked;
-    if (command.token !== undefined && this.verifier !== undefined) return this.verifier.verify(command.token);
-    if (command.token !== undefined && !this.allowAnonymous) {
-      throw new ProtocolError("unauthorized", "this server has no key to verify tokens with");
-    }
-    if (this.allowAnonymous) return ANONYMOUS;
-    throw new ProtocolError("unauthorized", 'a token is required: send connect with "token"');
+  authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity> {
+    return this.gate.authenticate(request, command);
   }
 
-  async refresh(session: SessionView, token: string): Promise<Identity> {
-    if (this.verifier === undefined)
-      throw new ProtocolError("bad_request", "this server has no key to verify tokens with");
-    const identity = await this.verifier.verify(token);
-    if (identity.user !== session.user) {
-      throw new ProtocolError("forbidden", "the refreshed token is for another user: reconnect instead");
-    }
-    return identity;
+  refresh(session: SessionView, token: string): Promise<Identity> {
+    return this.gate.refresh(session, token);
   }
 
-  async authorize(session: SessionView, room: string, action: RoomAction): Promise<void> {
-    const decision = await this.hooks.authorize?.(session, room, action);
-    if (decision === true) return;
-    if (decision === false) throw new ProtocolError("forbidden", `not allowed to ${action} in '${room}'`);
-    this.policy.check(session.identity, room, action, session.rooms.has(room));
+  authorize(session: SessionView, room: string, action: RoomAction): Promise<void> {
+    return this.gate.authorize(session, room, action);
   }
 
   sessionClosed(session: SessionView): void {

@@ -26,6 +26,7 @@ import { OffsetGate } from "../history/merge.js";
 import type { HubMember } from "../hub/hub.js";
 import type { OutboundFrame } from "../hub/outbound-frame.js";
 import type { SessionHost, SessionView } from "./host.js";
+import { Keepalive } from "./keepalive.js";
 import { RateLimiter } from "./rate-limiter.js";
 import { type ReplayTarget, replay } from "./replay.js";
 import { SocketWriter } from "./write-batcher.js";
@@ -36,8 +37,6 @@ const MAX_HELD = 10_000;
 const OPEN = 1;
 const PING_JSON = Buffer.from('{"op":"ping"}');
 const PING_MSGPACK = encodeServerFrameMsgpack({ op: "ping" });
-/** setTimeout's longest delay; longer token lifetimes are re-armed. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 type State = "connecting" | "connected" | "closed";
 
@@ -60,9 +59,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
   private readonly logger: Logger;
   private readonly limiter: RateLimiter;
   private connectTimer: NodeJS.Timeout | undefined;
-  private pingTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
-  private awaitingPong = false;
+  private readonly keepalive: Keepalive;
   private busy = false;
   private readonly waiting: ClientCommand[] = [];
   /** Per room with history: keeps this connection's offsets gap- and duplicate-free across a catch-up. */
@@ -79,6 +76,17 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     this.logger = host.logger.child({ client: this.id });
     this.binary = ws.protocol === SUBPROTOCOL_MSGPACK;
     this.limiter = new RateLimiter(host.settings.commandsPerSecond);
+    this.keepalive = new Keepalive(
+      {
+        sendPing: () => {
+          this.host.batcher.hold(this.writer);
+          this.ws.send(this.binary ? PING_MSGPACK : PING_JSON, { binary: this.binary });
+        },
+        close: (code, reason) => this.close(code, reason),
+      },
+      host.settings.pingIntervalMs,
+      host.settings.pongTimeoutMs,
+    );
     this.connectTimer = setTimeout(
       () => this.close(CloseCode.ConnectExpected, "no connect frame within the connect timeout"),
       host.settings.connectTimeoutMs,
@@ -176,8 +184,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       case "connect":
         return this.onConnect(command);
       case "pong":
-        this.awaitingPong = false;
-        this.schedulePing();
+        this.keepalive.pong();
         return;
       case "subscribe":
         return this.onSubscribe(command.room, command.id, command.since);
@@ -223,7 +230,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       case "refresh": {
         const identity = await this.host.refresh(this, command.token);
         this.identity = identity;
-        this.armExpiry();
+        this.keepalive.expireAt(identity.expiresAt);
         this.reply(command.id, { op: "ok" });
         return;
       }
@@ -277,8 +284,8 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       },
       true,
     );
-    this.schedulePing();
-    this.armExpiry();
+    this.keepalive.schedulePing();
+    this.keepalive.expireAt(this.identity.expiresAt);
   }
 
   private async onSubscribe(room: string, id: number | undefined, since: StreamPosition | undefined): Promise<void> {
@@ -456,37 +463,6 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     this.error(id, "internal", "internal error");
   }
 
-  // ---- timers --------------------------------------------------------------
-
-  private schedulePing(): void {
-    clearTimeout(this.pingTimer);
-    if (this.state !== "connected") return;
-    this.pingTimer = setTimeout(() => {
-      if (this.awaitingPong) {
-        this.close(CloseCode.NoPong, "no pong within the pong timeout");
-        return;
-      }
-      this.awaitingPong = true;
-      this.host.batcher.hold(this.writer);
-      this.ws.send(this.binary ? PING_MSGPACK : PING_JSON, { binary: this.binary });
-      this.pingTimer = setTimeout(() => {
-        if (this.awaitingPong) this.close(CloseCode.NoPong, "no pong within the pong timeout");
-      }, this.host.settings.pongTimeoutMs);
-    }, this.host.settings.pingIntervalMs);
-  }
-
-  private armExpiry(): void {
-    clearTimeout(this.expiryTimer);
-    const expiresAt = this.identity.expiresAt;
-    if (expiresAt === undefined || this.state !== "connected") return;
-    const delay = expiresAt - Date.now();
-    if (delay <= 0) {
-      this.close(CloseCode.TokenExpired, "token expired: refresh it and reconnect");
-      return;
-    }
-    this.expiryTimer = setTimeout(() => this.armExpiry(), Math.min(delay, MAX_TIMER_MS));
-  }
-
   // ---- closing -------------------------------------------------------------
 
   /** Closes the connection with a protocol close code. Idempotent. */
@@ -510,8 +486,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     const wasConnected = this.state === "connected";
     this.state = "closed";
     clearTimeout(this.connectTimer);
-    clearTimeout(this.pingTimer);
-    clearTimeout(this.expiryTimer);
+    this.keepalive.stop();
     this.waiting.length = 0;
     this.gates.clear();
     if (wasConnected) {

@@ -1,0 +1,56 @@
+// The backplane-facing parts, chosen by configuration: the embedded in-memory
+// ones for a single instance, Redis-backed ones when `redis` is set. History
+// and presence stores exist only when some namespace uses them.
+
+import type { Logger } from "pino";
+import type { Broker } from "./broker/broker.js";
+import { MemoryBroker } from "./broker/memory.js";
+import { RedisBroker } from "./broker/redis.js";
+import type { Membership } from "./cluster/membership.js";
+import { MemoryMembership } from "./cluster/memory.js";
+import { nodeKeyPrefix, RedisMembership } from "./cluster/redis.js";
+import type { CrierConfig } from "./config/schema.js";
+import type { HistoryStore } from "./history/history.js";
+import { MemoryHistory } from "./history/memory.js";
+import { RedisHistory } from "./history/redis.js";
+import { MemoryPresence } from "./presence/memory.js";
+import type { PresenceStore } from "./presence/presence.js";
+import { RedisPresence } from "./presence/redis.js";
+
+export interface Backends {
+  broker: Broker;
+  membership: Membership;
+  history: HistoryStore | undefined;
+  presence: PresenceStore | undefined;
+}
+
+export function createBackends(config: CrierConfig, logger: Logger, broker?: Broker): Backends {
+  const url = config.redis;
+  const prefix = config.redisPrefix;
+  const namespaces = Object.values(config.namespaces);
+  const keepsHistory = namespaces.some((options) => options.history !== undefined);
+  const keepsPresence = namespaces.some((options) => options.presence);
+  const chosenBroker = broker ?? (url === undefined ? new MemoryBroker() : new RedisBroker({ url, logger }));
+  if (url === undefined) {
+    return {
+      broker: chosenBroker,
+      membership: new MemoryMembership(),
+      history: keepsHistory ? new MemoryHistory(chosenBroker) : undefined,
+      presence: keepsPresence ? new MemoryPresence() : undefined,
+    };
+  }
+  return {
+    broker: chosenBroker,
+    membership: new RedisMembership({
+      url,
+      prefix,
+      heartbeatMs: config.cluster.heartbeat * 1000,
+      nodeTimeoutMs: config.cluster.nodeTimeout * 1000,
+      logger,
+    }),
+    history: keepsHistory ? new RedisHistory({ url, prefix, logger }) : undefined,
+    presence: keepsPresence
+      ? new RedisPresence({ url, prefix, nodeKeyPrefix: nodeKeyPrefix(prefix), logger })
+      : undefined,
+  };
+}
