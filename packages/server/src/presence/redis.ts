@@ -8,9 +8,9 @@
 // hash has a TTL that the instances with members in the room keep pushing back.
 
 import { type Member, ProtocolError } from "crier-protocol";
-import { Redis } from "ioredis";
-import { type Logger, pino } from "pino";
-import { backoffDelay, quit, redactUrl } from "../redis/connection.js";
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import { type ScriptCall, StoreConnection } from "../redis/store-connection.js";
 import { compareMembers, type PresenceEntry, type PresenceStore } from "./presence.js";
 
 export interface RedisPresenceOptions {
@@ -63,13 +63,10 @@ for i = 1, #fields, 2 do
 end
 return out`;
 
-type ScriptCall = (...args: Array<string | number>) => Promise<unknown>;
 type Rooms = Map<string, Map<string, PresenceEntry>>;
 
-/** Replies Redis gives while it cannot serve writes for now: unavailable, not a bug. */
-const TRANSIENT_REPLY = /^(LOADING|OOM|READONLY|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b/;
-
 export class RedisPresence implements PresenceStore {
+  private readonly conn: StoreConnection;
   private readonly redis: Redis;
   private readonly url: string;
   private readonly prefix: string;
@@ -82,13 +79,7 @@ export class RedisPresence implements PresenceStore {
   private readonly own: Rooms = new Map();
   /** Removals that may not have reached Redis (it was unreachable): done again once it is back. */
   private readonly unsure = new Map<string, Set<string>>();
-  /** Rejections of calls in flight, settled at once when the connection drops. */
-  private readonly inFlight = new Set<(err: Error) => void>();
-  private readonly firstAttempt: Promise<void>;
-  private firstAttemptDone = false;
   private readonly timer: NodeJS.Timeout;
-  private up = false;
-  private closed = false;
   private closing: Promise<void> | undefined;
 
   constructor(options: RedisPresenceOptions) {
@@ -99,76 +90,39 @@ export class RedisPresence implements PresenceStore {
     this.prefix = prefix;
     this.nodeKeyPrefix = options.nodeKeyPrefix;
     this.ttlMs = options.ttlMs ?? 3_600_000;
-    this.url = redactUrl(options.url);
-    this.log = (options.logger ?? pino({ enabled: false })).child({ component: "presence", redis: this.url });
-    const timeoutMs = options.timeoutMs ?? 2000;
-    this.redis = new Redis(options.url, {
-      lazyConnect: true,
-      connectTimeout: timeoutMs,
-      commandTimeout: timeoutMs,
-      retryStrategy: (attempt: number) => backoffDelay(attempt, options.retryBaseMs ?? 100, options.retryMaxMs ?? 5000),
-      // Nothing queued while down: a subscribe to a room with presence gets `unavailable` now.
-      enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 0,
-      disconnectTimeout: 200,
-      // The writes of a rewrite, or of many subscribes in one tick, leave in one write.
-      enableAutoPipelining: true,
-      connectionName: "crier-presence",
-    });
-    this.addScript = scriptCommand(this.redis, "crierPresenceAdd", ADD_SCRIPT);
-    this.listScript = scriptCommand(this.redis, "crierPresenceList", LIST_SCRIPT);
-    this.firstAttempt = new Promise((resolve) => {
-      const settle = (): void => {
-        this.firstAttemptDone = true;
-        resolve();
-      };
-      this.redis.once("ready", settle);
-      this.redis.once("close", settle);
-    });
-    this.redis.on("error", (err: Error) => this.log.debug({ err }, "redis connection error"));
-    this.redis.on("ready", () => {
-      const again = this.firstAttemptDone;
-      this.up = true;
-      this.log.info("redis presence ready");
+    this.conn = new StoreConnection({
+      url: options.url,
+      component: "presence",
+      logger: options.logger,
+      timeoutMs: options.timeoutMs,
+      retryBaseMs: options.retryBaseMs,
+      retryMaxMs: options.retryMaxMs,
       // Redis may have restarted empty, or missed removals while unreachable.
-      if (again) this.reconcile();
+      onReconnect: () => this.reconcile(),
     });
-    this.redis.on("close", () => {
-      if (this.up && !this.closed) this.log.warn("redis presence connection lost; reconnecting");
-      this.up = false;
-      this.settleInFlight(`connection to redis at ${this.url} lost`);
-    });
-    this.redis.connect().catch(() => {});
+    this.redis = this.conn.redis;
+    this.url = this.conn.url;
+    this.log = this.conn.log;
+    this.addScript = this.conn.script("crierPresenceAdd", 1, ADD_SCRIPT);
+    this.listScript = this.conn.script("crierPresenceList", 1, LIST_SCRIPT);
     this.timer = setInterval(() => this.refresh(), options.refreshMs ?? Math.max(1, Math.floor(this.ttlMs / 3)));
     this.timer.unref();
   }
 
   /** Resolves once Redis answers; rejects naming the URL if it does not within `timeoutMs`. */
-  async start(timeoutMs = 5000): Promise<void> {
-    if (this.redis.status === "ready") return;
-    if (this.closed) throw new Error("redis presence: start() after close()");
-    let timer: NodeJS.Timeout | undefined;
-    let onReady = (): void => {};
-    const ready = await new Promise<boolean>((resolve) => {
-      onReady = () => resolve(true);
-      this.redis.once("ready", onReady);
-      timer = setTimeout(() => resolve(false), timeoutMs);
-    });
-    clearTimeout(timer);
-    this.redis.off("ready", onReady);
-    if (!ready) throw new Error(`redis presence: cannot reach Redis at ${this.url} within ${timeoutMs} ms`);
+  start(timeoutMs = 5000): Promise<void> {
+    return this.conn.start(timeoutMs);
   }
 
   isReady(): boolean {
-    return !this.closed && this.redis.status === "ready";
+    return this.conn.isReady();
   }
 
   async add(room: string, entry: PresenceEntry): Promise<void> {
     put(this.own, room, entry);
     forget(this.unsure, room, entry.client);
     try {
-      await this.call(`presence add in ${room}`, () =>
+      await this.conn.call(`presence add in ${room}`, () =>
         this.addScript(this.key(room), entry.client, JSON.stringify(entry), this.ttlMs),
       );
     } catch (err) {
@@ -184,7 +138,7 @@ export class RedisPresence implements PresenceStore {
   async remove(room: string, client: string): Promise<void> {
     drop(this.own, room, client);
     try {
-      await this.call(`presence remove in ${room}`, () => this.redis.hdel(this.key(room), client));
+      await this.conn.call(`presence remove in ${room}`, () => this.redis.hdel(this.key(room), client));
     } catch (err) {
       if (!this.own.get(room)?.has(client)) remember(this.unsure, room, client);
       throw err;
@@ -192,7 +146,7 @@ export class RedisPresence implements PresenceStore {
   }
 
   async list(room: string): Promise<Member[]> {
-    const reply = await this.call(`presence list of ${room}`, () =>
+    const reply = await this.conn.call(`presence list of ${room}`, () =>
       this.listScript(this.key(room), this.nodeKeyPrefix),
     );
     if (!Array.isArray(reply)) throw this.malformed(reply);
@@ -210,7 +164,7 @@ export class RedisPresence implements PresenceStore {
     for (const [room, entries] of this.own) {
       for (const entry of entries.values()) {
         writes.push(
-          this.call(`presence add in ${room}`, () =>
+          this.conn.call(`presence add in ${room}`, () =>
             this.addScript(this.key(room), entry.client, JSON.stringify(entry), this.ttlMs),
           ),
         );
@@ -226,10 +180,8 @@ export class RedisPresence implements PresenceStore {
   }
 
   private async shutdown(): Promise<void> {
-    this.closed = true;
     clearInterval(this.timer);
-    this.settleInFlight("the presence store is closed");
-    await quit(this.redis);
+    await this.conn.close();
   }
 
   private key(room: string): string {
@@ -251,9 +203,9 @@ export class RedisPresence implements PresenceStore {
     for (const [room, clients] of this.unsure) {
       for (const client of clients) {
         removals.push(
-          this.call(`presence remove in ${room}`, () => this.redis.hdel(this.key(room), client)).then(() =>
-            forget(this.unsure, room, client),
-          ),
+          this.conn
+            .call(`presence remove in ${room}`, () => this.redis.hdel(this.key(room), client))
+            .then(() => forget(this.unsure, room, client)),
         );
       }
     }
@@ -276,47 +228,9 @@ export class RedisPresence implements PresenceStore {
     }
   }
 
-  /** Fails fast with `unavailable` while Redis is unreachable (as RedisHistory does). */
-  private async call(what: string, run: () => Promise<unknown>): Promise<unknown> {
-    if (!this.firstAttemptDone && !this.closed) await this.firstAttempt;
-    if (this.closed) throw new ProtocolError("unavailable", "the presence store is closed");
-    if (this.redis.status !== "ready") {
-      throw new ProtocolError("unavailable", `${what} failed: redis at ${this.url} is unreachable`);
-    }
-    return new Promise((resolve, reject) => {
-      const fail = (err: Error): void => {
-        this.inFlight.delete(fail);
-        reject(this.classify(what, err));
-      };
-      this.inFlight.add(fail);
-      run().then(
-        (value) => {
-          this.inFlight.delete(fail);
-          resolve(value);
-        },
-        (err: unknown) => fail(err instanceof Error ? err : new Error(String(err))),
-      );
-    });
-  }
-
-  private classify(what: string, err: Error): ProtocolError {
-    if (err instanceof ProtocolError) return err;
-    if (err.name === "ReplyError" && !TRANSIENT_REPLY.test(err.message)) {
-      this.log.error({ err }, `redis ${what} failed`);
-      return new ProtocolError("internal", `${what} failed: ${err.message}`);
-    }
-    return new ProtocolError("unavailable", `${what} failed: ${err.message}`);
-  }
-
   private malformed(reply: unknown): ProtocolError {
     this.log.error({ reply: JSON.stringify(reply).slice(0, 500) }, "unexpected reply from the presence list script");
     return new ProtocolError("internal", "unexpected reply from the presence list script");
-  }
-
-  private settleInFlight(why: string): void {
-    const pending = [...this.inFlight];
-    this.inFlight.clear();
-    for (const fail of pending) fail(new Error(why));
   }
 }
 
@@ -370,12 +284,4 @@ function forget(sets: Map<string, Set<string>>, room: string, client: string): v
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-/** Defines a script as a command (EVALSHA, and EVAL once after a NOSCRIPT, e.g. after a Redis restart). */
-function scriptCommand(conn: Redis, name: string, lua: string): ScriptCall {
-  conn.defineCommand(name, { numberOfKeys: 1, lua });
-  const command: unknown = Reflect.get(conn, name);
-  if (typeof command !== "function") throw new Error(`redis presence: defining the ${name} script failed`);
-  return (...args) => Promise.resolve(command.apply(conn, args));
 }
