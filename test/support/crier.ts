@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { Socket } from "node:net";
 import { fileURLToPath } from "node:url";
+import { track } from "./children.js";
 
 export const TEST_API_KEY = "test-api-key-123";
 
@@ -25,28 +26,6 @@ export interface ExitStatus {
 
 export type Stream = "stdout" | "stderr";
 export type LineMatch = string | RegExp | ((line: string) => boolean);
-
-// ---- every child dies with the test process ----------------------------------
-
-const running = new Set<ChildProcess>();
-let exitHooked = false;
-
-function hookProcessExit(): void {
-  if (exitHooked) return;
-  exitHooked = true;
-  const killAll = (): void => {
-    for (const child of running) child.kill("SIGKILL");
-    running.clear();
-  };
-  process.on("exit", killAll);
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.once(signal, () => {
-      killAll();
-      // Die of the same signal, as the process would have without this hook.
-      process.kill(process.pid, signal);
-    });
-  }
-}
 
 /**
  * The child's environment: this process's, without CRIER_* settings (a developer's
@@ -116,7 +95,6 @@ export class CliProcess {
   private readonly waiters: LineWaiter[] = [];
 
   constructor(args: readonly string[], options: SpawnCliOptions = {}) {
-    hookProcessExit();
     this.args = [...args];
     const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
       cwd: REPO_ROOT,
@@ -124,8 +102,7 @@ export class CliProcess {
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.process = child;
-    running.add(child);
-    child.once("exit", () => running.delete(child));
+    track(child);
     // A child nobody waits for must not keep the test process alive (node's test
     // runner would hang after the last test): the exit hook kills it instead.
     // Waiting on it (exited, kill, stop, waitExit) holds the process again.

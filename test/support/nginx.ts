@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { track } from "./children.js";
 import { REPO_ROOT } from "./crier.js";
 import { freePort } from "./redis.js";
 import { waitUntil } from "./wait.js";
@@ -81,10 +82,7 @@ export async function startNginx(upstreamPorts: number[]): Promise<NginxProcess>
   child.once("error", (error) => {
     output += `cannot run nginx (install it: apt-get install nginx): ${error.message}`;
   });
-  const killOnExit = (): void => {
-    child.kill("SIGKILL");
-  };
-  process.once("exit", killOnExit);
+  track(child);
   try {
     await waitUntil("nginx to listen", async () => {
       if (child.exitCode !== null || child.signalCode !== null || output.includes("cannot run nginx")) {
@@ -102,7 +100,6 @@ export async function startNginx(upstreamPorts: number[]): Promise<NginxProcess>
     httpUrl: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
     async stop() {
-      process.off("exit", killOnExit);
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGQUIT");
         await exited;

@@ -6,6 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { track } from "./children.js";
 
 export interface StartRedisOptions {
   /** Port to listen on; a free one is picked when absent. */
@@ -30,28 +31,6 @@ export interface RedisProcess {
 const REDIS_BINARY = process.env.REDIS_SERVER ?? "redis-server";
 const READY_LINE = "Ready to accept connections";
 
-// Every child still running when the test process ends is killed, so a failed
-// or interrupted test never leaves a redis-server behind.
-const running = new Set<ChildProcess>();
-let exitHooked = false;
-
-function hookProcessExit(): void {
-  if (exitHooked) return;
-  exitHooked = true;
-  const killAll = (): void => {
-    for (const child of running) child.kill("SIGKILL");
-    running.clear();
-  };
-  process.on("exit", killAll);
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.once(signal, () => {
-      killAll();
-      // Die of the same signal, as the process would have without this hook.
-      process.kill(process.pid, signal);
-    });
-  }
-}
-
 /** A port nobody listens on right now (the OS picks it). */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -67,7 +46,6 @@ export async function freePort(): Promise<number> {
 }
 
 export async function startRedis(options: StartRedisOptions = {}): Promise<RedisProcess> {
-  hookProcessExit();
   const port = options.port ?? (await freePort());
   const dir = await mkdtemp(join(tmpdir(), "crier-redis-"));
   const readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
@@ -94,8 +72,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
 
   const launch = async (): Promise<void> => {
     const proc = spawn(REDIS_BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
-    running.add(proc);
-    proc.once("exit", () => running.delete(proc));
+    track(proc);
     child = proc;
     await waitReady(proc, port, readyTimeoutMs);
   };

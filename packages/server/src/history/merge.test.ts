@@ -5,19 +5,8 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { random } from "../../../../test/support/random.js";
 import { OffsetGate, type Offsetted } from "./merge.js";
-
-/** A small deterministic PRNG, so a failing seed can be replayed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("offset gate", () => {
   test("history then held live messages, overlap dropped", () => {

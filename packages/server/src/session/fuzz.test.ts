@@ -7,19 +7,9 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { ERROR_CODES } from "crier-protocol";
 import { startNode, type TestNode } from "../../../../test/support/node.js";
+import { random } from "../../../../test/support/random.js";
 import { waitUntil } from "../../../../test/support/wait.js";
 import { TestClient } from "../../../../test/support/ws-client.js";
-
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const OPS = [
   "connect",
