@@ -288,7 +288,7 @@ async function main(argv: string[], invokedAs: string): Promise<number> {
     throw new UsageError((error as Error).message);
   }
   let conns: ConnSpec[] = plan.conns;
-  if (external !== undefined) ({ plan, conns } = externalPlan(plan, external));
+  if (external !== undefined) ({ plan, conns } = await externalPlan(plan, external));
   const durationSeconds = number(values.duration, "duration", ramp ? 10 : scenario.name === "idle" ? 30 : 20);
   const warmupSeconds = number(values.warmup, "warmup", ramp ? 3 : 5);
   const workers = Math.max(1, Math.round(number(values.workers, "workers", 2)));

@@ -36,7 +36,7 @@ export async function runTarget(target: TargetName, plan: Plan, options: RunOpti
     );
     // Let start-up work (JIT, first GCs) settle before the memory baseline.
     await sleep(1000);
-    const conns = target === "crier" && plan.needsTokens ? withTokens(plan.conns, secret) : plan.conns;
+    const conns = target === "crier" && plan.needsTokens ? await withTokens(plan.conns, secret) : plan.conns;
     return await measure(
       {
         target,

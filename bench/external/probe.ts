@@ -26,7 +26,7 @@ export async function probe(target: ExternalTarget, what: { rooms: boolean; publ
     target.auth.kind === "token"
       ? target.auth.token
       : target.auth.kind === "jwt-secret"
-        ? signToken(target.auth.secret, {
+        ? await signToken(target.auth.secret, {
             sub: user,
             rooms: [`${target.roomPrefix}*`],
             publish: [`${target.roomPrefix}*`],

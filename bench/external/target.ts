@@ -156,7 +156,7 @@ function parsePids(text: string | undefined, urls: number): number[] {
  * The plan with this run's names (rooms `PREFIX room-N`, users `bench-RUN-uN`)
  * and its connections with their credentials.
  */
-export function externalPlan(plan: Plan, target: ExternalTarget): { plan: Plan; conns: ConnSpec[] } {
+export async function externalPlan(plan: Plan, target: ExternalTarget): Promise<{ plan: Plan; conns: ConnSpec[] }> {
   const room = (name: string): string => `${target.roomPrefix}${name}`;
   const user = (name: string): string => `${target.userPrefix}${name}`;
   const renamed: Plan = {
@@ -176,7 +176,7 @@ export function externalPlan(plan: Plan, target: ExternalTarget): { plan: Plan; 
   if (auth.kind === "token") conns = conns.map((conn) => ({ ...conn, token: auth.token }));
   if (auth.kind === "jwt-secret") {
     // Connections without a user share one, so that namespaces or sends that need a user accept them.
-    conns = withTokens(conns, auth.secret, {
+    conns = await withTokens(conns, auth.secret, {
       anonymousAs: user("anon"),
       extra: { rooms: [`${target.roomPrefix}*`], publish: [`${target.roomPrefix}*`] },
     });
