@@ -10,6 +10,7 @@ import { pino } from "pino";
 import { TestClient } from "../../../test/support/ws-client.js";
 import type { Envelope } from "./broker/envelope.js";
 import { MemoryBroker } from "./broker/memory.js";
+import { loadConfig } from "./config/load.js";
 import { CrierNode } from "./node.js";
 
 test("attach() serves WebSockets and the API beside the application's own routes; close() ends clients with 4500", async () => {
@@ -86,6 +87,17 @@ test("POST /api/broadcast reports per room when only some rooms could be publish
     });
     const none = await post(["down"]);
     assert.equal(none.status, 503);
+  } finally {
+    await crier.close();
+  }
+});
+
+test("a configuration validated by loadConfig is not validated again (durations keep their unit)", async () => {
+  const config = loadConfig({ values: { namespaces: { chat: { history: { size: 10, ttl: "10m" } } } } });
+  assert.equal(config.namespaces.chat?.history?.ttl, 600_000);
+  const crier = await CrierNode.create({ config, logger: pino({ level: "silent" }) });
+  try {
+    assert.equal(crier.config.namespaces.chat?.history?.ttl, 600_000, "ten minutes, not ten thousand");
   } finally {
     await crier.close();
   }

@@ -46,8 +46,8 @@ const REPLAY_PAGE = 500;
 export type { CrierHooks };
 
 export interface CrierOptions {
-  /** Settings as in the config file; validated here. */
-  config?: CrierConfigInput;
+  /** Settings as in the config file (validated here), or the result of loadConfig/validateConfig. */
+  config?: CrierConfigInput | CrierConfig;
   hooks?: CrierHooks;
   /** A pino logger; by default one is made at config.logLevel, writing to stdout. */
   logger?: Logger;

@@ -241,10 +241,26 @@ export function loadConfig(sources: ConfigSources): CrierConfig {
   return validateConfig(merged, origin);
 }
 
+/**
+ * Configurations this module produced. Validating twice would be wrong, not
+ * just wasteful: durations are seconds or strings on input and milliseconds
+ * after, so a validated config read as input would stretch them 1000-fold.
+ */
+const validated = new WeakSet<object>();
+
+/** Whether `config` is the result of validateConfig or loadConfig (so it must not be validated again). */
+export function isValidatedConfig(config: unknown): config is CrierConfig {
+  return typeof config === "object" && config !== null && validated.has(config);
+}
+
 /** Validates settings given as an object (library use, or after merging). */
 export function validateConfig(input: unknown, origin: ReadonlyMap<string, string> = new Map()): CrierConfig {
+  if (isValidatedConfig(input)) return input;
   const result = configSchema.safeParse(input);
-  if (result.success) return result.data;
+  if (result.success) {
+    validated.add(result.data);
+    return result.data;
+  }
   throw new ConfigError(result.error.issues.map((issue) => describe(issue, input, origin)));
 }
 
