@@ -1,9 +1,11 @@
 // `crier serve`: loads configuration from --config, CRIER_* and flags, starts a
 // node on its own HTTP server and stops it gracefully on SIGINT/SIGTERM.
 
+import cluster from "node:cluster";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig, SETTINGS, unknownEnvironment } from "../config/load.js";
 import { CrierNode } from "../node.js";
+import { runPrimary, WORKER_INDEX_ENV } from "./workers.js";
 
 export function serveHelp(): string {
   const lines = SETTINGS.map(
@@ -47,11 +49,14 @@ export async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<num
   }
   let node: CrierNode;
   try {
-    const config = loadConfig({
-      file: typeof values.config === "string" ? values.config : undefined,
-      env,
-      flags: values,
-    });
+    const file = typeof values.config === "string" ? values.config : undefined;
+    let config = loadConfig({ file, env, flags: values });
+    if (config.workers > 1 && cluster.isPrimary) return await runPrimary(config.workers, config.apiKey);
+    const index = env[WORKER_INDEX_ENV];
+    if (cluster.isWorker && index !== undefined && config.nodeId !== undefined) {
+      // Each worker is an instance of its own: a configured node id gets the worker's index.
+      config = loadConfig({ file, env, flags: { ...values, "node-id": `${config.nodeId}-w${index}` } });
+    }
     node = await CrierNode.create({ config });
   } catch (error) {
     if (error instanceof ConfigError) {

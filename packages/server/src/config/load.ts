@@ -111,6 +111,13 @@ export const SETTINGS: readonly Setting[] = [
     help: "this instance's id (default: random)",
   },
   {
+    path: ["workers"],
+    env: "CRIER_WORKERS",
+    flag: "workers",
+    kind: "number",
+    help: "processes serving the port on this host (default 1; more need --redis)",
+  },
+  {
     path: ["logLevel"],
     env: "CRIER_LOG_LEVEL",
     flag: "log-level",
@@ -176,7 +183,13 @@ function mergeInto(target: Record<string, unknown>, source: Record<string, unkno
 
 /** Names of CRIER_* variables that are not settings: a likely typo (e.g. CRIER_REDIS for CRIER_REDIS_URL). */
 export function unknownEnvironment(env: Record<string, string | undefined>): string[] {
-  const known = new Set([...SETTINGS.map((setting) => setting.env), "CRIER_CONFIG", "CRIER_URL", "CRIER_TOKEN"]);
+  const known = new Set([
+    ...SETTINGS.map((setting) => setting.env),
+    "CRIER_CONFIG",
+    "CRIER_URL",
+    "CRIER_TOKEN",
+    "CRIER_WORKER_INDEX",
+  ]);
   return Object.keys(env).filter(
     (name) => name.startsWith("CRIER_") && !known.has(name) && !name.startsWith("CRIER_TEST"),
   );

@@ -135,9 +135,21 @@ export const configSchema = z
       })
       .strict()
       .default({ heartbeat: 2, nodeTimeout: 10 }),
+    /** Processes serving the same port on this host (node:cluster); more than one needs `redis`. */
+    workers: z.number().int().min(1).max(256).default(1),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    if (config.workers > 1 && config.redis === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["workers"],
+        message:
+          "more than one worker needs redis: the workers of a host share rooms and users through it (set redis or CRIER_REDIS_URL)",
+      });
+    }
+  });
 
 /** The configuration as written by a user (before defaults). */
 export type CrierConfigInput = z.input<typeof configSchema>;
