@@ -56,3 +56,18 @@ describe("crier serve --workers", () => {
     assert.match(result.stderr, /"workers".*needs redis/);
   });
 });
+
+test("workers that keep failing to start (port taken) make the primary stop with exit code 1", async () => {
+  const redis = await startRedis();
+  const blocker = await startCrier();
+  try {
+    const result = await runCli(["serve", "--workers", "2", "--redis", redis.url, "--port", String(blocker.port)], {
+      timeoutMs: 30_000,
+    });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /keep failing to start/);
+  } finally {
+    await blocker.stop();
+    await redis.stop();
+  }
+});
