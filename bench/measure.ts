@@ -10,6 +10,7 @@
 // CPU and throughput come from the window; loss and latency from the tagged
 // publications, however late they arrive.
 
+import { setTimeout as sleep } from "node:timers/promises";
 import { decodeFromCompressedBase64 } from "hdr-histogram-js";
 import { costsBetween, type ProcessCost, sampleAll } from "./costs.js";
 import type { CollectReply, EndReply, ProgressReply } from "./generator/messages.js";
@@ -327,8 +328,4 @@ function sum(values: number[]): number {
   let total = 0;
   for (const value of values) total += value;
   return total;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -3,6 +3,7 @@
 // with every instance and Redis watched, and tears everything down.
 
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { type Instance, startInstances, stopInstances } from "./cluster/instances.js";
 import { type RedisServer, startRedis, stopRedis } from "./cluster/redis.js";
 import type { TargetName } from "./generator/spec.js";
@@ -63,8 +64,4 @@ function crierConfig(jwtSecret: string | undefined): Record<string, unknown> {
     clientSend: "all",
     ...(jwtSecret === undefined ? {} : { jwt: { secret: jwtSecret } }),
   };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { ProtocolError } from "crier-protocol";
 import { Redis } from "ioredis";
+import { Collector } from "../../../../test/support/collector.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
 import type { Broker } from "./broker.js";
 import type { Envelope } from "./envelope.js";
@@ -17,39 +18,23 @@ interface Delivery {
 }
 
 /** Collects what a broker delivers; waits for deliveries by event, with a deadline. */
-class Inbox {
-  readonly deliveries: Delivery[] = [];
-  private waiter: { count: number; wake: () => void } | undefined;
+class Inbox extends Collector<Delivery> {
+  constructor() {
+    super((deliveries) => JSON.stringify(deliveries.map((d) => d.envelope.data)));
+  }
 
-  readonly handler = (channel: string, envelope: Envelope): void => {
-    this.deliveries.push({ channel, envelope });
-    if (this.waiter !== undefined && this.deliveries.length >= this.waiter.count) this.waiter.wake();
-  };
+  get deliveries(): readonly Delivery[] {
+    return this.items;
+  }
+
+  readonly handler = (channel: string, envelope: Envelope): void => this.push({ channel, envelope });
 
   channels(): string[] {
-    return this.deliveries.map((d) => d.channel);
+    return this.items.map((d) => d.channel);
   }
 
   data(): string[] {
-    return this.deliveries.map((d) => d.envelope.data);
-  }
-
-  async waitFor(count: number, timeoutMs = 3000): Promise<void> {
-    if (this.deliveries.length >= count) return;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = undefined;
-        reject(new Error(`expected ${count} deliveries within ${timeoutMs} ms, got ${JSON.stringify(this.data())}`));
-      }, timeoutMs);
-      this.waiter = {
-        count,
-        wake: () => {
-          clearTimeout(timer);
-          this.waiter = undefined;
-          resolve();
-        },
-      };
-    });
+    return this.items.map((d) => d.envelope.data);
   }
 }
 

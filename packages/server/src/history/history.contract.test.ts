@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { ProtocolError, type StreamPosition } from "crier-protocol";
+import { Collector } from "../../../../test/support/collector.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
 import { waitUntil } from "../../../../test/support/wait.js";
 import type { Broker } from "../broker/broker.js";
@@ -16,31 +17,9 @@ import { MemoryHistory } from "./memory.js";
 import { RedisHistory } from "./redis.js";
 
 /** What a broker delivered on one channel; waits for deliveries by event, with a deadline. */
-class Inbox {
-  readonly envelopes: Envelope[] = [];
-  private waiter: { count: number; wake: () => void } | undefined;
-
-  push(envelope: Envelope): void {
-    this.envelopes.push(envelope);
-    if (this.waiter !== undefined && this.envelopes.length >= this.waiter.count) this.waiter.wake();
-  }
-
-  async waitFor(count: number, timeoutMs = 3000): Promise<void> {
-    if (this.envelopes.length >= count) return;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = undefined;
-        reject(new Error(`expected ${count} deliveries within ${timeoutMs} ms, got ${this.envelopes.length}`));
-      }, timeoutMs);
-      this.waiter = {
-        count,
-        wake: () => {
-          clearTimeout(timer);
-          this.waiter = undefined;
-          resolve();
-        },
-      };
-    });
+class Inbox extends Collector<Envelope> {
+  get envelopes(): readonly Envelope[] {
+    return this.items;
   }
 }
 
@@ -77,7 +56,7 @@ function message(room: string, data: string): Envelope {
 const KEEP: HistoryOptions = { size: 100, ttlMs: 60_000 };
 const READ_TTL = { ttlMs: KEEP.ttlMs };
 
-const offsetsOf = (envelopes: Envelope[]): Array<number | undefined> => envelopes.map((e) => e.offset);
+const offsetsOf = (envelopes: readonly Envelope[]): Array<number | undefined> => envelopes.map((e) => e.offset);
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 async function publishAll(

@@ -5,13 +5,12 @@
 
 import { type Member, ProtocolError } from "crier-protocol";
 import { compareMembers, memberOf, type PresenceEntry, type PresenceStore } from "./presence.js";
+import { drop, put, type Rooms } from "./rooms.js";
 
 export interface MemoryPresenceOptions {
   /** Whether the instance `node` is live (default: every instance is). */
   isLive?: (node: string) => boolean;
 }
-
-type Rooms = Map<string, Map<string, PresenceEntry>>;
 
 export class MemoryPresence implements PresenceStore {
   private readonly isLive: (node: string) => boolean;
@@ -68,20 +67,4 @@ export class MemoryPresence implements PresenceStore {
   private check(): void {
     if (this.closed) throw new ProtocolError("unavailable", "the presence store is closed");
   }
-}
-
-function put(rooms: Rooms, room: string, entry: PresenceEntry): void {
-  let entries = rooms.get(room);
-  if (entries === undefined) {
-    entries = new Map();
-    rooms.set(room, entries);
-  }
-  entries.set(entry.client, entry);
-}
-
-function drop(rooms: Rooms, room: string, client: string): void {
-  const entries = rooms.get(room);
-  if (entries === undefined) return;
-  entries.delete(client);
-  if (entries.size === 0) rooms.delete(room);
 }

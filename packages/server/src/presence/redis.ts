@@ -12,6 +12,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { type ScriptCall, StoreConnection } from "../redis/store-connection.js";
 import { compareMembers, type PresenceEntry, type PresenceStore } from "./presence.js";
+import { drop, put, type Rooms } from "./rooms.js";
 
 export interface RedisPresenceOptions {
   /** redis:// or rediss:// URL. */
@@ -62,8 +63,6 @@ for i = 1, #fields, 2 do
   end
 end
 return out`;
-
-type Rooms = Map<string, Map<string, PresenceEntry>>;
 
 export class RedisPresence implements PresenceStore {
   private readonly conn: StoreConnection;
@@ -248,22 +247,6 @@ function parseMember(text: string): Member | undefined {
   const member: Member = { user: v.user, client: v.client };
   if (typeof v.info === "object" && v.info !== null && !Array.isArray(v.info)) member.info = v.info as Member["info"];
   return member;
-}
-
-function put(rooms: Rooms, room: string, entry: PresenceEntry): void {
-  let entries = rooms.get(room);
-  if (entries === undefined) {
-    entries = new Map();
-    rooms.set(room, entries);
-  }
-  entries.set(entry.client, entry);
-}
-
-function drop(rooms: Rooms, room: string, client: string): void {
-  const entries = rooms.get(room);
-  if (entries === undefined) return;
-  entries.delete(client);
-  if (entries.size === 0) rooms.delete(room);
 }
 
 function remember(sets: Map<string, Set<string>>, room: string, client: string): void {

@@ -1,0 +1,23 @@
+// Presence entries this instance keeps, by room then client, shared by the
+// memory and Redis stores: empty rooms are removed so the index never grows
+// with rooms nobody is in any more.
+
+import type { PresenceEntry } from "./presence.js";
+
+export type Rooms = Map<string, Map<string, PresenceEntry>>;
+
+export function put(rooms: Rooms, room: string, entry: PresenceEntry): void {
+  let entries = rooms.get(room);
+  if (entries === undefined) {
+    entries = new Map();
+    rooms.set(room, entries);
+  }
+  entries.set(entry.client, entry);
+}
+
+export function drop(rooms: Rooms, room: string, client: string): void {
+  const entries = rooms.get(room);
+  if (entries === undefined) return;
+  entries.delete(client);
+  if (entries.size === 0) rooms.delete(room);
+}
