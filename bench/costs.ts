@@ -3,7 +3,15 @@
 // machine meanwhile (other work on a shared machine makes latencies noisy).
 // Servers and Redis are those the bench can see: none for a remote deployment.
 
-import { cpuBetween, type MachineSample, type ProcSample, sample, sampleMachine } from "./proc.js";
+import {
+  cpuBetween,
+  type MachineSample,
+  type ProcSample,
+  sample,
+  sampleMachine,
+  sampleSum,
+  sampleTree,
+} from "./proc.js";
 
 export interface ProcessCost {
   name: string;
@@ -34,12 +42,19 @@ export interface Samples {
   machine: MachineSample | undefined;
 }
 
-/** Samples the servers, Redis, this process (the generator) and the machine, now. */
-export function sampleAll(servers: readonly { name: string; pid: number }[], redisPid: number | undefined): Samples {
+/**
+ * Samples the servers (each with its worker processes), Redis, the generator
+ * (this process and its `generatorPids`) and the machine, now.
+ */
+export function sampleAll(
+  servers: readonly { name: string; pid: number }[],
+  redisPid: number | undefined,
+  generatorPids: readonly number[],
+): Samples {
   return {
-    servers: servers.map(({ name, pid }) => ({ name, pid, sample: sample(pid) })),
+    servers: servers.map(({ name, pid }) => ({ name, pid, sample: sampleTree(pid) })),
     redis: redisPid === undefined ? undefined : { pid: redisPid, sample: sample(redisPid) },
-    generator: sample(process.pid),
+    generator: sampleSum([sample(process.pid), ...generatorPids.map(sample)]),
     machine: sampleMachine(),
   };
 }

@@ -54,6 +54,7 @@ const OPTIONS = {
   duration: { type: "string" },
   warmup: { type: "string" },
   workers: { type: "string", default: "2" },
+  processes: { type: "string" },
   ramp: { type: "boolean", default: false },
   repeat: { type: "string" },
   "ramp-start": { type: "string" },
@@ -78,8 +79,10 @@ const OPTIONS = {
 } as const;
 
 /** Options only for runs on this machine, and only for --url runs. */
-const LOCAL_ONLY = ["target", "repeat", "socketio-adapter", "cpu-prof", "keep-logs", "instances"] as const;
+const LOCAL_ONLY = ["target", "repeat", "socketio-adapter", "cpu-prof", "keep-logs", "instances", "processes"] as const;
 const EXTERNAL_ONLY = ["api-key", "token", "jwt-secret", "pid", "room-prefix"] as const;
+/** File descriptors a server process needs besides its connections (Redis, listening socket, modules, logs). */
+const SERVER_FD_RESERVE = 256;
 /** Options whose values are secrets: never printed or written to a report. */
 const SECRET_OPTIONS = ["api-key", "token", "jwt-secret"] as const;
 
@@ -102,7 +105,8 @@ function usage(invokedAs: string): string {
     "Options:",
     "  --duration S                   measured seconds per step (default 20; 10 in ramp mode; idle: 30, a ping interval)",
     "  --warmup S                     seconds of load before measuring (default 5; 3 in ramp mode)",
-    "  --workers N                    generator threads (default 2)",
+    "  --workers N                    generator threads (default 2); past this process's open-file limit",
+    "                                 (ulimit -n) they become child processes, as many as the connections need",
     "  --ramp                         raise the rate step by step until delivery or p99 fails; reports the highest",
     "                                 passing rate (--ramp-start, --ramp-factor 1.5, --ramp-max 100000,",
     "                                 --min-delivered 99.9, --max-p99 50)",
@@ -114,6 +118,8 @@ function usage(invokedAs: string): string {
     "  --repeat N                     run each target N times, alternating; the table shows each target's run",
     "                                 with the least other CPU on the machine (the JSON has every run)",
     "  --socketio-adapter classic|sharded  @socket.io/redis-adapter flavour (default classic)",
+    "  --processes N                  server processes per instance (default 1): crier serve --workers N, and the",
+    "                                 Socket.IO peer under node:cluster; for more connections than one process may open",
     "  --cpu-prof DIR                 every instance writes a V8 CPU profile to DIR (summary: bench/profile.ts)",
     "  --keep-logs                    keep the servers' logs (printed path)",
     "",
@@ -301,12 +307,18 @@ async function main(argv: string[], invokedAs: string): Promise<number> {
     }
   }
 
-  const fileLimit = openFileLimit();
-  if (plan.conns.length + 256 > fileLimit) {
-    throw new UsageError(
-      `${plan.conns.length} connections need more open files than this process may have (ulimit -n is ${fileLimit}): ` +
-        "raise it (ulimit -n) or use fewer connections",
-    );
+  const processes = Math.max(1, Math.round(number(values.processes, "processes", 1)));
+  if (external === undefined) {
+    // The generator spreads itself over processes as needed; a server process must hold its share alone.
+    const fileLimit = openFileLimit();
+    const perProcess = Math.ceil(plan.conns.length / (plan.instances * processes));
+    if (perProcess + SERVER_FD_RESERVE > fileLimit) {
+      throw new UsageError(
+        `${perProcess} connections per server process need more open files than a process may have here ` +
+          `(ulimit -n is ${fileLimit}): raise it (ulimit -n), or run more server processes per instance ` +
+          `(--processes ${Math.ceil(plan.conns.length / (plan.instances * (fileLimit - SERVER_FD_RESERVE)))})`,
+      );
+    }
   }
 
   let results: TargetResult[];
@@ -332,6 +344,7 @@ async function main(argv: string[], invokedAs: string): Promise<number> {
       durationSeconds,
       warmupSeconds,
       workers,
+      processes,
       logDir,
       socketioAdapter: adapter,
       ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
@@ -361,7 +374,10 @@ async function main(argv: string[], invokedAs: string): Promise<number> {
 
   const report: BenchReport = {
     scenario: scenario.name,
-    summary: ramp ? `${plan.summary}; ramp ×${rampFactor} per step` : plan.summary,
+    summary:
+      plan.summary +
+      (processes > 1 ? ` (${processes} processes per instance)` : "") +
+      (ramp ? `; ramp ×${rampFactor} per step` : ""),
     command: `${invokedAs} ${redacted(argv).join(" ")}`,
     date: new Date().toISOString(),
     machine: machineInfo(),
@@ -370,7 +386,7 @@ async function main(argv: string[], invokedAs: string): Promise<number> {
       durationSeconds,
       warmupSeconds,
       workers,
-      ...(external === undefined ? { repeat, socketioAdapter: adapter } : {}),
+      ...(external === undefined ? { repeat, socketioAdapter: adapter, processes } : {}),
       ramp,
     },
     results,

@@ -17,7 +17,7 @@ import type { CollectReply, EndReply, ProgressReply } from "./generator/messages
 import { GeneratorPool } from "./generator/pool.js";
 import { newHistogram } from "./generator/recorder.js";
 import type { ConnSpec, Endpoint, TargetName } from "./generator/spec.js";
-import { sample } from "./proc.js";
+import { openFileLimit, sampleTree } from "./proc.js";
 import type { Plan } from "./scenarios/scenario.js";
 
 export interface MeasureOptions {
@@ -132,7 +132,7 @@ export async function measure(
   options: MeasureOptions,
 ): Promise<TargetResult> {
   const { name, servers } = deployment;
-  const rssBefore = servers.map((server) => sample(server.pid)?.rssBytes ?? 0);
+  const rssBefore = servers.map((server) => sampleTree(server.pid)?.rssBytes ?? 0);
   const setupStart = performance.now();
   const started = await GeneratorPool.start({
     target: deployment.target,
@@ -140,6 +140,7 @@ export async function measure(
     conns,
     publishers: plan.publishers,
     workers: options.workers,
+    fdLimit: openFileLimit(),
     payloadBytes: plan.payloadBytes,
     concurrency: options.concurrency,
     timeoutMs: options.timeoutMs,
@@ -173,7 +174,7 @@ export async function measure(
     /** `rssAfter`: RSS per server now, or the median of samples taken over a window (less GC noise). */
     const measureMemory = (rssAfter?: number[]): void => {
       result.memory = servers.map((server, i) => {
-        const after = rssAfter?.[i] ?? sample(server.pid)?.rssBytes ?? 0;
+        const after = rssAfter?.[i] ?? sampleTree(server.pid)?.rssBytes ?? 0;
         const before = rssBefore[i] ?? 0;
         const connections = perServer[i] ?? 0;
         return {
@@ -188,14 +189,14 @@ export async function measure(
 
     if (plan.rate <= 0) {
       // Idle: connections only. CPU over a quiet window; memory sampled through it.
-      const before = sampleAll(servers, deployment.redisPid);
+      const before = sampleAll(servers, deployment.redisPid, pool.pids());
       const rss: number[][] = servers.map(() => []);
       const end = performance.now() + options.durationSeconds * 1000;
       while (performance.now() < end) {
         await sleep(Math.min(1000, end - performance.now()));
-        for (const [i, server] of servers.entries()) rss[i]?.push(sample(server.pid)?.rssBytes ?? 0);
+        for (const [i, server] of servers.entries()) rss[i]?.push(sampleTree(server.pid)?.rssBytes ?? 0);
       }
-      const after = sampleAll(servers, deployment.redisPid);
+      const after = sampleAll(servers, deployment.redisPid, pool.pids());
       const costs = costsBetween(before, after);
       result.idle = {
         seconds: costs.seconds,
@@ -247,10 +248,10 @@ async function runStep(
   await pool.all((share) => ({ type: "rate", rate: rate * share, tag: "w" }));
   await sleep(options.warmupSeconds * 1000);
   await pool.all(() => ({ type: "begin", tag }));
-  const before = sampleAll(deployment.servers, deployment.redisPid);
+  const before = sampleAll(deployment.servers, deployment.redisPid, pool.pids());
   await sleep(options.durationSeconds * 1000);
   const ends = await pool.all<EndReply>(() => ({ type: "end" }));
-  const after = sampleAll(deployment.servers, deployment.redisPid);
+  const after = sampleAll(deployment.servers, deployment.redisPid, pool.pids());
   const sent = sum(ends.map((e) => e.sent));
   const expected = sum(ends.map((e) => e.expected));
   const deliveries = sum(ends.map((e) => e.windowDeliveries));

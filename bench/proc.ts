@@ -2,7 +2,7 @@
 // cost is measured from outside and the same way for every target.
 
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 let ticksPerSecond: number | undefined;
 
@@ -50,6 +50,55 @@ export function sample(pid: number): ProcSample | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A process and all its descendants summed (a server instance that runs
+ * worker processes), CPU and RSS; undefined when the process is gone.
+ */
+export function sampleTree(pid: number): ProcSample | undefined {
+  const root = sample(pid);
+  if (root === undefined) return undefined;
+  return sampleSum([root, ...descendants(pid).map(sample)]);
+}
+
+/** Several processes summed (generator processes); processes that are gone count as nothing. */
+export function sampleSum(samples: (ProcSample | undefined)[]): ProcSample | undefined {
+  const present = samples.filter((s): s is ProcSample => s !== undefined);
+  if (present.length === 0) return undefined;
+  return {
+    cpuSeconds: present.reduce((t, s) => t + s.cpuSeconds, 0),
+    systemSeconds: present.reduce((t, s) => t + s.systemSeconds, 0),
+    rssBytes: present.reduce((t, s) => t + s.rssBytes, 0),
+    at: performance.now(),
+  };
+}
+
+/** Pids of every live descendant of `pid`, from each process's parent in /proc/PID/stat. */
+export function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    const child = Number(entry);
+    if (!Number.isInteger(child)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${child}/stat`, "utf8");
+    } catch {
+      continue; // exited while we looked
+    }
+    // After the comm's closing ")": state, then the parent's pid.
+    const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ", 2)[1]);
+    const list = children.get(parent);
+    if (list === undefined) children.set(parent, [child]);
+    else list.push(child);
+  }
+  const found: number[] = [];
+  const queue = [...(children.get(pid) ?? [])];
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    found.push(next);
+    queue.push(...(children.get(next) ?? []));
+  }
+  return found;
 }
 
 /** CPU used between two samples: in cores (CPU seconds per wall second), CPU seconds, and the kernel's part. */

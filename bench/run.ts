@@ -14,6 +14,8 @@ import { withTokens } from "./tokens.js";
 export interface RunOptions extends Omit<MeasureOptions, "concurrency" | "timeoutMs"> {
   logDir: string;
   socketioAdapter: "classic" | "sharded";
+  /** Server processes per instance. */
+  processes: number;
   cpuProfDir?: string;
 }
 
@@ -26,6 +28,7 @@ export async function runTarget(target: TargetName, plan: Plan, options: RunOpti
     instances = await startInstances({
       target,
       count: plan.instances,
+      processes: options.processes,
       redisUrl: redis.url,
       logDir: options.logDir,
       crierConfig: crierConfig(plan.needsTokens ? secret : undefined),

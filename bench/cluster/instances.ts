@@ -1,6 +1,8 @@
 // Starts the servers under test as separate processes: crier instances (its
 // CLI, as users run it) or the Socket.IO peer (bench/peers/socketio-server.ts),
-// each on a free port of 127.0.0.1 and sharing one Redis.
+// each on a free port of 127.0.0.1 and sharing one Redis. An instance may be
+// several processes on its port (crier serve --workers N, the peer under
+// node:cluster): one process cannot open more than `ulimit -n` files.
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,6 +14,9 @@ export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CRIER_CLI = join(REPO_ROOT, "packages/server/src/cli.ts");
 const SOCKETIO_SERVER = join(REPO_ROOT, "bench/peers/socketio-server.ts");
 
+/** The HTTP API key of the crier instances the bench starts. */
+export const BENCH_API_KEY = "bench-api-key";
+
 export interface Instance extends Started {
   /** "a", "b", ...: the node id. */
   name: string;
@@ -21,6 +26,8 @@ export interface Instance extends Started {
 export interface InstancesOptions {
   target: TargetName;
   count: number;
+  /** Processes per instance, sharing its port. */
+  processes: number;
   redisUrl: string;
   logDir: string;
   /** crier: configuration file contents (limits, JWT, ...). */
@@ -70,7 +77,7 @@ async function startOne(options: InstancesOptions, name: string): Promise<Instan
       "--redis",
       options.redisUrl,
       "--api-key",
-      "bench-api-key",
+      BENCH_API_KEY,
       "--node-id",
       name,
       "--log-level",
@@ -78,6 +85,7 @@ async function startOne(options: InstancesOptions, name: string): Promise<Instan
       "--allow-anonymous",
       "--config",
       configFile,
+      ...(options.processes > 1 ? ["--workers", String(options.processes)] : []),
     ];
   } else {
     args = [
@@ -89,12 +97,18 @@ async function startOne(options: InstancesOptions, name: string): Promise<Instan
       options.redisUrl,
       "--adapter",
       options.socketioAdapter,
+      "--workers",
+      String(options.processes),
     ];
   }
   const started = start(process.execPath, args, logFile, REPO_ROOT);
   const instance: Instance = { ...started, name, port };
   try {
-    await waitUntil(() => ready(port), started, `${options.target} instance ${name}`);
+    const isReady =
+      options.target === "crier" && options.processes > 1
+        ? () => workersReady(port, name, options.processes)
+        : () => ready(port);
+    await waitUntil(isReady, started, `${options.target} instance ${name}`);
   } catch (error) {
     await stop(started.child, 1000);
     throw error;
@@ -106,4 +120,23 @@ async function ready(port: number): Promise<boolean> {
   const response = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(1000) });
   await response.body?.cancel();
   return response.status === 200;
+}
+
+/**
+ * crier with workers: /readyz answers from whichever worker takes the
+ * request, so wait until every worker (node id NAME-wI) is in the cluster.
+ */
+async function workersReady(port: number, name: string, workers: number): Promise<boolean> {
+  if (!(await ready(port))) return false;
+  const response = await fetch(`http://127.0.0.1:${port}/api/info`, {
+    headers: { authorization: `Bearer ${BENCH_API_KEY}` },
+    signal: AbortSignal.timeout(1000),
+  });
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    return false;
+  }
+  const info = (await response.json()) as { nodes?: { id?: unknown }[] };
+  const ids = new Set((info.nodes ?? []).map((node) => node.id));
+  return Array.from({ length: workers }, (_, i) => `${name}-w${i}`).every((id) => ids.has(id));
 }

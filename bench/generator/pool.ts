@@ -1,7 +1,11 @@
-// The orchestrator's side of the generator: starts worker threads with their
-// share of connections and publishers, and sends requests to all of them.
+// The orchestrator's side of the generator: starts workers with their share
+// of connections and publishers, and sends requests to all of them. Workers
+// are threads of this process, or child processes when the connections would
+// not fit under one process's open-file limit (idle with 50,000 connections).
 // Every pool is listed until closed, so that Ctrl-C can close its connections.
 
+import { type ChildProcess, fork } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { Envelope, ReadyReply, WorkerReply, WorkerRequest } from "./messages.js";
 import type { ConnSpec, Endpoint, PublisherSpec, TargetName, WorkerInit } from "./spec.js";
@@ -10,6 +14,10 @@ import type { ConnSpec, Endpoint, PublisherSpec, TargetName, WorkerInit } from "
 // registers tsx in the thread and then loads the TypeScript entry.
 const ENTRY = new URL("./worker.ts", import.meta.url).href;
 const BOOTSTRAP = `import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(ENTRY)}); });`;
+const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** File descriptors a generator process keeps for itself (stdio, IPC, epoll, module files, ...). */
+const FD_RESERVE = 200;
 
 export interface PoolOptions {
   target: TargetName;
@@ -19,6 +27,11 @@ export interface PoolOptions {
   /** Publishers, `conn` indexing `conns`. */
   publishers: PublisherSpec[];
   workers: number;
+  /**
+   * The open-file limit of one process: when the connections do not fit,
+   * every worker is a child process and there are enough of them.
+   */
+  fdLimit: number;
   payloadBytes: number;
   concurrency: number;
   timeoutMs: number;
@@ -26,8 +39,16 @@ export interface PoolOptions {
   apiKey?: string;
 }
 
+/** A worker thread or a child process, as the pool talks to it. */
+interface Channel {
+  post(envelope: Envelope<WorkerRequest> | WorkerInit): void;
+  /** The child's pid; undefined for a thread, whose CPU is this process's. */
+  pid: number | undefined;
+  terminate(): Promise<unknown>;
+}
+
 interface Thread {
-  worker: Worker;
+  channel: Channel;
   /** Share of the publishers, to split the rate. */
   share: number;
   waiting: Map<number, { resolve: (reply: WorkerReply) => void; reject: (error: Error) => void }>;
@@ -50,7 +71,10 @@ export class GeneratorPool {
   static async start(options: PoolOptions): Promise<{ pool: GeneratorPool; ready: ReadyReply }> {
     const pool = new GeneratorPool();
     openPools.add(pool);
-    const count = Math.max(1, Math.min(options.workers, options.conns.length));
+    const budget = Math.max(1, options.fdLimit - FD_RESERVE);
+    const processes = options.conns.length > budget;
+    const needed = Math.ceil(options.conns.length / budget);
+    const count = Math.max(1, Math.min(Math.max(options.workers, processes ? needed : 1), options.conns.length));
     const inits: WorkerInit[] = Array.from({ length: count }, () => ({
       target: options.target,
       endpoints: options.endpoints,
@@ -74,7 +98,7 @@ export class GeneratorPool {
       (inits[where.worker] as WorkerInit).publishers.push({ ...publisher, conn: where.index });
     }
     const total = Math.max(1, options.publishers.length);
-    const readies = inits.map((init) => pool.spawn(init, init.publishers.length / total));
+    const readies = inits.map((init) => pool.spawn(init, init.publishers.length / total, processes));
     try {
       const replies = await Promise.all(readies);
       const ready: ReadyReply = { type: "ready", connected: 0, failed: 0 };
@@ -90,9 +114,36 @@ export class GeneratorPool {
     }
   }
 
-  private spawn(init: WorkerInit, share: number): Promise<ReadyReply> {
-    const worker = new Worker(BOOTSTRAP, { eval: true, workerData: init });
-    const thread: Thread = { worker, share, waiting: new Map(), exited: false };
+  /** Pids of the generator's child processes (none when its workers are threads). */
+  pids(): number[] {
+    return this.threads.flatMap((thread) =>
+      thread.exited || thread.channel.pid === undefined ? [] : [thread.channel.pid],
+    );
+  }
+
+  private spawn(init: WorkerInit, share: number, asProcess: boolean): Promise<ReadyReply> {
+    const worker: Worker | ChildProcess = asProcess
+      ? fork(fileURLToPath(ENTRY), [], {
+          cwd: REPO_ROOT,
+          execArgv: ["--import", "tsx"],
+          serialization: "advanced",
+          stdio: ["ignore", "inherit", "inherit", "ipc"],
+        })
+      : new Worker(BOOTSTRAP, { eval: true, workerData: init });
+    const channel: Channel =
+      worker instanceof Worker
+        ? { post: (message) => worker.postMessage(message), pid: undefined, terminate: () => worker.terminate() }
+        : {
+            post: (message) => worker.send(message),
+            pid: worker.pid,
+            terminate: () => {
+              if (worker.exitCode !== null || worker.signalCode !== null) return Promise.resolve();
+              const gone = new Promise((resolve) => worker.once("exit", resolve));
+              worker.kill("SIGKILL");
+              return gone;
+            },
+          };
+    const thread: Thread = { channel, share, waiting: new Map(), exited: false };
     this.threads.push(thread);
     const ready = new Promise<WorkerReply>((resolve, reject) => thread.waiting.set(0, { resolve, reject }));
     worker.on("message", (envelope: Envelope<WorkerReply>) => {
@@ -107,10 +158,11 @@ export class GeneratorPool {
       thread.waiting.clear();
     };
     worker.on("error", (error) => fail(error));
-    worker.on("exit", (code) => {
+    worker.on("exit", (code: number | null) => {
       thread.exited = true;
       fail(new Error(`generator worker exited with ${code}`));
     });
+    if (asProcess) channel.post(init);
     return ready.then((reply) => {
       if (reply.type !== "ready") throw new Error(`generator worker: unexpected ${reply.type}`);
       return reply;
@@ -130,7 +182,7 @@ export class GeneratorPool {
             }
             thread.waiting.set(seq, { resolve: (reply) => resolve(reply as T), reject });
             const envelope: Envelope<WorkerRequest> = { seq, body: build(thread.share) };
-            thread.worker.postMessage(envelope);
+            thread.channel.post(envelope);
           }),
       ),
     );
@@ -153,6 +205,6 @@ export class GeneratorPool {
 
   private async terminate(): Promise<void> {
     openPools.delete(this);
-    await Promise.all(this.threads.map((thread) => (thread.exited ? undefined : thread.worker.terminate())));
+    await Promise.all(this.threads.map((thread) => (thread.exited ? undefined : thread.channel.terminate())));
   }
 }

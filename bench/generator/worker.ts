@@ -1,6 +1,8 @@
-// A generator thread: opens its share of the scenario's connections, publishes
+// A generator worker: opens its share of the scenario's connections, publishes
 // its share of the rate, counts and times what its connections receive, and
-// answers the orchestrator's requests (messages.ts).
+// answers the orchestrator's requests (messages.ts). It runs as a worker
+// thread, or as a child process when one process's open-file limit cannot
+// hold all the connections (then its WorkerInit is the first IPC message).
 
 import { parentPort, workerData } from "node:worker_threads";
 import { crierDialect } from "./crier-dialect.js";
@@ -20,9 +22,37 @@ const MAX_HTTP_IN_FLIGHT = 64;
 /** Closing: how long connections get to finish the close handshake before they are dropped. */
 const CLOSE_GRACE_MS = 2000;
 
-const init = workerData as WorkerInit;
-const port = parentPort;
-if (port === null) throw new Error("bench/generator/worker.ts runs as a worker thread");
+interface Link {
+  init: WorkerInit;
+  send(envelope: Envelope<WorkerReply>): void;
+  onRequest(listener: (envelope: Envelope<WorkerRequest>) => void): void;
+  /** Lets the worker end once its connections are closed. */
+  close(): void;
+}
+
+async function linkToOrchestrator(): Promise<Link> {
+  const thread = parentPort;
+  if (thread !== null) {
+    return {
+      init: workerData as WorkerInit,
+      send: (envelope) => thread.postMessage(envelope),
+      onRequest: (listener) => thread.on("message", listener),
+      close: () => thread.close(),
+    };
+  }
+  const send = process.send?.bind(process);
+  if (send === undefined) throw new Error("bench/generator/worker.ts runs as a worker thread or a forked process");
+  const first = await new Promise<unknown>((resolve) => process.once("message", resolve));
+  return {
+    init: first as WorkerInit,
+    send: (envelope) => send(envelope),
+    onRequest: (listener) => process.on("message", listener),
+    close: () => process.disconnect(),
+  };
+}
+
+const link = await linkToOrchestrator();
+const init = link.init;
 
 const dialect: Dialect = init.target === "crier" ? crierDialect : socketioDialect;
 const readBuffer = Buffer.allocUnsafe(64 * 1024);
@@ -153,16 +183,15 @@ function handle(request: Exclude<WorkerRequest, { type: "close" }>): WorkerReply
 }
 
 function reply(seq: number, body: WorkerReply): void {
-  const envelope: Envelope<WorkerReply> = { seq, body };
-  port?.postMessage(envelope);
+  link.send({ seq, body });
 }
 
-port.on("message", (envelope: Envelope<WorkerRequest>) => {
+link.onRequest((envelope) => {
   const request = envelope.body;
   if (request.type === "close") {
     closeAll().then(() => {
       reply(envelope.seq, { type: "ok" });
-      port.close();
+      link.close();
     });
     return;
   }

@@ -44,8 +44,14 @@ export function placement(options: Record<string, number>): string {
   return instances === 1 ? "1 instance" : `${instances} instances`;
 }
 
-/** Ephemeral ports of one source address run out near 28k: spread connections past that over 127.0.0.x. */
+/**
+ * Ephemeral ports of one source address run out near 28k: past 25,000
+ * connections they are spread over 127.0.0.x, 10,000 to an address. Binding
+ * a source address makes the kernel search for a free port at bind time, a
+ * search that slows down sharply as an address's ports fill up.
+ */
 export function sourceAddress(index: number, total: number): string | undefined {
-  const perAddress = 25_000;
-  return total <= perAddress ? undefined : `127.0.0.${1 + Math.floor(index / perAddress)}`;
+  const unbound = 25_000;
+  const perAddress = 10_000;
+  return total <= unbound ? undefined : `127.0.0.${1 + Math.floor(index / perAddress)}`;
 }
