@@ -32,7 +32,6 @@ export interface SessionView {
   readonly id: string;
   readonly user: string;
   readonly identity: Identity;
-  readonly request: IncomingMessage;
   readonly rooms: ReadonlySet<string>;
   /** The close code, once closed. */
   readonly closeCode: number | undefined;

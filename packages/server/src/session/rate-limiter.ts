@@ -4,13 +4,16 @@
 
 export type RateVerdict = "ok" | "limited" | "abusive";
 
+/** Shared by every limiter: a bound function per connection would cost memory for nothing. */
+const monotonicNow = (): number => performance.now();
+
 export class RateLimiter {
   private tokens: number;
   private last: number;
   private readonly rate: number;
   private readonly now: () => number;
 
-  constructor(ratePerSecond: number, now: () => number = performance.now.bind(performance)) {
+  constructor(ratePerSecond: number, now: () => number = monotonicNow) {
     this.rate = ratePerSecond;
     this.tokens = ratePerSecond;
     this.now = now;

@@ -45,7 +45,6 @@ const BARRIERS: ReadonlySet<ClientCommand["op"]> = new Set(["connect", "subscrib
 
 export class Session implements HubMember, SessionView, ReplayTarget {
   readonly id = randomUUID();
-  readonly request: IncomingMessage;
   readonly rooms = new Set<string>();
   identity: Identity = ANONYMOUS;
   /** The close code, once closed: the one this server sent, or the client's. */
@@ -56,14 +55,20 @@ export class Session implements HubMember, SessionView, ReplayTarget {
   private readonly socket: Socket;
   private readonly writer: SocketWriter;
   private readonly host: SessionHost;
-  private readonly logger: Logger;
+  /**
+   * The upgrade request, for the authenticate hook; let go once connected, as
+   * its headers would otherwise cost every idle connection about a kilobyte.
+   */
+  private request: IncomingMessage | undefined;
+  /** Made on first use: a child logger per connection costs memory that idle connections never use. */
+  private childLogger: Logger | undefined;
   private readonly limiter: RateLimiter;
   private connectTimer: NodeJS.Timeout | undefined;
   private readonly keepalive: Keepalive;
   private busy = false;
   private readonly waiting: ClientCommand[] = [];
   /** Per room with history: keeps this connection's offsets gap- and duplicate-free across a catch-up. */
-  private readonly gates = new Map<string, OffsetGate<OutboundFrame>>();
+  private gates: Map<string, OffsetGate<OutboundFrame>> | undefined;
   /** Whether this connection speaks crier.v1.msgpack (binary frames) rather than JSON. */
   private readonly binary: boolean;
 
@@ -73,7 +78,6 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     this.writer = new SocketWriter(socket);
     this.request = request;
     this.host = host;
-    this.logger = host.logger.child({ client: this.id });
     this.binary = ws.protocol === SUBPROTOCOL_MSGPACK;
     this.limiter = new RateLimiter(host.settings.commandsPerSecond);
     this.keepalive = new Keepalive(
@@ -97,6 +101,11 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       this.onClosed();
     });
     ws.on("error", (error) => this.logger.debug({ err: error }, "websocket error"));
+  }
+
+  private get logger(): Logger {
+    this.childLogger ??= this.host.logger.child({ client: this.id });
+    return this.childLogger;
   }
 
   get user(): string {
@@ -191,7 +200,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       case "unsubscribe": {
         if (!this.rooms.has(command.room)) throw notSubscribed(command.room);
         this.rooms.delete(command.room);
-        this.gates.delete(command.room);
+        this.gates?.delete(command.room);
         this.host.hub.unsubscribe(this, command.room);
         this.host.roomLeft(this, command.room);
         this.reply(command.id, { op: "ok" });
@@ -247,6 +256,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     }
     let identity: Identity;
     try {
+      if (this.request === undefined) throw new ProtocolError("bad_request", "already connected");
       identity = await this.host.authenticate(this.request, command);
     } catch (error) {
       if (!(error instanceof ProtocolError) || error.code !== "unauthorized") throw error;
@@ -258,6 +268,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     if (this.isClosed()) return;
     if (command.info !== undefined && identity.info === undefined) identity = { ...identity, info: command.info };
     this.identity = identity;
+    this.request = undefined;
     clearTimeout(this.connectTimer);
     this.connectTimer = undefined;
     try {
@@ -302,13 +313,13 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     // In a room with history, live messages are held from the moment the
     // subscription is live until the history read says where this client is.
     const gate = this.host.keepsHistory(room) ? new OffsetGate<OutboundFrame>(0, true) : undefined;
-    if (gate !== undefined) this.gates.set(room, gate);
+    if (gate !== undefined) (this.gates ??= new Map()).set(room, gate);
     this.rooms.add(room);
     try {
       await this.host.hub.subscribe(this, room);
       await this.host.roomJoined(this, room);
       const read = gate === undefined ? undefined : await this.host.catchUp(room, since);
-      if (this.isClosed() || this.gates.get(room) !== gate) return;
+      if (this.isClosed() || this.gates?.get(room) !== gate) return;
       if (gate === undefined || read === undefined) {
         this.reply(id, { op: "subscribed", room, recovered: false });
         return;
@@ -328,7 +339,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
           (from) => this.host.catchUp(room, from),
           this,
         );
-        if (outcome.kind === "closed" || this.gates.get(room) !== gate) return;
+        if (outcome.kind === "closed" || this.gates?.get(room) !== gate) return;
         if (outcome.kind === "lost") {
           this.close(CloseCode.MessagesLost, `missed messages in '${room}' left history during the replay: reconnect`);
           return;
@@ -341,7 +352,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
         this.host.hub.unsubscribe(this, room);
         this.host.roomLeft(this, room);
       }
-      if (this.gates.get(room) === gate) this.gates.delete(room);
+      if (this.gates?.get(room) === gate) this.gates?.delete(room);
       throw error;
     }
   }
@@ -352,7 +363,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
   deliver(frame: OutboundFrame, room?: string, offset?: number): void {
     if (this.state !== "connected") return;
     if (offset !== undefined && room !== undefined) {
-      const gate = this.gates.get(room);
+      const gate = this.gates?.get(room);
       if (gate !== undefined) {
         const verdict = gate.admit(offset, frame);
         if (verdict === "duplicate") return;
@@ -427,7 +438,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
 
   roomRemoved(room: string): void {
     if (this.state !== "connected" || !this.rooms.delete(room)) return;
-    this.gates.delete(room);
+    this.gates?.delete(room);
     this.host.hub.unsubscribe(this, room);
     this.host.roomLeft(this, room);
     this.writeFrame({ op: "unsubscribed", room });
@@ -488,7 +499,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     clearTimeout(this.connectTimer);
     this.keepalive.stop();
     this.waiting.length = 0;
-    this.gates.clear();
+    this.gates = undefined;
     if (wasConnected) {
       this.host.hub.removeMember(this, this.rooms);
       for (const room of this.rooms) this.host.roomLeft(this, room);

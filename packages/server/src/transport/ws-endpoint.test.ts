@@ -2,8 +2,11 @@
 // limit, path) and the bounded outbound side of a connection (slow consumer).
 
 import assert from "node:assert/strict";
+import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { startNode, type TestNode } from "../../../../test/support/node.js";
 import { waitUntil } from "../../../../test/support/wait.js";
 import { TestClient } from "../../../../test/support/ws-client.js";
@@ -91,5 +94,38 @@ describe("slow consumer", () => {
     const last = await reader.seen((f) => f.op === "message" && (f.data as { n: number }).n === published - 1, "last");
     assert.equal(last.op, "message");
     reader.close();
+  });
+});
+
+describe("memory an open connection keeps", () => {
+  test("the upgrade request is let go once the client is connected", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const requests: WeakRef<IncomingMessage>[] = [];
+    const server = await startNode(
+      {},
+      {
+        authenticate: (request) => {
+          requests.push(new WeakRef(request));
+          return undefined;
+        },
+      },
+    );
+    try {
+      const client = await server.client();
+      assert.equal(requests.length, 1);
+      // The connection is open and connected: nothing of it may hold the request and its headers.
+      await waitUntil(
+        "the upgrade request is garbage-collected",
+        () => {
+          gc();
+          return requests[0]?.deref() === undefined;
+        },
+        5000,
+      );
+      assert.equal((await client.call({ op: "subscribe", room: "still-open" })).op, "subscribed");
+    } finally {
+      await server.close();
+    }
   });
 });

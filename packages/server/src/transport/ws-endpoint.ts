@@ -73,22 +73,28 @@ export class WsEndpoint {
       reject(socket, 429, "Too Many Requests", "too many connections from this address (limits.maxConnectionsPerIp)");
       return true;
     }
-    this.perAddress.set(address, count + 1);
-    let released = false;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      const left = (this.perAddress.get(address) ?? 1) - 1;
-      if (left <= 0) this.perAddress.delete(address);
-      else this.perAddress.set(address, left);
-    };
-    socket.once("close", release);
+    this.countUntilClosed(address, socket, count);
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       // Disable Nagle: frames are already coalesced per tick by the session.
       socket.setNoDelay(true);
       this.onConnection(ws, socket, request);
     });
     return true;
+  }
+
+  /**
+   * Counts `socket` against its address until it closes. A method of its own
+   * so that the listener's closure holds the address only: one made in
+   * handleUpgrade would share its scope, and keep the upgrade request and its
+   * headers alive for as long as the connection lives.
+   */
+  private countUntilClosed(address: string, socket: Socket, count: number): void {
+    this.perAddress.set(address, count + 1);
+    socket.once("close", () => {
+      const left = (this.perAddress.get(address) ?? 1) - 1;
+      if (left <= 0) this.perAddress.delete(address);
+      else this.perAddress.set(address, left);
+    });
   }
 
   /** Refuses new connections from now on (graceful shutdown). */
