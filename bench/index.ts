@@ -114,7 +114,9 @@ function usage(invokedAs: string): string {
     "  --out FILE                     append the report as Markdown (command, date, machine, table)",
     "",
     "On this machine (starts Redis and the servers on 127.0.0.1, kills them at the end):",
-    "  --target crier|socketio|both   what to run (default both, one after the other)",
+    "  --target crier|socketio|both   what to run (default both, one after the other); floor, or a list such as",
+    "                                 crier,socketio,floor, adds bench/peers/floor-server.ts: the least a Node.js",
+    "                                 server can spend on the same fan-out (no auth, checks, acks or history)",
     "  --repeat N                     run each target N times, alternating; the table shows each target's run",
     "                                 with the least other CPU on the machine (the JSON has every run)",
     "  --socketio-adapter classic|sharded  @socket.io/redis-adapter flavour (default classic)",
@@ -139,6 +141,24 @@ function usage(invokedAs: string): string {
     `  --duration ${limits.durationSeconds} s, --warmup ${limits.warmupSeconds} s. ` +
       "Server CPU and memory are not measured without --pid.",
   ].join("\n");
+}
+
+const TARGETS: readonly TargetName[] = ["crier", "socketio", "floor"];
+
+/** --target: crier, socketio, floor, or several joined by commas; `both` is crier,socketio. */
+function parseTargets(option: string): TargetName[] {
+  const names = option === "both" ? ["crier", "socketio"] : option.split(",").map((name) => name.trim());
+  const targets: TargetName[] = [];
+  for (const name of names) {
+    const target = TARGETS.find((t) => t === name);
+    if (target === undefined) {
+      throw new UsageError(
+        `--target must be crier, socketio, floor, several of them joined by commas, or both, not ${option}`,
+      );
+    }
+    if (!targets.includes(target)) targets.push(target);
+  }
+  return targets;
 }
 
 /** Of a target's runs, the one whose measurement had the least other work on the machine. */
@@ -255,16 +275,13 @@ async function main(argv: string[], invokedAs: string): Promise<number> {
   if (scenario.name !== "idle" && !((scenarioValues.rate ?? 0) > 0)) throw new UsageError("--rate must be above 0");
   if ((scenarioValues.payload ?? 100) < 24)
     throw new UsageError("--payload must be at least 24 bytes (marker and time)");
-  const targetOption = values.target ?? "both";
-  if (!["both", "crier", "socketio"].includes(targetOption)) {
-    throw new UsageError(`--target must be crier, socketio or both, not ${targetOption}`);
+  const targets: TargetName[] = external !== undefined ? ["crier"] : parseTargets(values.target ?? "both");
+  if (targets.includes("floor") && scenario.name === "direct") {
+    throw new UsageError("--target floor fans out to rooms only: it has no users, so no direct");
   }
-  const targets: TargetName[] =
-    external !== undefined || targetOption === "crier"
-      ? ["crier"]
-      : targetOption === "both"
-        ? ["crier", "socketio"]
-        : ["socketio"];
+  if (targets.includes("floor") && values.processes !== undefined && values.processes !== "1") {
+    throw new UsageError("--target floor runs one process per instance: leave out --processes");
+  }
   const adapter = values["socketio-adapter"] ?? "classic";
   if (adapter !== "classic" && adapter !== "sharded") {
     throw new UsageError(`--socketio-adapter must be classic or sharded, not ${adapter}`);

@@ -40,7 +40,7 @@ export interface BenchReport {
   external?: ExternalInfo;
 }
 
-const NAMES: Record<TargetName, string> = { crier: "crier", socketio: "socket.io" };
+const NAMES: Record<TargetName, string> = { crier: "crier", socketio: "socket.io", floor: "floor" };
 /** The column of an external deployment. */
 const DEPLOYMENT = "deployment";
 
@@ -301,19 +301,23 @@ function rampTables(report: BenchReport, ramp: NonNullable<BenchReport["ramp"]>)
   return lines;
 }
 
-/** A table with one column per target (named `names`) and, for both targets, crier ÷ socket.io where it means something. */
+/**
+ * A table with one column per target (named `names`) and, where Socket.IO
+ * ran, crier ÷ socket.io (and floor ÷ socket.io) where it means something.
+ */
 function table(rows: Row[], results: TargetResult[], names: string[]): string {
-  const crier = results.findIndex((r) => r.target === "crier");
   const peer = results.findIndex((r) => r.target === "socketio");
-  const withRatio = crier >= 0 && peer >= 0;
-  const header = ["", ...names];
-  if (withRatio) header.push("crier ÷ socket.io");
+  const ratios = (["crier", "floor"] as const)
+    .map((target) => ({ target, index: results.findIndex((r) => r.target === target) }))
+    .filter(({ index }) => index >= 0 && peer >= 0);
+  const header = ["", ...names, ...ratios.map(({ target }) => `${NAMES[target]} ÷ socket.io`)];
   const body = rows.map((row) => {
     const cells = [row.label, ...row.cells];
-    if (!withRatio) return cells;
-    const a = row.values?.[crier] ?? Number.NaN;
-    const b = row.values?.[peer] ?? Number.NaN;
-    cells.push(Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? (a / b).toFixed(2) : "");
+    for (const { index } of ratios) {
+      const a = row.values?.[index] ?? Number.NaN;
+      const b = row.values?.[peer] ?? Number.NaN;
+      cells.push(Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? (a / b).toFixed(2) : "");
+    }
     return cells;
   });
   return grid([header, ...body]);

@@ -13,6 +13,7 @@ import { freePort, type Started, start, stop, waitUntil } from "./processes.js";
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CRIER_CLI = join(REPO_ROOT, "packages/server/src/cli.ts");
 const SOCKETIO_SERVER = join(REPO_ROOT, "bench/peers/socketio-server.ts");
+const FLOOR_SERVER = join(REPO_ROOT, "bench/peers/floor-server.ts");
 
 /** The HTTP API key of the crier instances the bench starts. */
 export const BENCH_API_KEY = "bench-api-key";
@@ -87,6 +88,8 @@ async function startOne(options: InstancesOptions, name: string): Promise<Instan
       configFile,
       ...(options.processes > 1 ? ["--workers", String(options.processes)] : []),
     ];
+  } else if (options.target === "floor") {
+    args = [...node, FLOOR_SERVER, "--port", String(port), "--redis", options.redisUrl];
   } else {
     args = [
       ...node,

@@ -2,7 +2,8 @@
 // rooms they join) and publishers (which connection publishes where). Scenarios
 // build these; worker threads execute them.
 
-export type TargetName = "crier" | "socketio";
+/** `floor`: bench/peers/floor-server.ts, the least a Node.js server can spend (speaks crier's protocol). */
+export type TargetName = "crier" | "socketio" | "floor";
 
 /** Where a connection goes: a local instance, or one of the URLs of an external deployment. */
 export interface Endpoint {

@@ -54,7 +54,7 @@ async function linkToOrchestrator(): Promise<Link> {
 const link = await linkToOrchestrator();
 const init = link.init;
 
-const dialect: Dialect = init.target === "crier" ? crierDialect : socketioDialect;
+const dialect: Dialect = init.target === "socketio" ? socketioDialect : crierDialect;
 const readBuffer = Buffer.allocUnsafe(64 * 1024);
 const recorder = new DeliveryRecorder();
 const sockets: (RawWs | undefined)[] = new Array(init.conns.length);
