@@ -62,8 +62,8 @@ export class StoreConnection {
       autoResendUnfulfilledCommands: false,
       maxRetriesPerRequest: 0,
       disconnectTimeout: 200,
-      // Calls issued in one tick leave in one write.
-      enableAutoPipelining: true,
+      // No auto-pipelining: see RedisBroker's publish connection (commands are
+      // still pipelined, written without waiting for earlier replies).
       connectionName: `crier-${options.component}`,
     });
     this.firstAttempt = new Promise((resolve) => {

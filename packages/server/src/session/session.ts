@@ -313,7 +313,10 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     // In a room with history, live messages are held from the moment the
     // subscription is live until the history read says where this client is.
     const gate = this.host.keepsHistory(room) ? new OffsetGate<OutboundFrame>(0, true) : undefined;
-    if (gate !== undefined) (this.gates ??= new Map()).set(room, gate);
+    if (gate !== undefined) {
+      this.gates ??= new Map();
+      this.gates.set(room, gate);
+    }
     this.rooms.add(room);
     try {
       await this.host.hub.subscribe(this, room);
