@@ -2,8 +2,11 @@
 // the functions with the most self time, and self time by where the code
 // lives (crier's packages, each dependency, Node's internals, GC).
 //
-//   node --import tsx bench/profile.ts DIR/crier-a.cpuprofile [--top 25] [--callers 10]
+//   node --import tsx bench/profile.ts DIR/crier-a.cpuprofile [--top 25] [--callers 10] [--from S] [--to S]
 //
+// --from/--to S: only samples between S seconds after the profile started and
+// S seconds after (the measured window, leaving connection set-up and
+// teardown out); --timeline prints busy time per second to find it.
 // --callers N: for the N functions with the most self time, their nearest
 // callers outside Node's internals (a native write is only telling with the
 // code that asked for it).
@@ -63,7 +66,13 @@ function outsideNode(id: number, byId: Map<number, ProfileNode>, parentOf: Map<n
 
 function main(): void {
   const { values, positionals } = parseArgs({
-    options: { top: { type: "string", default: "25" }, callers: { type: "string", default: "0" } },
+    options: {
+      top: { type: "string", default: "25" },
+      callers: { type: "string", default: "0" },
+      from: { type: "string", default: "0" },
+      to: { type: "string" },
+      timeline: { type: "boolean", default: false },
+    },
     allowPositionals: true,
   });
   const file = positionals[0];
@@ -75,10 +84,34 @@ function main(): void {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parentOf = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+  const fromUs = Number(values.from) * 1e6;
+  const toUs = values.to === undefined ? Number.POSITIVE_INFINITY : Number(values.to) * 1e6;
+  if (!(fromUs >= 0) || !(toUs > fromUs)) {
+    process.stderr.write("--from and --to are seconds since the profile started, --to after --from\n");
+    process.exit(2);
+  }
   const selfTime = new Map<number, number>();
+  /** Busy µs per second of the profile, for --timeline. */
+  const perSecond: number[] = [];
+  let at = 0;
   profile.samples.forEach((id, i) => {
-    selfTime.set(id, (selfTime.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+    const delta = profile.timeDeltas[i] ?? 0;
+    at += delta;
+    if (byId.get(id)?.callFrame.functionName !== "(idle)") {
+      const second = Math.floor(at / 1e6);
+      perSecond[second] = (perSecond[second] ?? 0) + delta;
+    }
+    if (at < fromUs || at > toUs) return;
+    selfTime.set(id, (selfTime.get(id) ?? 0) + delta);
   });
+  if (values.timeline) {
+    for (const [second, busyUs] of perSecond.entries()) {
+      process.stdout.write(
+        `${String(second).padStart(4)} s  ${(((busyUs ?? 0) / 1e6) * 100).toFixed(0).padStart(3)}% busy\n`,
+      );
+    }
+    return;
+  }
   const total = [...selfTime.values()].reduce((t, v) => t + v, 0);
   const idle = [...selfTime.entries()]
     .filter(([id]) => byId.get(id)?.callFrame.functionName === "(idle)")
@@ -101,7 +134,7 @@ function main(): void {
     areas.set(place, (areas.get(place) ?? 0) + time);
   }
   const pct = (time: number): string => `${((time / busy) * 100).toFixed(1).padStart(5)}%`;
-  const seconds = (profile.endTime - profile.startTime) / 1e6;
+  const seconds = Math.min(toUs, profile.endTime - profile.startTime) / 1e6 - fromUs / 1e6;
   const lines = [
     `${file}: ${seconds.toFixed(1)} s profiled, ${(busy / 1e6).toFixed(1)} s busy (${((busy / Math.max(1, total)) * 100).toFixed(0)}%)`,
     "",
