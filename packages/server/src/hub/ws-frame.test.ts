@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { test } from "node:test";
-import { OPCODE_BINARY, OPCODE_TEXT, wsFrame } from "./ws-frame.js";
+import { OPCODE_BINARY, OPCODE_TEXT, wsFrame, wsTextFrame } from "./ws-frame.js";
 
 /** ws's frame parser (exported by ws, not declared by @types/ws). */
 interface FrameReceiver {
@@ -35,5 +35,14 @@ for (const length of [0, 1, 125, 126, 127, 65_535, 65_536, 200_000]) {
     const binary = await parse(wsFrame(payload, OPCODE_BINARY));
     assert.equal(binary.binary, true);
     assert.ok(binary.data.equals(payload));
+  });
+
+  test(`a ${length}-byte UTF-8 text with multi-byte characters framed from a string round-trips`, async () => {
+    // "é" is 2 bytes in UTF-8: the header must carry bytes, not characters.
+    const text = "é".repeat(Math.floor(length / 2)) + "a".repeat(length % 2);
+    assert.equal(Buffer.byteLength(text), length);
+    const parsed = await parse(wsTextFrame(text));
+    assert.equal(parsed.binary, false);
+    assert.equal(parsed.data.toString("utf8"), text);
   });
 }

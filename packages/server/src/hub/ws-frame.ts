@@ -7,7 +7,21 @@ export const OPCODE_TEXT = 0x1;
 export const OPCODE_BINARY = 0x2;
 
 export function wsFrame(payload: Buffer, opcode: typeof OPCODE_TEXT | typeof OPCODE_BINARY): Buffer {
-  const length = payload.length;
+  const frame = frameFor(payload.length, opcode);
+  payload.copy(frame, frame.length - payload.length);
+  return frame;
+}
+
+/** A text frame around `text`, encoded as UTF-8 straight into the frame (no intermediate buffer). */
+export function wsTextFrame(text: string): Buffer {
+  const length = Buffer.byteLength(text);
+  const frame = frameFor(length, OPCODE_TEXT);
+  frame.write(text, frame.length - length, "utf8");
+  return frame;
+}
+
+/** A frame of `length` payload bytes with its header written and the payload left to fill. */
+function frameFor(length: number, opcode: typeof OPCODE_TEXT | typeof OPCODE_BINARY): Buffer {
   const header = length < 126 ? 2 : length < 65_536 ? 4 : 10;
   const frame = Buffer.allocUnsafe(header + length);
   frame[0] = 0x80 | opcode;
@@ -20,6 +34,5 @@ export function wsFrame(payload: Buffer, opcode: typeof OPCODE_TEXT | typeof OPC
     frame[1] = 127;
     frame.writeBigUInt64BE(BigInt(length), 2);
   }
-  payload.copy(frame, header);
   return frame;
 }

@@ -25,6 +25,7 @@ import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import { OffsetGate } from "../history/merge.js";
 import type { HubMember } from "../hub/hub.js";
 import type { OutboundFrame } from "../hub/outbound-frame.js";
+import { OPCODE_BINARY, wsFrame, wsTextFrame } from "../hub/ws-frame.js";
 import type { SessionHost, SessionView } from "./host.js";
 import { Keepalive } from "./keepalive.js";
 import { RateLimiter } from "./rate-limiter.js";
@@ -35,8 +36,9 @@ import { SocketWriter } from "./write-batcher.js";
 const MAX_HELD = 10_000;
 /** WebSocket.OPEN. */
 const OPEN = 1;
-const PING_JSON = Buffer.from('{"op":"ping"}');
-const PING_MSGPACK = encodeServerFrameMsgpack({ op: "ping" });
+/** Pings as complete WebSocket frames, written like every other frame: one write, no per-ping encoding. */
+const PING_JSON = wsTextFrame('{"op":"ping"}');
+const PING_MSGPACK = wsFrame(encodeServerFrameMsgpack({ op: "ping" }), OPCODE_BINARY);
 
 type State = "connecting" | "connected" | "closed";
 
@@ -83,8 +85,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     this.keepalive = new Keepalive(
       {
         sendPing: () => {
-          this.host.batcher.hold(this.writer);
-          this.ws.send(this.binary ? PING_MSGPACK : PING_JSON, { binary: this.binary });
+          if (this.ws.readyState === OPEN) this.write(this.binary ? PING_MSGPACK : PING_JSON);
         },
         close: (code, reason) => this.close(code, reason),
       },
@@ -451,11 +452,16 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     this.close(code, reason);
   }
 
+  /**
+   * A reply, error or notice for this connection only: encoded and framed here
+   * and written in one piece, like publications (ws.send would write its
+   * header and the payload as two chunks).
+   */
   private writeFrame(frame: ServerFrame): void {
-    if (this.state === "closed") return;
-    this.host.batcher.hold(this.writer);
-    if (this.binary) this.ws.send(encodeServerFrameMsgpack(frame), { binary: true });
-    else this.ws.send(encodeServerFrame(frame));
+    if (this.state === "closed" || this.ws.readyState !== OPEN) return;
+    this.write(
+      this.binary ? wsFrame(encodeServerFrameMsgpack(frame), OPCODE_BINARY) : wsTextFrame(encodeServerFrame(frame)),
+    );
   }
 
   /** Sends a command's success reply: only to commands with an id, except `connected` (forced), which every client needs. */
