@@ -107,8 +107,8 @@ export class RedisBroker implements Broker {
     };
     // Pipelined as every ioredis connection is: a publish is written at once,
     // without waiting for earlier replies. ioredis's auto-pipelining (one write
-    // per tick) is off: its per-tick Pipeline cost more than it saved; measured
-    // with `npm run bench -- sparse`, 146 → 105 µs of server CPU per delivery.
+    // per tick) is off: its per-tick Pipeline cost more CPU than it saved
+    // (`npm run bench -- sparse`, with a profile: bench/profile.ts).
     this.pub = new Redis(options.url, { ...common, connectionName: `${name}-pub` });
     this.sub = new Redis(options.url, { ...common, connectionName: `${name}-sub` });
     this.watch(this.pub, "pub");
