@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { WebSocket } from "ws";
 import { CrierClient, type MessagePush } from "../../packages/client/src/index.js";
+import { msgpackCodec } from "../../packages/client/src/msgpack.js";
 import { api, type CrierInstance, startCrier } from "../support/crier.js";
 import { JWT_SECRET, token } from "../support/tokens.js";
 
@@ -83,6 +84,54 @@ describe("SDK against a real server", () => {
     } finally {
       client.close();
     }
+  });
+
+  test("over MessagePack (crier.v1.msgpack): the same API, binary frames, a JSON client in the same room", async () => {
+    const client = new CrierClient(server.url, {
+      WebSocket,
+      codec: msgpackCodec,
+      token: await token({ sub: "packed-user" }),
+    });
+    const jsonClient = new CrierClient(server.url, { WebSocket });
+    try {
+      const info = await client.connect();
+      assert.equal(info.user, "packed-user");
+      await jsonClient.connect();
+      const packed = new Inbox();
+      const plain = new Inbox();
+      await client.subscribe("chat:packed", packed.handler).ready;
+      await jsonClient.subscribe("chat:packed", plain.handler).ready;
+      const data = { text: "héllo", n: 3, big: 2 ** 40, list: [1, null, true], nested: { a: "b" } };
+      const first = await client.publish("chat:packed", data);
+      assert.equal(typeof first.offset, "number");
+      await jsonClient.publish("chat:packed", "from json");
+      await packed.waitFor(2);
+      await plain.waitFor(2);
+      assert.deepEqual(packed.data(), [data, "from json"]);
+      assert.deepEqual(plain.data(), [data, "from json"]);
+      assert.deepEqual(
+        packed.messages.map((message) => message.offset),
+        plain.messages.map((message) => message.offset),
+      );
+      const history = await client.history("chat:packed");
+      assert.deepEqual(
+        history.messages.map((message) => message.data),
+        [data, "from json"],
+      );
+      const direct = new Promise((resolve) => client.once("direct", resolve));
+      assert.equal((await api(server, "/api/send", { user: "packed-user", data: { psst: 1 } })).status, 200);
+      assert.deepEqual(await direct, { op: "direct", data: { psst: 1 } });
+    } finally {
+      client.close();
+      jsonClient.close();
+    }
+  });
+
+  test("a client set up for MessagePack must offer its subprotocol", () => {
+    assert.throws(
+      () => new CrierClient(server.url, { WebSocket, codec: msgpackCodec, protocols: ["crier.v1.json"] }),
+      /must include crier\.v1\.msgpack/,
+    );
   });
 
   test("publish in a room with history returns the offset", async () => {

@@ -4,7 +4,9 @@ import { type MessagePush, ProtocolError } from "crier-protocol";
 import { WebSocket } from "ws";
 import { type ClientEvents, CrierClient } from "./client.js";
 import { CrierClientError } from "./errors.js";
+import { msgpackCodec } from "./msgpack.js";
 import type { ClientOptions } from "./options.js";
+import type { WebSocketLike } from "./socket.js";
 import { type FakeConnection, FakeServer, type FakeServerOptions, type Frame } from "./testing/fake-server.js";
 import { Inbox } from "./testing/inbox.js";
 import { MemorySocket } from "./testing/memory-socket.js";
@@ -501,6 +503,32 @@ describe("CrierClient", () => {
 });
 
 describe("CrierClient on an in-memory socket", () => {
+  it("a MessagePack client gives up on a server that chose no subprotocol (it would speak JSON)", TEST, async () => {
+    // A server without crier.v1.msgpack picks no subprotocol. Not a MemorySocket: those are listed for other tests.
+    class NoSubprotocolSocket implements WebSocketLike {
+      readonly protocol = "";
+      onopen: ((event: unknown) => void) | null = null;
+      onmessage = null;
+      onclose = null;
+      onerror = null;
+      constructor() {
+        queueMicrotask(() => this.onopen?.({}));
+      }
+      send(): void {
+        throw new Error("nothing may be written before the subprotocol is checked");
+      }
+      close(): void {}
+    }
+    const client = new CrierClient("ws://memory/ws", { WebSocket: NoSubprotocolSocket, codec: msgpackCodec });
+    cleanups.push(() => client.close());
+    await assert.rejects(client.connect(), (error: unknown) => {
+      assert.ok(error instanceof CrierClientError);
+      assert.equal(error.code, "unsupported_protocol");
+      assert.match(error.message, /chose subprotocol 'none'; this client was set up for crier\.v1\.msgpack/);
+      return true;
+    });
+  });
+
   it("a write that fails while flushing the queue keeps the rest queued for the next connection", TEST, async () => {
     const client = new CrierClient("ws://memory/ws", {
       WebSocket: MemorySocket,

@@ -123,7 +123,7 @@ export class CrierClient extends Emitter<ClientEvents> {
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #retries = new Map<Subscription, ResubscribeRetry>();
   /** Commands issued while (re)connecting, written after the next `connected`. */
-  #queue: { id: number; text: string }[] = [];
+  #queue: { id: number; frame: string | Uint8Array }[] = [];
   #state: ClientState = "disconnected";
   #connection: Connection | undefined;
   #info: ConnectedInfo | undefined;
@@ -275,6 +275,7 @@ export class CrierClient extends Emitter<ClientEvents> {
           WebSocket: this.#options.WebSocket,
           url: this.url,
           protocols: this.#options.protocols,
+          codec: this.#options.codec,
           connect,
           handshakeTimeoutMs: this.#options.ackTimeoutMs,
           pingMarginMs: this.#options.pingMarginMs,
@@ -442,9 +443,9 @@ export class CrierClient extends Emitter<ClientEvents> {
    */
   #command(command: ClientCommand, callbacks: ReplyCallbacks, queueable: boolean): void {
     const id = this.#pending.nextId();
-    let text: string;
+    let frame: string | Uint8Array;
     try {
-      text = JSON.stringify({ ...command, id });
+      frame = this.#options.codec.encode({ ...command, id });
     } catch (error) {
       callbacks.fail(asError(error));
       return;
@@ -454,7 +455,7 @@ export class CrierClient extends Emitter<ClientEvents> {
       // Registered before writing: if the write fails, the connection reports its close,
       // and that fails this command like every other one in flight.
       this.#pending.add(id, command.op, true, callbacks);
-      connection.send(text);
+      connection.send(frame);
       return;
     }
     if (this.#state === "disconnected" || !queueable) {
@@ -477,7 +478,7 @@ export class CrierClient extends Emitter<ClientEvents> {
       return;
     }
     this.#pending.add(id, command.op, false, callbacks);
-    this.#queue.push({ id, text });
+    this.#queue.push({ id, frame });
   }
 
   /** Writes the queued commands in order. If a write ends the connection, the rest stay queued for the next one. */
@@ -486,7 +487,7 @@ export class CrierClient extends Emitter<ClientEvents> {
       const queued = this.#queue.shift();
       if (queued === undefined) return;
       // Commands that timed out while queued are dropped, not sent late.
-      if (this.#pending.markSent(queued.id)) connection.send(queued.text);
+      if (this.#pending.markSent(queued.id)) connection.send(queued.frame);
     }
   }
 

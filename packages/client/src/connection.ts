@@ -2,14 +2,8 @@
 // server's pings and call the connection dead when the server falls silent. Reconnects,
 // commands and subscriptions belong to the client, which starts one Connection per attempt.
 
-import {
-  type ConnectCommand,
-  type ConnectedReply,
-  decodeServerFrame,
-  ProtocolError,
-  type ServerFrame,
-  SUBPROTOCOL_JSON,
-} from "crier-protocol";
+import { type ConnectCommand, type ConnectedReply, ProtocolError, type ServerFrame } from "crier-protocol";
+import { type Codec, describeFrame } from "./codec.js";
 import { CrierClientError } from "./errors.js";
 import { discardSocket, type WebSocketConstructor, type WebSocketLike } from "./socket.js";
 import { startTimer, type Timer } from "./timer.js";
@@ -37,6 +31,8 @@ export interface ConnectionSettings {
   WebSocket: WebSocketConstructor;
   url: string;
   protocols: string[];
+  /** The subprotocol's encoding; the server must choose its protocol. */
+  codec: Codec;
   /** The `connect` command, with its id. */
   connect: ConnectCommand & { id: number };
   /** From opening the socket to the `connected` reply. */
@@ -56,12 +52,16 @@ export class Connection {
   #handshakeTimer: Timer | undefined;
   #silenceTimer: Timer | undefined;
   #lastHeardAt = 0;
+  readonly #pong: string | Uint8Array;
 
   /** Opens the socket; throws what the WebSocket constructor throws (e.g. a malformed URL). */
   constructor(settings: ConnectionSettings, events: ConnectionEvents) {
     this.#settings = settings;
     this.#events = events;
+    this.#pong = settings.codec.encode({ op: "pong" });
     const socket = new settings.WebSocket(settings.url, settings.protocols);
+    // Browsers hand binary frames over as Blobs unless told otherwise; `ws` ignores this for Buffers.
+    if (settings.codec.binary) socket.binaryType = "arraybuffer";
     this.#socket = socket;
     socket.onopen = () => this.#onOpen();
     socket.onmessage = (event) => this.#onMessage(event.data);
@@ -81,11 +81,11 @@ export class Connection {
   }
 
   /** Writes one frame; false when the socket is gone (the closed event has been or will be reported). */
-  send(text: string): boolean {
+  send(frame: string | Uint8Array): boolean {
     const socket = this.#socket;
     if (socket === undefined) return false;
     try {
-      socket.send(text);
+      socket.send(frame);
       return true;
     } catch (error) {
       this.#events.error(error instanceof Error ? error : new Error(String(error)));
@@ -105,31 +105,35 @@ export class Connection {
   #onOpen(): void {
     const socket = this.#socket;
     if (socket === undefined) return;
-    if (socket.protocol !== "" && socket.protocol !== SUBPROTOCOL_JSON) {
+    const codec = this.#settings.codec;
+    // A server that chose none speaks JSON (PROTOCOL.md), which only the JSON codec can read.
+    const chosen = socket.protocol === "" ? (codec.binary ? "none" : codec.protocol) : socket.protocol;
+    if (chosen !== codec.protocol) {
       const error = new CrierClientError(
         "unsupported_protocol",
-        `the server chose subprotocol '${socket.protocol}'; crier-client speaks ${SUBPROTOCOL_JSON}`,
+        `the server chose subprotocol '${chosen}'; this client was set up for ${codec.protocol}`,
       );
       this.#abort(error.message, error);
       return;
     }
-    this.send(JSON.stringify(this.#settings.connect));
+    this.send(codec.encode(this.#settings.connect));
   }
 
   #onMessage(data: unknown): void {
     if (this.#socket === undefined) return;
     this.#lastHeardAt = Date.now();
-    if (typeof data !== "string") {
-      this.#events.error(new CrierClientError("bad_frame", "binary frame on the crier.v1.json subprotocol; ignored"));
-      return;
-    }
-    const frame = decodeServerFrame(data);
+    const frame = this.#settings.codec.decode(data);
     if (frame === undefined) {
-      this.#events.error(new CrierClientError("bad_frame", `unreadable frame ignored: ${data.slice(0, 100)}`));
+      this.#events.error(
+        new CrierClientError(
+          "bad_frame",
+          `unreadable frame on ${this.#settings.codec.protocol} ignored: ${describeFrame(data)}`,
+        ),
+      );
       return;
     }
     if (frame.op === "ping") {
-      this.send('{"op":"pong"}');
+      this.send(this.#pong);
       return;
     }
     if (

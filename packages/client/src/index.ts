@@ -26,6 +26,8 @@ export type {
   PublishResult,
 } from "./client.js";
 export { CrierClient } from "./client.js";
+export type { Codec } from "./codec.js";
+export { jsonCodec } from "./codec.js";
 export type { Listener } from "./emitter.js";
 export type { ClientErrorCode } from "./errors.js";
 export { CrierClientError } from "./errors.js";

@@ -1,8 +1,9 @@
 // The client's options, their defaults and their validation: a bad option fails in
 // the constructor, not as a confusing reconnect loop later.
 
-import { type JsonObject, SUBPROTOCOL_JSON } from "crier-protocol";
+import type { JsonObject } from "crier-protocol";
 import type { Jitter } from "./backoff.js";
+import { type Codec, jsonCodec } from "./codec.js";
 import type { WebSocketConstructor } from "./socket.js";
 
 export type TokenSource = string | (() => string | Promise<string>);
@@ -16,7 +17,9 @@ export interface ClientOptions {
   name?: string;
   /** The WebSocket implementation: globalThis.WebSocket by default; in Node 20 pass the `ws` package's WebSocket. */
   WebSocket?: WebSocketConstructor;
-  /** Subprotocols offered to the server. The SDK speaks only crier.v1.json. */
+  /** The encoding: JSON by default; `msgpackCodec` from `crier-client/msgpack` for crier.v1.msgpack. */
+  codec?: Codec;
+  /** Subprotocols offered to the server; by default the codec's. The server must choose the codec's. */
   protocols?: string[];
   /** How long a command waits for its reply (and a connection for its `connected`), in ms. Default 10000. */
   ackTimeoutMs?: number;
@@ -37,6 +40,7 @@ export interface ResolvedOptions {
   info: JsonObject | undefined;
   name: string | undefined;
   WebSocket: WebSocketConstructor;
+  codec: Codec;
   protocols: string[];
   ackTimeoutMs: number;
   minReconnectDelayMs: number;
@@ -70,12 +74,19 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   if (jitter !== "full" && jitter !== "equal") {
     throw new RangeError(`crier-client: option 'jitter' must be "full" or "equal", got ${String(jitter)}`);
   }
+  const codec = options.codec ?? jsonCodec;
+  if (options.protocols !== undefined && !options.protocols.includes(codec.protocol)) {
+    throw new RangeError(
+      `crier-client: option 'protocols' must include ${codec.protocol}, the codec's subprotocol, got ${JSON.stringify(options.protocols)}`,
+    );
+  }
   return {
     token: options.token,
     info: options.info,
     name: options.name,
     WebSocket,
-    protocols: options.protocols ?? [SUBPROTOCOL_JSON],
+    codec,
+    protocols: options.protocols ?? [codec.protocol],
     ackTimeoutMs: nonNegative("ackTimeoutMs", options.ackTimeoutMs, 10_000),
     minReconnectDelayMs,
     maxReconnectDelayMs,

@@ -23,11 +23,13 @@ export interface ErrorEventLike {
 
 export interface WebSocketLike {
   readonly protocol: string;
+  /** How binary frames arrive: the client sets "arraybuffer" (browsers default to Blob; `ws` gives Buffers). */
+  binaryType?: string;
   onopen: Handler<unknown> | null;
   onmessage: Handler<MessageEventLike> | null;
   onclose: Handler<CloseEventLike> | null;
   onerror: Handler<ErrorEventLike> | null;
-  send(data: string): void;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
   /** `ws` only: drop the connection without a closing handshake. */
   terminate?(): void;

@@ -3,7 +3,7 @@
 // point (crier-protocol/msgpack) so JSON-only users, like the SDK, never load it.
 
 import { Packr } from "msgpackr";
-import type { ServerFrame } from "./types.js";
+import type { ClientCommand, ServerFrame } from "./types.js";
 import { type DecodedFrame, validateClientFrame } from "./validate.js";
 
 // Plain maps, no msgpackr record extension: any MessagePack library can read them.
@@ -11,6 +11,11 @@ const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "
 
 export function encodeServerFrameMsgpack(frame: ServerFrame | Record<string, unknown>): Buffer {
   return packr.pack(frame);
+}
+
+/** Encodes a client command (used by clients and tests). */
+export function encodeClientFrameMsgpack(command: ClientCommand | Record<string, unknown>): Uint8Array {
+  return packr.pack(command);
 }
 
 /** Decodes and validates one binary frame; anything that is not a MessagePack map is fatal (4002). */
