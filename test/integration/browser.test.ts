@@ -1,0 +1,182 @@
+// The SDK in a real browser: crier-client bundled for browsers (esbuild), loaded
+// by a page in headless Chromium (Debian's, driven by playwright-core), talking
+// to a real crier process with the browser's own WebSocket, over JSON and over
+// MessagePack (binary frames arrive as ArrayBuffers there, not Buffers).
+
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { build } from "esbuild";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { api, type CrierInstance, REPO_ROOT, startCrier } from "../support/crier.js";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+/** What the page's helpers hand back (plain JSON across the page boundary). */
+interface Opened {
+  user: string;
+  recovered: boolean;
+}
+interface Collected {
+  offset: number | undefined;
+  messages: unknown[];
+}
+type PageGlobals = {
+  crierOpen(url: string, codec: string, room: string): Promise<Opened>;
+  crierPublishAndCollect(data: unknown, count: number): Promise<Collected>;
+  crierClose(): void;
+};
+
+/** The page: imports the bundle and keeps one client between the test's steps. */
+const PAGE = `<!doctype html>
+<meta charset="utf-8">
+<title>crier-client in a browser</title>
+<script type="module">
+import { CrierClient, msgpackCodec } from "/sdk.js";
+let client;
+const received = [];
+let waiting;
+const errors = [];
+/** Fails after 10 s, with what the client reported, instead of hanging until the test's timeout. */
+const within = (promise, what) =>
+  Promise.race([
+    promise,
+    new Promise((_, reject) =>
+      setTimeout(() => reject(new Error(what + " within 10 s; client errors: " + errors.join("; "))), 10000),
+    ),
+  ]);
+globalThis.crierOpen = async (url, codec, room) => {
+  client = new CrierClient(url, codec === "msgpack" ? { codec: msgpackCodec } : {});
+  client.on("error", (error) => errors.push(error.message));
+  globalThis.crierRoom = room;
+  const info = await within(client.connect(), "no connected reply");
+  const subscription = client.subscribe(room, (message) => {
+    received.push(message.data);
+    if (waiting !== undefined && received.length >= waiting.count) waiting.resolve();
+  });
+  const ready = await within(subscription.ready, "no subscribed reply");
+  return { user: info.user, recovered: ready.recovered };
+};
+globalThis.crierPublishAndCollect = async (data, count) => {
+  const ack = await client.publish(globalThis.crierRoom, data);
+  if (received.length < count) {
+    await new Promise((resolve, reject) => {
+      waiting = { count, resolve };
+      setTimeout(() => reject(new Error("only " + received.length + " of " + count + " messages")), 10000);
+    });
+  }
+  return { offset: ack.offset, messages: received.slice() };
+};
+globalThis.crierClose = () => client.close();
+</script>`;
+
+let dir = "";
+let crier: CrierInstance;
+let site: Server;
+let siteUrl = "";
+let browser: Browser;
+
+before(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
+  }
+  dir = await mkdtemp(join(tmpdir(), "crier-browser-test-"));
+  const config = join(dir, "crier.json");
+  await writeFile(
+    config,
+    JSON.stringify({ allowAnonymous: true, namespaces: { chat: { history: { size: 50, ttl: "10m" } } } }),
+  );
+  crier = await startCrier({ args: ["--config", config] });
+  // The SDK and its MessagePack entry point, bundled as a browser app would bundle them.
+  const bundle = await build({
+    stdin: {
+      contents: 'export * from "crier-client"; export { msgpackCodec } from "crier-client/msgpack";',
+      resolveDir: REPO_ROOT,
+      sourcefile: "sdk-entry.ts",
+      loader: "ts",
+    },
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "chrome120",
+    write: false,
+  });
+  const sdk = bundle.outputFiles[0]?.text ?? "";
+  assert.ok(sdk.length > 0, "esbuild produced the bundle");
+  site = createServer((request, response) => {
+    if (request.url === "/sdk.js") response.writeHead(200, { "Content-Type": "text/javascript" }).end(sdk);
+    else if (request.url === "/") response.writeHead(200, { "Content-Type": "text/html" }).end(PAGE);
+    else response.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
+  siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}/`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    // Without the background-networking flags Chromium keeps trying hosts this closed network refuses.
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await new Promise((resolve) => site?.close(resolve));
+  await crier?.stop();
+  if (dir !== "") await rm(dir, { recursive: true, force: true });
+});
+
+async function openPage(): Promise<Page> {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  await page.goto(siteUrl);
+  await page.waitForFunction(() => typeof (globalThis as unknown as Partial<PageGlobals>).crierOpen === "function");
+  assert.deepEqual(errors, []);
+  return page;
+}
+
+describe("crier-client in headless Chromium", () => {
+  for (const codec of ["json", "msgpack"]) {
+    test(`${codec}: connect, subscribe, receive a server publish and its own, with offsets`, async () => {
+      const page = await openPage();
+      const room = `chat:browser-${codec}`;
+      try {
+        const opened = await page.evaluate(
+          ([url, name, where]) => (globalThis as unknown as PageGlobals).crierOpen(url, name, where),
+          [crier.url, codec, room] as const,
+        );
+        assert.deepEqual(opened, { user: "", recovered: false });
+
+        const fromServer = { from: "server", n: 2 ** 33, text: "é ✓" };
+        assert.equal((await api(crier, "/api/publish", { room, data: fromServer })).status, 200);
+        const fromPage = { from: "page", list: [1, null, true], codec };
+        const collected = await page.evaluate(
+          ([data]) => (globalThis as unknown as PageGlobals).crierPublishAndCollect(data, 2),
+          [fromPage] as const,
+        );
+        assert.deepEqual(collected.messages, [fromServer, fromPage]);
+        assert.equal(collected.offset, 2, "the room keeps history: the page's publish is its second message");
+
+        const history = await api(crier, `/api/history?room=${encodeURIComponent(room)}`);
+        assert.equal(history.status, 200);
+        const stored = (history.body as { messages: { data: unknown }[] }).messages.map((m) => m.data);
+        assert.deepEqual(stored, [fromServer, fromPage]);
+      } finally {
+        await page.evaluate(() => (globalThis as unknown as PageGlobals).crierClose());
+        await page.close();
+      }
+    });
+  }
+});
