@@ -3,9 +3,10 @@
 // channels subscribed again, and it is ready only while both connections are.
 
 import { ProtocolError } from "crier-protocol";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
-import { backoffDelay, quit, redactUrl } from "../redis/connection.js";
+import { backoffDelay, createRedis, quit, redactUrl } from "../redis/connection.js";
+import { redisUrlProblem } from "../redis/url.js";
 import type { Broker, BrokerStats, DeliveryHandler, ReadyListener } from "./broker.js";
 import { decodeEnvelope, type Envelope, encodeEnvelope } from "./envelope.js";
 
@@ -71,14 +72,9 @@ export class RedisBroker implements Broker {
   private healthTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RedisBrokerOptions) {
-    let protocol: string;
-    try {
-      protocol = new URL(options.url).protocol;
-    } catch {
-      protocol = "";
-    }
-    if (protocol !== "redis:" && protocol !== "rediss:") {
-      throw new Error(`redis broker: invalid url "${redactUrl(options.url)}" (expected redis://host:port)`);
+    const problem = redisUrlProblem(options.url);
+    if (problem !== undefined) {
+      throw new Error(`redis broker: invalid url "${redactUrl(options.url)}" (${problem})`);
     }
     this.url = redactUrl(options.url);
     this.log = (options.logger ?? pino({ enabled: false })).child({ component: "broker", redis: this.url });
@@ -109,8 +105,8 @@ export class RedisBroker implements Broker {
     // without waiting for earlier replies. ioredis's auto-pipelining (one write
     // per tick) is off: its per-tick Pipeline cost more CPU than it saved
     // (`npm run bench -- sparse`, with a profile: bench/profile.ts).
-    this.pub = new Redis(options.url, { ...common, connectionName: `${name}-pub` });
-    this.sub = new Redis(options.url, { ...common, connectionName: `${name}-sub` });
+    this.pub = createRedis(options.url, { ...common, connectionName: `${name}-pub` });
+    this.sub = createRedis(options.url, { ...common, connectionName: `${name}-sub` });
     this.watch(this.pub, "pub");
     this.watch(this.sub, "sub");
     this.sub.on("message", (channel: string, text: string) => this.onMessage(channel, text));

@@ -4,9 +4,9 @@
 // dead node listed or drop a live one.
 
 import { ProtocolError } from "crier-protocol";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
-import { backoffDelay, quit, redactUrl } from "../redis/connection.js";
+import { backoffDelay, createRedis, quit, redactUrl } from "../redis/connection.js";
 import { type Membership, type NodeInfo, parseNodeInfo } from "./membership.js";
 
 export interface RedisMembershipOptions {
@@ -70,7 +70,7 @@ export class RedisMembership implements Membership {
     this.url = redactUrl(options.url);
     this.log = (options.logger ?? pino({ enabled: false })).child({ component: "membership" });
     const timeoutMs = options.timeoutMs ?? 2000;
-    this.redis = new Redis(options.url, {
+    this.redis = createRedis(options.url, {
       lazyConnect: true,
       connectTimeout: timeoutMs,
       commandTimeout: timeoutMs,

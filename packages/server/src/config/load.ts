@@ -51,7 +51,7 @@ export const SETTINGS: readonly Setting[] = [
     env: "CRIER_REDIS_URL",
     flag: "redis",
     kind: "string",
-    help: "Redis URL of the backplane (default: embedded in-memory broker)",
+    help: "Redis URL of the backplane: redis://, rediss:// or redis+sentinel:// (default: embedded in-memory broker)",
   },
   {
     path: ["redisPrefix"],

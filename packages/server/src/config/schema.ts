@@ -3,6 +3,7 @@
 // the parsed values and never read config or env themselves.
 
 import { z } from "zod";
+import { redisUrlProblem, SENTINEL_SCHEME } from "../redis/url.js";
 import { parseDuration } from "./duration.js";
 
 const duration = z.union([z.number().positive(), z.string()]).transform((value, ctx) => {
@@ -93,7 +94,15 @@ export const configSchema = z
     apiKey: z.string().min(8, "must be at least 8 characters").optional(),
     redis: z
       .string()
-      .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379"')
+      .regex(
+        /^(rediss?|redis\+sentinel):\/\//,
+        'must be a redis://, rediss:// or redis+sentinel:// URL, e.g. "redis://127.0.0.1:6379" or "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster"',
+      )
+      .superRefine((url, context) => {
+        if (!url.startsWith(SENTINEL_SCHEME)) return;
+        const problem = redisUrlProblem(url);
+        if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+      })
       .optional(),
     redisPrefix: z.string().max(64).default("crier:"),
     jwt: jwtSchema.default({}),

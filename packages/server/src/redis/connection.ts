@@ -1,7 +1,28 @@
-// Shared by the Redis-backed parts (broker, membership): reconnect backoff, URL
-// redaction for logs, and closing a connection without hanging.
+// Shared by the Redis-backed parts (broker, membership, stores): how a URL
+// becomes a connection (one Redis, or a master found through Sentinel),
+// reconnect backoff, URL redaction for logs, and closing without hanging.
 
-import type { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
+import { parseSentinelUrl, SENTINEL_SCHEME } from "./url.js";
+
+/**
+ * A connection to `url`: redis:// or rediss:// as ioredis takes them, or
+ * redis+sentinel:// (the master the sentinels name, asked again on every
+ * reconnect, so a failover is followed).
+ */
+export function createRedis(url: string, options: RedisOptions): Redis {
+  if (!url.startsWith(SENTINEL_SCHEME)) return new Redis(url, options);
+  const { sentinels, name, password, username, db, sentinelPassword } = parseSentinelUrl(url);
+  return new Redis({
+    ...options,
+    sentinels,
+    name,
+    ...(password === undefined ? {} : { password }),
+    ...(username === undefined ? {} : { username }),
+    ...(db === undefined ? {} : { db }),
+    ...(sentinelPassword === undefined ? {} : { sentinelPassword }),
+  });
+}
 
 /**
  * Delay before reconnect attempt `attempt` (1-based): exponential up to `maxMs`,
@@ -15,6 +36,10 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number, ran
 
 /** The URL with any password masked, for logs and error messages. */
 export function redactUrl(url: string): string {
+  if (url.startsWith(SENTINEL_SCHEME)) {
+    // Not a WHATWG URL (several hosts): mask what sits between "//" and "@", and the sentinel password.
+    return url.replace(/^(redis\+sentinel:\/\/)[^@/]*@/, "$1***@").replace(/([?&]sentinelPassword=)[^&]*/, "$1***");
+  }
   try {
     const parsed = new URL(url);
     if (parsed.password === "") return url;

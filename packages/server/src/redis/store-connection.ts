@@ -7,9 +7,9 @@
 // fail needlessly.
 
 import { ProtocolError } from "crier-protocol";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
-import { backoffDelay, quit, redactUrl } from "./connection.js";
+import { backoffDelay, createRedis, quit, redactUrl } from "./connection.js";
 
 /** Replies Redis gives while it cannot serve writes for now: unavailable, not a bug. */
 const TRANSIENT_REPLY = /^(LOADING|OOM|READONLY|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b/;
@@ -53,7 +53,7 @@ export class StoreConnection {
     const timeoutMs = options.timeoutMs ?? 2000;
     const baseMs = options.retryBaseMs ?? 100;
     const maxMs = options.retryMaxMs ?? 5000;
-    this.redis = new Redis(options.url, {
+    this.redis = createRedis(options.url, {
       lazyConnect: true,
       connectTimeout: timeoutMs,
       commandTimeout: timeoutMs,
