@@ -242,6 +242,10 @@ export class Hub {
     for (;;) {
       const read = await reader(room, { offset: after, epoch: since.epoch });
       if (read === undefined || !read.complete || read.position.epoch !== since.epoch) return undefined;
+      // History behind what was delivered here: Redis came back from an older
+      // snapshot, or a replica that lagged was promoted. Its next offsets would
+      // repeat ones members already have, and be dropped as duplicates: lost.
+      if (read.position.offset < since.offset) return undefined;
       for (const message of read.messages) missed.push({ offset: message.offset ?? 0, item: message });
       const last = read.messages.at(-1)?.offset;
       if (last === undefined || last >= read.position.offset) return missed;
