@@ -108,7 +108,16 @@ export class StoreConnection {
   }
 
   isReady(): boolean {
-    return !this.closed && this.redis.status === "ready";
+    return !this.closed && this.usable();
+  }
+
+  /**
+   * Ready, and its socket still writable: between Redis going away (the
+   * socket has ended) and ioredis noticing (its "close"), the status still
+   * says ready while every command is refused.
+   */
+  private usable(): boolean {
+    return this.redis.status === "ready" && this.redis.stream?.writable === true;
   }
 
   get isClosed(): boolean {
@@ -127,7 +136,7 @@ export class StoreConnection {
   async call(what: string, run: () => Promise<unknown>): Promise<unknown> {
     if (!this.firstAttemptDone && !this.closed) await this.firstAttempt;
     if (this.closed) throw new ProtocolError("unavailable", `the ${this.component} store is closed`);
-    if (this.redis.status !== "ready") {
+    if (!this.usable()) {
       throw new ProtocolError("unavailable", `${what} failed: redis at ${this.url} is unreachable`);
     }
     return new Promise((resolve, reject) => {
