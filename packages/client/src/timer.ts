@@ -10,6 +10,7 @@ export interface Timer {
 export function startTimer(ms: number, run: () => void, keepAlive = false): Timer {
   const handle = setTimeout(run, ms);
   // In browsers the handle is a number; in Node an object with unref().
-  if (!keepAlive && typeof handle === "object" && typeof handle.unref === "function") handle.unref();
+  const nodeHandle = handle as unknown as { unref?: unknown };
+  if (!keepAlive && typeof nodeHandle === "object" && typeof nodeHandle.unref === "function") nodeHandle.unref();
   return { cancel: () => clearTimeout(handle) };
 }
