@@ -62,7 +62,7 @@ test("Redis restarted from an older snapshot: members are closed with 4504 and t
     admin.disconnect();
   }
   for (const n of [4, 5, 6]) assert.equal(await publish(`m${n}`), n);
-  await client.waitFor((f) => f.op === "message" && f.offset === 6, "offset 6");
+  await client.seen((f) => f.op === "message" && f.offset === 6, "offset 6");
 
   await redis.restart();
   const closed = await client.waitClosed(20_000);
@@ -76,7 +76,7 @@ test("Redis restarted from an older snapshot: members are closed with 4504 and t
   assert.equal(resubscribed.op === "subscribed" ? resubscribed.recovered : undefined, false);
   // And what is published now reaches it, whatever offset Redis hands out.
   const offset = await publish("after");
-  const message = await again.waitFor((f) => f.op === "message" && f.data === "after", "the new message");
+  const message = await again.seen((f) => f.op === "message" && f.data === "after", "the new message");
   assert.equal(message.op === "message" ? message.offset : undefined, offset);
   again.close();
 });

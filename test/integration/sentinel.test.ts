@@ -131,7 +131,7 @@ describe("Redis Sentinel", () => {
       async () => (await api(crier, "/api/publish", { room: "alerts", data: "after" })).status === 200,
       30_000,
     );
-    const after = await client.waitFor(
+    const after = await client.seen(
       (frame) => frame.op === "message" && frame.data === "after",
       "the message published after the failover",
       10_000,
