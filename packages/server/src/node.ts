@@ -156,6 +156,7 @@ export class CrierNode implements SessionHost, ApiHost {
       apiKey: this.apiKey,
       maxBodyBytes: config.limits.maxHttpBodyBytes,
       logger: this.logger,
+      dashboard: config.dashboard,
     });
   }
 

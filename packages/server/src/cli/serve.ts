@@ -9,7 +9,8 @@ import { runPrimary, WORKER_INDEX_ENV } from "./workers.js";
 
 export function serveHelp(): string {
   const lines = SETTINGS.map(
-    (s) => `  --${`${s.flag}${s.kind === "boolean" ? "" : " VALUE"}`.padEnd(26)} ${s.help} [${s.env}]`,
+    (s) =>
+      `  --${`${s.flag}${s.kind === "boolean" && s.flagTakesValue !== true ? "" : " VALUE"}`.padEnd(26)} ${s.help} [${s.env}]`,
   );
   return [
     "Usage: crier serve [options]",
@@ -28,7 +29,11 @@ export async function serve(args: string[], env: NodeJS.ProcessEnv): Promise<num
     config: { type: "string" },
     help: { type: "boolean" },
   };
-  for (const setting of SETTINGS) options[setting.flag] = { type: setting.kind === "boolean" ? "boolean" : "string" };
+  for (const setting of SETTINGS) {
+    options[setting.flag] = {
+      type: setting.kind === "boolean" && setting.flagTakesValue !== true ? "boolean" : "string",
+    };
+  }
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args, options, strict: true, allowPositionals: false });

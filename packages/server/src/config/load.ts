@@ -27,6 +27,8 @@ interface Setting {
   flag: string;
   kind: Kind;
   help: string;
+  /** A boolean flag that takes true/false (one that defaults to true: a bare flag could not turn it off). */
+  flagTakesValue?: true;
 }
 
 export const SETTINGS: readonly Setting[] = [
@@ -95,6 +97,14 @@ export const SETTINGS: readonly Setting[] = [
     flag: "allow-anonymous",
     kind: "boolean",
     help: "accept connections without a token (default: only when no JWT key is set)",
+  },
+  {
+    path: ["dashboard"],
+    env: "CRIER_DASHBOARD",
+    flag: "dashboard",
+    kind: "boolean",
+    flagTakesValue: true,
+    help: "true or false: serve GET /dashboard, which reads /api/info with a key typed in the page (default true)",
   },
   {
     path: ["allowedOrigins"],

@@ -3,9 +3,10 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { startNode, type TestNode } from "../../../../test/support/node.js";
+import { API_KEY, startNode, type TestNode } from "../../../../test/support/node.js";
 import { JWT_SECRET, token } from "../../../../test/support/tokens.js";
 import { waitUntil } from "../../../../test/support/wait.js";
+import { loadConfig } from "../config/load.js";
 
 describe("HTTP API", () => {
   let server: TestNode;
@@ -169,5 +170,40 @@ describe("HTTP API", () => {
       async () => (await metric("crier_disconnects_total", 'code="4002"')) >= 1,
     );
     b.close();
+  });
+});
+
+describe("GET /dashboard", () => {
+  test("serves the page without a key (it asks for one), locked down by its CSP", async () => {
+    const node = await startNode();
+    try {
+      const response = await fetch(`${node.httpUrl}/dashboard`);
+      assert.equal(response.status, 200);
+      assert.match(response.headers.get("content-type") ?? "", /^text\/html/);
+      assert.match(response.headers.get("content-security-policy") ?? "", /default-src 'none'.*connect-src 'self'/);
+      const page = await response.text();
+      assert.match(page, /fetch\("\/api\/info"/);
+      assert.doesNotMatch(page, new RegExp(API_KEY), "the page carries no key");
+    } finally {
+      await node.close();
+    }
+  });
+
+  test("dashboard: false turns it off", async () => {
+    const node = await startNode({ dashboard: false });
+    try {
+      const response = await fetch(`${node.httpUrl}/dashboard`);
+      assert.equal(response.status, 404);
+      await response.body?.cancel();
+    } finally {
+      await node.close();
+    }
+  });
+
+  test("--dashboard takes true or false, since a bare flag could not turn it off", () => {
+    assert.equal(loadConfig({ flags: { dashboard: "false" } }).dashboard, false);
+    assert.equal(loadConfig({ env: { CRIER_DASHBOARD: "off" } }).dashboard, false);
+    assert.equal(loadConfig({}).dashboard, true);
+    assert.throws(() => loadConfig({ flags: { dashboard: "maybe" } }), /dashboard/);
   });
 });

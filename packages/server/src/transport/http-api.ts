@@ -8,6 +8,7 @@ import { type ErrorCode, type HistoryReply, isValidRoom, type Member, ProtocolEr
 import type { Logger } from "pino";
 import { z } from "zod";
 import type { PublishResult } from "../session/host.js";
+import { DASHBOARD_HTML } from "./dashboard.js";
 
 export interface ApiHost {
   isReady(): boolean;
@@ -29,6 +30,8 @@ export interface ApiOptions {
   apiKey: string;
   maxBodyBytes: number;
   logger: Logger;
+  /** Serve GET /dashboard (a page that reads /api/info with a key the user types). */
+  dashboard: boolean;
 }
 
 const STATUS: Record<ErrorCode, number> = {
@@ -109,6 +112,17 @@ export class HttpApi {
         },
         (error: unknown) => this.fail(response, error),
       );
+      return true;
+    }
+    if (path === "/dashboard" && this.options.dashboard) {
+      response.writeHead(200, {
+        "Content-Type": "text/html; charset=utf-8",
+        // Its own inline script and style, and requests to this origin only.
+        "Content-Security-Policy":
+          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+        "Cache-Control": "no-store",
+      });
+      response.end(DASHBOARD_HTML);
       return true;
     }
     if (!path.startsWith("/api/")) return false;
