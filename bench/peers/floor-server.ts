@@ -15,6 +15,7 @@ import type { Socket } from "node:net";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { type RawData, WebSocketServer } from "ws";
+import { redisReady } from "./redis-ready.js";
 
 const { values } = parseArgs({
   options: {
@@ -115,16 +116,7 @@ http.on("upgrade", (request, socket, head) => {
   });
 });
 
-await Promise.all(
-  [pub, sub].map(
-    (client) =>
-      new Promise<void>((resolve, reject) => {
-        if (client.status === "ready") resolve();
-        client.once("ready", () => resolve());
-        client.once("error", reject);
-      }),
-  ),
-);
+await redisReady([pub, sub]);
 http.listen(Number(values.port), values.host, () => {
   ready = true;
 });

@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { Redis } from "ioredis";
 import { Server } from "socket.io";
+import { redisReady } from "./redis-ready.js";
 
 const { values } = parseArgs({
   options: {
@@ -110,16 +111,7 @@ async function serve(): Promise<void> {
     });
   });
 
-  await Promise.all(
-    [pubClient, subClient].map(
-      (client) =>
-        new Promise<void>((resolve, reject) => {
-          if (client.status === "ready") resolve();
-          client.once("ready", () => resolve());
-          client.once("error", reject);
-        }),
-    ),
-  );
+  await redisReady([pubClient, subClient]);
   http.listen(Number(values.port), values.host, () => {
     if (!cluster.isWorker) {
       ready = true;

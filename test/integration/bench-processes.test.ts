@@ -29,22 +29,26 @@ async function openConnections(): Promise<number> {
   return nodes.reduce((total, node) => total + (node.connections ?? 0), 0);
 }
 
+/** A generator pool of `workers` against the test's crier, as if one process could open `fdLimit` files. */
+function startPool(conns: ConnSpec[], workers: number, fdLimit: number): ReturnType<typeof GeneratorPool.start> {
+  return GeneratorPool.start({
+    target: "crier",
+    endpoints: [{ host: "127.0.0.1", port: Number(new URL(crier.url).port), tls: false }],
+    conns,
+    publishers: [],
+    workers,
+    fdLimit,
+    payloadBytes: 100,
+    concurrency: 8,
+    timeoutMs: 20_000,
+  });
+}
+
 describe("bench generator", () => {
   test("spreads connections over child processes when one process may not open them all", async () => {
-    const { port } = new URL(crier.url);
     const conns: ConnSpec[] = Array.from({ length: 120 }, (_, i) => ({ instance: 0, rooms: [`room-${i % 3}`] }));
     // 250 files per process, 200 kept for the process itself: 50 connections each, so 3 processes.
-    const { pool, ready } = await GeneratorPool.start({
-      target: "crier",
-      endpoints: [{ host: "127.0.0.1", port: Number(port), tls: false }],
-      conns,
-      publishers: [],
-      workers: 1,
-      fdLimit: 250,
-      payloadBytes: 100,
-      concurrency: 8,
-      timeoutMs: 20_000,
-    });
+    const { pool, ready } = await startPool(conns, 1, 250);
     let pids: number[] = [];
     try {
       assert.deepEqual(ready, { type: "ready", connected: 120, failed: 0 });
@@ -61,19 +65,8 @@ describe("bench generator", () => {
   });
 
   test("stays in threads of this process when the connections fit", async () => {
-    const { port } = new URL(crier.url);
     const conns: ConnSpec[] = Array.from({ length: 10 }, () => ({ instance: 0, rooms: ["room"] }));
-    const { pool, ready } = await GeneratorPool.start({
-      target: "crier",
-      endpoints: [{ host: "127.0.0.1", port: Number(port), tls: false }],
-      conns,
-      publishers: [],
-      workers: 2,
-      fdLimit: 1000,
-      payloadBytes: 100,
-      concurrency: 8,
-      timeoutMs: 20_000,
-    });
+    const { pool, ready } = await startPool(conns, 2, 1000);
     try {
       assert.equal(ready.connected, 10);
       assert.deepEqual(pool.pids(), []);

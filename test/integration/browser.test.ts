@@ -4,16 +4,13 @@
 // MessagePack (binary frames arrive as ArrayBuffers there, not Buffers).
 
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { build } from "esbuild";
 import type { Browser, Page } from "playwright-core";
 import { launchChromium } from "../support/browser.js";
-import { api, type CrierInstance, REPO_ROOT, startCrier } from "../support/crier.js";
+import { api, type ConfigFile, type CrierInstance, REPO_ROOT, startCrier, writeConfig } from "../support/crier.js";
 import { TestClient } from "../support/ws-client.js";
 
 /** What the page's helpers hand back (plain JSON across the page boundary). */
@@ -74,20 +71,15 @@ globalThis.crierPublishAndCollect = async (data, count) => {
 globalThis.crierClose = () => client.close();
 </script>`;
 
-let dir = "";
+let config: ConfigFile | undefined;
 let crier: CrierInstance;
 let site: Server;
 let siteUrl = "";
 let browser: Browser;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "crier-browser-test-"));
-  const config = join(dir, "crier.json");
-  await writeFile(
-    config,
-    JSON.stringify({ allowAnonymous: true, namespaces: { chat: { history: { size: 50, ttl: "10m" } } } }),
-  );
-  crier = await startCrier({ args: ["--config", config] });
+  config = await writeConfig({ allowAnonymous: true, namespaces: { chat: { history: { size: 50, ttl: "10m" } } } });
+  crier = await startCrier({ args: ["--config", config.path] });
   // The SDK and its MessagePack entry point, bundled as a browser app would bundle them.
   const bundle = await build({
     stdin: {
@@ -118,7 +110,7 @@ after(async () => {
   await browser?.close();
   await new Promise((resolve) => site?.close(resolve));
   await crier?.stop();
-  if (dir !== "") await rm(dir, { recursive: true, force: true });
+  await config?.remove();
 });
 
 async function openPage(): Promise<Page> {

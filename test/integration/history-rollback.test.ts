@@ -6,38 +6,30 @@
 // them recovered: false when they resubscribe.
 
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { CloseCode } from "crier-protocol";
 import { Redis } from "ioredis";
-import { api, type CrierInstance, startCrier } from "../support/crier.js";
+import { api, type ConfigFile, type CrierInstance, startCrier, writeConfig } from "../support/crier.js";
 import { type RedisProcess, startRedis } from "../support/redis.js";
 import { waitUntil } from "../support/wait.js";
 import { TestClient } from "../support/ws-client.js";
 
 const ROOM = "chat:rollback";
 
-let dir = "";
+let config: ConfigFile | undefined;
 let redis: RedisProcess;
 let crier: CrierInstance;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "crier-rollback-test-"));
-  const config = join(dir, "crier.json");
-  await writeFile(
-    config,
-    JSON.stringify({ allowAnonymous: true, namespaces: { chat: { history: { size: 100, ttl: "10m" } } } }),
-  );
+  config = await writeConfig({ allowAnonymous: true, namespaces: { chat: { history: { size: 100, ttl: "10m" } } } });
   redis = await startRedis();
-  crier = await startCrier({ args: ["--config", config, "--redis", redis.url] });
+  crier = await startCrier({ args: ["--config", config.path, "--redis", redis.url] });
 });
 
 after(async () => {
   await crier?.stop();
   await redis?.stop();
-  if (dir !== "") await rm(dir, { recursive: true, force: true });
+  await config?.remove();
 });
 
 async function publish(data: string): Promise<number> {

@@ -3,12 +3,9 @@
 // rooms with history, from the same atomic script).
 
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { CrierPublisher } from "../../packages/server/src/index.js";
-import { type CrierInstance, startCrier } from "../support/crier.js";
+import { type ConfigFile, type CrierInstance, startCrier, writeConfig } from "../support/crier.js";
 import { type RedisProcess, startRedis } from "../support/redis.js";
 import { JWT_SECRET, token } from "../support/tokens.js";
 import { TestClient } from "../support/ws-client.js";
@@ -16,21 +13,17 @@ import { TestClient } from "../support/ws-client.js";
 const NAMESPACES = { feed: { history: { size: 50, ttl: "10m" } } };
 
 describe("CrierPublisher", () => {
-  let dir: string;
+  let config: ConfigFile | undefined;
   let redis: RedisProcess;
   let instances: CrierInstance[];
   let publisher: CrierPublisher;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), "crier-publisher-"));
-    const config = join(dir, "crier.json");
-    await writeFile(
-      config,
-      JSON.stringify({ jwt: { secret: JWT_SECRET }, allowAnonymous: true, namespaces: NAMESPACES }),
-    );
+    config = await writeConfig({ jwt: { secret: JWT_SECRET }, allowAnonymous: true, namespaces: NAMESPACES });
+    const file = config.path;
     redis = await startRedis();
     instances = await Promise.all(
-      ["p1", "p2"].map((id) => startCrier({ args: ["--redis", redis.url, "--node-id", id, "--config", config] })),
+      ["p1", "p2"].map((id) => startCrier({ args: ["--redis", redis.url, "--node-id", id, "--config", file] })),
     );
     publisher = await CrierPublisher.connect({ redis: redis.url, namespaces: NAMESPACES });
   });
@@ -39,7 +32,7 @@ describe("CrierPublisher", () => {
     await publisher?.close();
     await Promise.all((instances ?? []).map((instance) => instance.stop()));
     await redis?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await config?.remove();
   });
 
   test("publishes to a room on every instance", async () => {

@@ -2,14 +2,11 @@
 // reconnect + resubscribe + recovery when the server is restarted under it.
 
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { WebSocket } from "ws";
 import { CrierClient, type MessagePush } from "../../packages/client/src/index.js";
 import { msgpackCodec } from "../../packages/client/src/msgpack.js";
-import { api, type CrierInstance, startCrier } from "../support/crier.js";
+import { api, type ConfigFile, type CrierInstance, startCrier, writeConfig } from "../support/crier.js";
 import { JWT_SECRET, token } from "../support/tokens.js";
 
 /** Collects a subscription's messages and lets a test wait for a count. */
@@ -45,26 +42,21 @@ class Inbox {
 }
 
 describe("SDK against a real server", () => {
-  let dir: string;
+  let config: ConfigFile | undefined;
   let server: CrierInstance;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), "crier-sdk-test-"));
-    const config = join(dir, "crier.json");
-    await writeFile(
-      config,
-      JSON.stringify({
-        jwt: { secret: JWT_SECRET },
-        allowAnonymous: true,
-        namespaces: { chat: { history: { size: 100, ttl: "10m" } } },
-      }),
-    );
-    server = await startCrier({ args: ["--config", config] });
+    config = await writeConfig({
+      jwt: { secret: JWT_SECRET },
+      allowAnonymous: true,
+      namespaces: { chat: { history: { size: 100, ttl: "10m" } } },
+    });
+    server = await startCrier({ args: ["--config", config.path] });
   });
 
   after(async () => {
     await server.stop();
-    await rm(dir, { recursive: true, force: true });
+    await config?.remove();
   });
 
   test("connect, subscribe, publish, and a send to the user", async () => {

@@ -4,7 +4,10 @@
 // and awaited by event with deadlines; every child dies with the test process.
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { track } from "./children.js";
 
@@ -492,6 +495,21 @@ class CrierProcess implements CrierInstance {
  * listening" (failing with its output if it exits first or takes longer than
  * readyTimeoutMs).
  */
+export interface ConfigFile {
+  /** For `--config`. */
+  readonly path: string;
+  /** Deletes the file and its folder. Idempotent. */
+  remove(): Promise<void>;
+}
+
+/** Writes `config` as crier.json in a fresh temporary folder, for `serve --config`. */
+export async function writeConfig(config: Record<string, unknown>): Promise<ConfigFile> {
+  const dir = await mkdtemp(join(tmpdir(), "crier-config-"));
+  const path = join(dir, "crier.json");
+  await writeFile(path, JSON.stringify(config));
+  return { path, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
 export async function startCrier(options: StartCrierOptions = {}): Promise<CrierInstance> {
   const extra = options.args ?? [];
   const env = options.env ?? {};
