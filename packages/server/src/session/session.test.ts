@@ -332,8 +332,9 @@ describe("rooms and users", () => {
 describe("tokens", () => {
   let server: TestNode;
   before(async () => {
-    // Pings every 1.5 s: a ping is an event that comes after a 1 s token has expired.
-    server = await startNode({ jwt: { secret: JWT_SECRET }, timeouts: { ping: 1.5, pong: 10 } });
+    // Pings every 2.5 s: a ping is an event that comes after a 2 s token has expired. (Tokens
+    // expire on whole seconds: one of "1 s" may have a millisecond left when it is signed.)
+    server = await startNode({ jwt: { secret: JWT_SECRET }, timeouts: { ping: 2.5, pong: 10 } });
   });
   after(() => server.close());
 
@@ -372,13 +373,13 @@ describe("tokens", () => {
   });
 
   test("a connection is closed with 4005 when its token expires", async () => {
-    const client = await server.client({ token: await token({ sub: "u" }, { expiresInSeconds: 1 }) });
-    const closed = await client.waitClosed(4000);
+    const client = await server.client({ token: await token({ sub: "u" }, { expiresInSeconds: 2 }) });
+    const closed = await client.waitClosed(5000);
     assert.equal(closed.code, 4005);
   });
 
   test("refresh with a new token for the same sub keeps the connection open past the old expiry", async () => {
-    const client = await server.client({ token: await token({ sub: "r" }, { expiresInSeconds: 1 }) });
+    const client = await server.client({ token: await token({ sub: "r" }, { expiresInSeconds: 2 }) });
     const ok = await client.call({ op: "refresh", token: await token({ sub: "r" }, { expiresInSeconds: 60 }) });
     assert.equal(ok.op, "ok");
     // The first ping comes after the first token's expiry: the connection still answers.
