@@ -15,7 +15,7 @@ import { RedisHistory } from "./history/redis.js";
 import type { PublishResult } from "./session/host.js";
 
 export interface PublisherOptions {
-  /** The Redis URL the crier instances use. */
+  /** The Redis URL the crier instances use (redis://, rediss:// or redis+sentinel://). */
   redis: string;
   /** The instances' `redisPrefix` (default "crier:"). */
   prefix?: string;
