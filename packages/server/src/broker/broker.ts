@@ -22,6 +22,11 @@ export interface BrokerStats {
   recoveries: number;
 }
 
+/** Every counter at zero, for a broker that has just started. */
+export function emptyBrokerStats(): BrokerStats {
+  return { published: 0, publishFailed: 0, received: 0, delivered: 0, malformed: 0, recoveries: 0 };
+}
+
 export type DeliveryHandler = (channel: string, envelope: Envelope) => void;
 export type ReadyListener = (ready: boolean) => void;
 

@@ -2,21 +2,14 @@
 // (a microtask later) like a real backplane, and in publish order.
 
 import { ProtocolError } from "crier-protocol";
-import type { Broker, BrokerStats, DeliveryHandler, ReadyListener } from "./broker.js";
+import { type Broker, type BrokerStats, type DeliveryHandler, emptyBrokerStats, type ReadyListener } from "./broker.js";
 import type { Envelope } from "./envelope.js";
 
 export class MemoryBroker implements Broker {
   private handler: DeliveryHandler | undefined;
   private readonly channels = new Set<string>();
   private closed = false;
-  private readonly counts: BrokerStats = {
-    published: 0,
-    publishFailed: 0,
-    received: 0,
-    delivered: 0,
-    malformed: 0,
-    recoveries: 0,
-  };
+  private readonly counts: BrokerStats = emptyBrokerStats();
 
   async start(handler: DeliveryHandler): Promise<void> {
     this.handler = handler;

@@ -7,7 +7,7 @@ import type { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import { backoffDelay, createRedis, quit, redactUrl } from "../redis/connection.js";
 import { redisUrlProblem } from "../redis/url.js";
-import type { Broker, BrokerStats, DeliveryHandler, ReadyListener } from "./broker.js";
+import { type Broker, type BrokerStats, type DeliveryHandler, emptyBrokerStats, type ReadyListener } from "./broker.js";
 import { decodeEnvelope, type Envelope, encodeEnvelope } from "./envelope.js";
 
 export interface RedisBrokerOptions {
@@ -48,14 +48,7 @@ export class RedisBroker implements Broker {
   private readonly readyListeners: ReadyListener[] = [];
   /** Rejections of round trips in flight, settled at once when their connection drops. */
   private readonly inFlight = { pub: new Set<(err: Error) => void>(), sub: new Set<(err: Error) => void>() };
-  private readonly counters: RedisBrokerStats = {
-    published: 0,
-    publishFailed: 0,
-    received: 0,
-    delivered: 0,
-    malformed: 0,
-    recoveries: 0,
-  };
+  private readonly counters: RedisBrokerStats = emptyBrokerStats();
 
   private pubUp = false;
   /** True once the subscriber connection is up and every wanted channel is subscribed again on it. */

@@ -1,6 +1,8 @@
 // Cluster membership (DESIGN.md, backplane contract): every instance heartbeats
 // what it is and how loaded it is; any instance can list the live ones.
 
+import { parseJsonObject } from "../json-object.js";
+
 export interface NodeInfo {
   /** The instance's id (the `node` of `connected` and of envelopes). */
   id: string;
@@ -42,14 +44,8 @@ export interface Membership {
 
 /** Parses a stored entry; undefined when it is not a NodeInfo (a foreign or corrupt value). */
 export function parseNodeInfo(text: string): NodeInfo | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== "object" || value === null) return undefined;
-  const v = value as Record<string, unknown>;
+  const v = parseJsonObject(text);
+  if (v === undefined) return undefined;
   if (
     typeof v.id !== "string" ||
     typeof v.address !== "string" ||

@@ -10,6 +10,7 @@
 import { type Member, ProtocolError } from "crier-protocol";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { parseJsonObject } from "../json-object.js";
 import { type ScriptCall, StoreConnection } from "../redis/store-connection.js";
 import { compareMembers, type PresenceEntry, type PresenceStore } from "./presence.js";
 import { drop, put, type Rooms } from "./rooms.js";
@@ -235,14 +236,8 @@ export class RedisPresence implements PresenceStore {
 
 /** Parses a stored entry into the member clients see; undefined when it is not one. */
 function parseMember(text: string): Member | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== "object" || value === null) return undefined;
-  const v = value as Record<string, unknown>;
+  const v = parseJsonObject(text);
+  if (v === undefined) return undefined;
   if (typeof v.user !== "string" || typeof v.client !== "string") return undefined;
   const member: Member = { user: v.user, client: v.client };
   if (typeof v.info === "object" && v.info !== null && !Array.isArray(v.info)) member.info = v.info as Member["info"];
