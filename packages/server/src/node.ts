@@ -25,7 +25,6 @@ import { TokenVerifier } from "./auth/jwt.js";
 import { type RoomAction, RoomPolicy } from "./auth/policy.js";
 import { createBackends } from "./backends.js";
 import { type Broker, ChannelNames } from "./broker/broker.js";
-import type { Envelope } from "./broker/envelope.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
 import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
@@ -34,7 +33,8 @@ import { Hub } from "./hub/hub.js";
 import { createMetrics } from "./metrics.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
-import type { PublishResult, SessionHost, SessionSettings, SessionView } from "./session/host.js";
+import { type DisconnectTarget, type PublishResult, RoomService } from "./service/room-service.js";
+import type { SessionHost, SessionSettings, SessionView } from "./session/host.js";
 import { Session } from "./session/session.js";
 import { WriteBatcher } from "./session/write-batcher.js";
 import { type ApiHost, HttpApi } from "./transport/http-api.js";
@@ -76,6 +76,7 @@ export class CrierNode implements SessionHost, ApiHost {
   private port: number;
   private readonly names: ChannelNames;
   private readonly policy: RoomPolicy;
+  private readonly rooms: RoomService;
   private readonly gate: AuthGate;
   private readonly verifier: TokenVerifier | undefined;
   private readonly endpoint: WsEndpoint;
@@ -119,6 +120,7 @@ export class CrierNode implements SessionHost, ApiHost {
     this.presenceStore = backends.presence;
     this.hub = new Hub(this.broker, this.names, this.logger, (room, since) => this.catchUp(room, since));
     this.policy = new RoomPolicy(config.namespaces);
+    this.rooms = new RoomService(this.broker, this.names, this.policy, this.nodeId);
     this.presenceTracker = new PresenceTracker({
       nodeId: this.nodeId,
       store: this.presenceStore,
@@ -253,9 +255,8 @@ export class CrierNode implements SessionHost, ApiHost {
   // ---- publishing (library API) --------------------------------------------
 
   /** Publishes `data` to `room` from the backend. */
-  async publish(room: string, data: JsonValue): Promise<PublishResult> {
-    if (!isValidRoom(room)) throw new ProtocolError("bad_request", `invalid room name '${room}'`);
-    return this.publishJson(room, JSON.stringify(data), "");
+  publish(room: string, data: JsonValue): Promise<PublishResult> {
+    return this.rooms.publish(room, JSON.stringify(data));
   }
 
   /** Sends `data` to every connection of `user`, cluster-wide. */
@@ -265,21 +266,12 @@ export class CrierNode implements SessionHost, ApiHost {
 
   // ---- SessionHost and ApiHost -------------------------------------------
 
-  async publishJson(room: string, dataJson: string, from = ""): Promise<PublishResult> {
-    const envelope: Envelope = { kind: "message", room, node: this.nodeId, data: dataJson };
-    if (from !== "") envelope.from = from;
-    const history = this.historyOptions(room);
-    if (history !== undefined && this.historyStore !== undefined) {
-      const position = await this.historyStore.publish(room, this.names.room(room), envelope, history);
-      return { offset: position.offset, epoch: position.epoch };
-    }
-    await this.broker.publish(this.names.room(room), envelope);
-    return {};
+  publishJson(room: string, dataJson: string, from = ""): Promise<PublishResult> {
+    return this.rooms.publish(room, dataJson, from);
   }
 
   private historyOptions(room: string): HistoryOptions | undefined {
-    const history = this.policy.options(room).history;
-    return history === undefined ? undefined : { size: history.size, ttlMs: history.ttl };
+    return this.rooms.historyOptions(room);
   }
 
   keepsHistory(room: string): boolean {
@@ -298,27 +290,16 @@ export class CrierNode implements SessionHost, ApiHost {
     });
   }
 
-  async sendJson(user: string, dataJson: string, from = ""): Promise<void> {
-    if (user === "") throw new ProtocolError("bad_request", "user must not be empty");
-    const envelope: Envelope = { kind: "direct", user, node: this.nodeId, data: dataJson };
-    if (from !== "") envelope.from = from;
-    await this.broker.publish(this.names.user(user), envelope);
+  sendJson(user: string, dataJson: string, from = ""): Promise<void> {
+    return this.rooms.send(user, dataJson, from);
   }
 
-  async disconnect(target: { user: string } | { client: string }, code: number, reason: string): Promise<void> {
-    const envelope: Envelope = { kind: "disconnect", node: this.nodeId, code, reason, data: "" };
-    if ("user" in target) {
-      envelope.user = target.user;
-      await this.broker.publish(this.names.user(target.user), envelope);
-    } else {
-      envelope.client = target.client;
-      await this.broker.publish(this.names.control(), envelope);
-    }
+  disconnect(target: DisconnectTarget, code: number, reason: string): Promise<void> {
+    return this.rooms.disconnect(target, code, reason);
   }
 
-  async unsubscribe(user: string, room: string): Promise<void> {
-    const envelope: Envelope = { kind: "unsubscribe", user, room, node: this.nodeId, data: "" };
-    await this.broker.publish(this.names.user(user), envelope);
+  unsubscribe(user: string, room: string): Promise<void> {
+    return this.rooms.unsubscribe(user, room);
   }
 
   async presence(room: string, session?: SessionView): Promise<Member[]> {

@@ -8,6 +8,7 @@ import type { Identity } from "../auth/identity.js";
 import type { RoomAction } from "../auth/policy.js";
 import type { HistoryRead } from "../history/history.js";
 import type { Hub } from "../hub/hub.js";
+import type { PublishResult } from "../service/room-service.js";
 import type { WriteBatcher } from "./write-batcher.js";
 
 export interface SessionSettings {
@@ -22,10 +23,7 @@ export interface SessionSettings {
   clientSend: "all" | "authenticated" | "none";
 }
 
-export interface PublishResult {
-  offset?: number;
-  epoch?: string;
-}
+export type { PublishResult };
 
 /** What a session knows of itself that the host's hooks may look at. */
 export interface SessionView {
@@ -39,12 +37,6 @@ export interface SessionView {
   close(code: number, reason: string): void;
   /** Drops the connection without a close handshake. */
   terminate(): void;
-}
-
-export interface SubscribeResult {
-  /** Present when the room keeps history. */
-  position?: StreamPosition;
-  recovered: boolean;
 }
 
 export interface SessionHost {
