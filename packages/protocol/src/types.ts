@@ -83,6 +83,8 @@ export interface ConnectedReply {
   user: string;
   node: string;
   ping: number;
+  /** Over the HTTP fallback only: the session its `/emulation` POSTs name. */
+  session?: string;
 }
 export interface SubscribedReply {
   op: "subscribed";

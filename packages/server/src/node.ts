@@ -14,6 +14,7 @@ import { TokenVerifier } from "./auth/jwt.js";
 import { RoomPolicy } from "./auth/policy.js";
 import { createBackends } from "./backends.js";
 import { type Broker, ChannelNames } from "./broker/broker.js";
+import { Control } from "./cluster/control.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
 import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
@@ -29,8 +30,15 @@ import type { SessionHost, SessionSettings, SessionView } from "./session/host.j
 import { Session } from "./session/session.js";
 import { WriteBatcher } from "./session/write-batcher.js";
 import { type ApiHost, HttpApi } from "./transport/http-api.js";
+import { SseEndpoint, type SseMethods } from "./transport/sse-endpoint.js";
 import { WsConnection } from "./transport/ws-connection.js";
 import { WsEndpoint } from "./transport/ws-endpoint.js";
+
+/** How long a request to another instance (cluster/control.ts) waits for its reply. */
+const CONTROL_TIMEOUT_MS = 2000;
+
+/** Every feature's requests between instances (cluster/control.ts): the HTTP fallback's forwarded frames. */
+type ClusterMethods = SseMethods;
 
 export type { CrierHooks };
 
@@ -62,6 +70,8 @@ export class CrierNode implements SessionHost, ApiHost {
 
   private readonly broker: Broker;
   private readonly membership: Membership;
+  /** Requests to other instances and their replies, over the backplane. */
+  private readonly control: Control<ClusterMethods>;
   /** Present when some namespace keeps history. */
   private readonly historyStore: HistoryStore | undefined;
   /** Present when some namespace enables presence. */
@@ -71,6 +81,7 @@ export class CrierNode implements SessionHost, ApiHost {
   private readonly policy: RoomPolicy;
   private readonly verifier: TokenVerifier | undefined;
   private readonly endpoint: WsEndpoint;
+  private readonly sse: SseEndpoint;
   private readonly api: HttpApi;
   private readonly sessions = new Set<SessionView>();
   private readonly closes = new Map<number, number>();
@@ -115,6 +126,13 @@ export class CrierNode implements SessionHost, ApiHost {
     this.recovery = new Recovery(this.historyStore, historyOptions);
     this.queries = new RoomQueries(this.policy, this.historyStore, this.presenceStore, historyOptions);
     this.hub = new Hub(this.broker, this.names, this.logger, this.recovery);
+    this.control = new Control({
+      nodeId: this.nodeId,
+      broker: this.broker,
+      names: this.names,
+      timeoutMs: CONTROL_TIMEOUT_MS,
+      logger: this.logger,
+    });
     this.presence = new PresenceTracker({
       nodeId: this.nodeId,
       store: this.presenceStore,
@@ -141,6 +159,22 @@ export class CrierNode implements SessionHost, ApiHost {
         this.sessions.add(new Session(connection, request, this));
       },
     );
+    this.sse = new SseEndpoint(
+      {
+        nodeId: this.nodeId,
+        allowedOrigins: config.allowedOrigins,
+        maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
+        maxBodyBytes: config.limits.maxHttpBodyBytes,
+        batcher: this.batcher,
+        outboundQueueBytes: config.limits.outboundQueueBytes,
+        logger: this.logger,
+      },
+      {
+        open: (connection, request) => this.sessions.add(new Session(connection, request, this)),
+        forward: async (node, request) => (await this.control.ask(node, "sse.frames", request)).delivered,
+      },
+    );
+    this.control.handle("sse.frames", (request) => this.sse.receiveForwarded(request));
     this.registry = createMetrics(
       {
         connections: () => this.sessions.size,
@@ -170,7 +204,10 @@ export class CrierNode implements SessionHost, ApiHost {
 
   private async start(): Promise<void> {
     await this.verifier?.ready();
-    await this.broker.start((_channel, envelope) => this.hub.deliver(envelope));
+    await this.broker.start((_channel, envelope) => {
+      if (envelope.kind === "request" || envelope.kind === "reply") this.control.receive(envelope);
+      else this.hub.deliver(envelope);
+    });
     await this.historyStore?.start();
     await this.presenceStore?.start();
     this.broker.onReadyChange((ready) => {
@@ -180,6 +217,7 @@ export class CrierNode implements SessionHost, ApiHost {
       else this.logger.warn("backplane unreachable: not ready; publishes get 'unavailable' until it returns");
     });
     await this.broker.subscribe(this.names.control());
+    await this.control.start();
     await this.membership.start(() => this.nodeInfo());
     this.membership.onRejoin(() => {
       // Other instances may have pruned this one's presence entries while it was out of the cluster.
@@ -203,9 +241,9 @@ export class CrierNode implements SessionHost, ApiHost {
     return this.endpoint.handleUpgrade(request, socket, head);
   }
 
-  /** Handles /healthz, /readyz and /api/*; returns false for other paths. */
+  /** Handles /healthz, /readyz, /api/* and the HTTP fallback (/sse, /emulation); returns false for other paths. */
   handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
-    return this.api.handle(request, response);
+    return this.sse.handle(request, response) || this.api.handle(request, response);
   }
 
   /**
@@ -344,6 +382,7 @@ export class CrierNode implements SessionHost, ApiHost {
 
   private async shutdown(): Promise<void> {
     this.endpoint.stopAccepting();
+    this.sse.stopAccepting();
     const server = this.server;
     const stopped =
       server === undefined ? Promise.resolve() : new Promise<void>((resolve) => server.close(() => resolve()));
@@ -363,6 +402,7 @@ export class CrierNode implements SessionHost, ApiHost {
     await this.membership.close();
     await this.historyStore?.close();
     await this.presenceStore?.close();
+    this.control.close();
     await this.broker.close();
     this.logger.info("crier stopped");
   }

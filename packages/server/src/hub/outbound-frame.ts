@@ -5,6 +5,7 @@
 import { encodeDirectFrame, encodeMemberFrame, encodeMessageFrame } from "crier-protocol";
 import { encodeServerFrameMsgpack } from "crier-protocol/msgpack";
 import type { Envelope } from "../broker/envelope.js";
+import { sseEvent } from "./sse-event.js";
 import { OPCODE_BINARY, OPCODE_TEXT, wsFrame } from "./ws-frame.js";
 
 export interface OutboundFrame {
@@ -16,6 +17,8 @@ export interface OutboundFrame {
   jsonWire(): Buffer;
   /** msgpack() as a complete WebSocket binary frame. */
   msgpackWire(): Buffer;
+  /** json() as a complete Server-Sent Events event (`data: <json>` and a blank line), for the HTTP fallback. */
+  sseWire(): Buffer;
 }
 
 /** Caches the wire frames of a publication; subclasses say how to encode it. */
@@ -24,6 +27,7 @@ abstract class SharedFrame implements OutboundFrame {
   private msgpackBytes: Buffer | undefined;
   private jsonFrame: Buffer | undefined;
   private msgpackFrame: Buffer | undefined;
+  private sseFrame: Buffer | undefined;
 
   protected abstract encodeJson(): string;
   protected abstract encodeObject(): Record<string, unknown>;
@@ -46,6 +50,11 @@ abstract class SharedFrame implements OutboundFrame {
   msgpackWire(): Buffer {
     this.msgpackFrame ??= wsFrame(this.msgpack(), OPCODE_BINARY);
     return this.msgpackFrame;
+  }
+
+  sseWire(): Buffer {
+    this.sseFrame ??= sseEvent(this.json());
+    return this.sseFrame;
   }
 }
 

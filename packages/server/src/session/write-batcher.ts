@@ -9,18 +9,22 @@
 //   them a few per syscall, at most `windowMs` late. A socket fed more slowly
 //   never waits. Each frame is still its own WebSocket frame.
 
-import type { Socket } from "node:net";
+/** What the batcher holds and lets go: a socket, or an HTTP response (the SSE fallback), which corks its socket. */
+export interface Corkable {
+  cork(): void;
+  uncork(): void;
+}
 
 /** A socket's batching state, owned by its session. */
-export class SocketWriter {
-  readonly socket: Socket;
+export class SocketWriter<S extends Corkable = Corkable> {
+  readonly socket: S;
   /** performance.now() of the last flush to this socket. */
   lastWrite = Number.NEGATIVE_INFINITY;
   /** The batcher tick of the last immediate write. */
   tick = -1;
   corked = false;
 
-  constructor(socket: Socket) {
+  constructor(socket: S) {
     this.socket = socket;
   }
 }

@@ -1,0 +1,142 @@
+// An HTTP fallback session's Connection (docs/protocol.md "HTTP fallback"):
+// server frames go out as Server-Sent Events on the GET /sse response, client
+// frames come in through POST /emulation (sse-endpoint.ts hands them to
+// receive()). Shared frames are written as prebuilt events (OutboundFrame's
+// sseWire), coalesced per tick by the WriteBatcher like WebSocket frames.
+//
+// The outbound queue of a stream is response.writableLength: what the response
+// holds before it has a socket, plus what its socket has not handed to the
+// kernel yet, chunked-encoding framing included. Frames the batcher holds for
+// coalescing are in it too (the batcher corks the socket; corked writes sit in
+// the socket's buffer). The kernel's send buffer is not, exactly as for a
+// WebSocket (ws-connection.ts counts socket.writableLength).
+
+import type { ServerResponse } from "node:http";
+import { CloseCode, encodeServerFrame, type ServerFrame } from "crier-protocol";
+import type { OutboundFrame } from "../hub/outbound-frame.js";
+import { sseTextEvent } from "../hub/sse-event.js";
+import type { Connection, ConnectionEvents } from "../session/connection.js";
+import { SocketWriter, type WriteBatcher } from "../session/write-batcher.js";
+
+const PING = sseTextEvent('{"op":"ping"}');
+
+export interface SseConnectionOptions {
+  batcher: WriteBatcher;
+  /** Bound on bytes queued for the response (limits.outboundQueueBytes). */
+  outboundQueueBytes: number;
+}
+
+export class SseConnection implements Connection {
+  readonly transport = "sse";
+  readonly binary = false;
+  /** The session id that /emulation POSTs name: unguessable, as it is all a POST needs. */
+  readonly session: string;
+  private readonly response: ServerResponse;
+  private readonly writer: SocketWriter<ServerResponse>;
+  private readonly batcher: WriteBatcher;
+  private readonly limit: number;
+  private events: ConnectionEvents | undefined;
+  /** Set once the final `close` event is written: nothing may follow it. */
+  private ending = false;
+
+  constructor(response: ServerResponse, session: string, options: SseConnectionOptions) {
+    this.response = response;
+    this.session = session;
+    this.writer = new SocketWriter(response);
+    this.batcher = options.batcher;
+    this.limit = options.outboundQueueBytes;
+  }
+
+  listen(events: ConnectionEvents): void {
+    this.events = events;
+    // A stream the client dropped ends its session like a socket closed without a close frame.
+    this.response.once("close", () => events.closed(CloseCode.Abnormal));
+    this.response.on("error", (error) => events.error(error));
+  }
+
+  /** Calls `callback` once the stream has ended, however it ended. */
+  onEnded(callback: () => void): void {
+    this.response.once("close", callback);
+  }
+
+  /** Client frames of one POST, in order; false when the session is gone (the POST gets 404). */
+  receive(frames: readonly Buffer[]): boolean {
+    const events = this.events;
+    if (events === undefined || !this.isOpen()) return false;
+    for (const frame of frames) events.frame(frame, false);
+    return true;
+  }
+
+  isOpen(): boolean {
+    return !this.ending && !this.response.destroyed;
+  }
+
+  send(frame: OutboundFrame): boolean {
+    if (!this.isOpen()) return true;
+    const bytes = frame.sseWire();
+    if (!this.fits(bytes)) {
+      // Frames held for coalescing count too: hand them to the kernel first.
+      this.batcher.flush(this.writer);
+      if (!this.fits(bytes)) return false;
+    }
+    this.write(bytes);
+    return true;
+  }
+
+  async sendPaced(frame: OutboundFrame): Promise<boolean> {
+    const bytes = frame.sseWire();
+    while (this.isOpen() && this.response.writableLength > 0 && !this.fits(bytes)) {
+      this.batcher.flush(this.writer);
+      if (this.fits(bytes)) break;
+      const socket = this.response.socket;
+      if (socket === null) break;
+      // The socket's drain, not the response's: a response emits 'drain' only after a write of its own returned false.
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          socket.off("drain", done);
+          socket.off("close", done);
+          resolve();
+        };
+        socket.once("drain", done);
+        socket.once("close", done);
+      });
+    }
+    if (!this.isOpen()) return false;
+    this.write(bytes);
+    return true;
+  }
+
+  sendOwn(frame: ServerFrame): void {
+    if (!this.isOpen()) return;
+    // The session id rides on `connected`: the client learns it with everything else about its connection.
+    const own = frame.op === "connected" ? { ...frame, session: this.session } : frame;
+    this.write(sseTextEvent(encodeServerFrame(own)));
+  }
+
+  sendPing(): void {
+    if (this.isOpen()) this.write(PING);
+  }
+
+  /** Writes the final `close` event and ends the stream. */
+  close(code: number, reason: string): void {
+    if (!this.isOpen()) return;
+    this.write(sseTextEvent(JSON.stringify({ op: "close", code, reason })));
+    this.ending = true;
+    this.batcher.flush(this.writer);
+    this.response.end();
+  }
+
+  terminate(): void {
+    this.ending = true;
+    this.response.destroy();
+  }
+
+  private fits(bytes: Buffer): boolean {
+    return this.response.writableLength + bytes.length <= this.limit;
+  }
+
+  private write(bytes: Buffer): void {
+    this.batcher.hold(this.writer);
+    this.response.write(bytes);
+  }
+}
