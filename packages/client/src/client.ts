@@ -32,6 +32,7 @@ import type { ReplyCallbacks } from "./pending.js";
 import { PendingReplies } from "./pending.js";
 import { type MessageHandler, type SubscribeOptions, Subscription } from "./subscription.js";
 import { startTimer, type Timer } from "./timer.js";
+import { dialTarget, nextTransport, type TransportName } from "./transports.js";
 
 export interface ConnectedInfo {
   /** This connection's id. */
@@ -135,6 +136,7 @@ export class CrierClient extends Emitter<ClientEvents> {
   #run = 0;
   #reconnectTimer: Timer | undefined;
   #connectWaiter: Deferred<ConnectedInfo> | undefined;
+  #transport: TransportName;
 
   constructor(url: string, options: ClientOptions = {}) {
     super();
@@ -146,11 +148,17 @@ export class CrierClient extends Emitter<ClientEvents> {
       jitter: this.#options.jitter,
     };
     this.#pending = new PendingReplies(this.#options.ackTimeoutMs);
+    this.#transport = this.#options.transports[0] ?? "websocket";
     if (typeof options.token === "string") this.#token = options.token;
   }
 
   get state(): ClientState {
     return this.#state;
+  }
+
+  /** The transport of the current connection, or of the next attempt: "websocket", or "sse" after a fallback. */
+  get transport(): TransportName {
+    return this.#transport;
   }
 
   /** The `connected` reply of the current connection, while connected. */
@@ -272,9 +280,8 @@ export class CrierClient extends Emitter<ClientEvents> {
     try {
       const connection: Connection = new Connection(
         {
-          WebSocket: this.#options.WebSocket,
-          url: this.url,
-          protocols: this.#options.protocols,
+          ...dialTarget(this.#transport, this.#options, this.url),
+          protocols: this.#transport === "sse" ? [this.#options.codec.protocol] : this.#options.protocols,
           codec: this.#options.codec,
           connect,
           handshakeTimeoutMs: this.#options.ackTimeoutMs,
@@ -359,9 +366,13 @@ export class CrierClient extends Emitter<ClientEvents> {
 
   #onClosed(connection: Connection, close: ConnectionClose): void {
     if (connection !== this.#connection) return;
+    const { code, reason, connectError, fatal } = close;
+    // Lost before `connected`, and not refused by the server: the network may block this transport.
+    if (this.#state === "connecting" && connectError === undefined && fatal === undefined) {
+      this.#transport = nextTransport(this.#options.transports, this.#transport);
+    }
     this.#connection = undefined;
     this.#info = undefined;
-    const { code, reason, connectError, fatal } = close;
     const refused = connectError !== undefined && REFUSALS.has(connectError.code);
     const tokenExpired = code === CloseCode.TokenExpired && typeof this.#options.token === "function";
     const willReconnect = fatal === undefined && !refused && (tokenExpired || shouldReconnect(code));

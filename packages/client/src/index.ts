@@ -41,3 +41,4 @@ export type {
   SubscriptionEvents,
   SubscriptionState,
 } from "./subscription.js";
+export type { TransportName } from "./transports.js";

@@ -5,6 +5,7 @@ import type { JsonObject } from "crier-protocol";
 import type { Jitter } from "./backoff.js";
 import { type Codec, jsonCodec } from "./codec.js";
 import type { WebSocketConstructor } from "./socket.js";
+import { resolveTransports, type TransportName } from "./transports.js";
 
 export type TokenSource = string | (() => string | Promise<string>);
 
@@ -33,13 +34,23 @@ export interface ClientOptions {
   pingMarginMs?: number;
   /** Commands issued while (re)connecting wait for the connection, up to this many; beyond, they reject. 0 rejects them at once. Default 100. */
   maxQueuedCommands?: number;
+  /** Transports in the order tried: ["websocket", "sse"] when `sse` is given (and the codec is JSON), else ["websocket"]. */
+  transports?: TransportName[];
+  /** The HTTP fallback: `SseSocket` from `crier-client/sse`, used when a WebSocket cannot open or closes before `connected`. */
+  sse?: WebSocketConstructor;
+  /** GET /sse's URL (POST /emulation is its sibling); by default beside the WebSocket URL: ws://host/ws gives http://host/sse. */
+  sseUrl?: string;
 }
 
 export interface ResolvedOptions {
   token: TokenSource | undefined;
   info: JsonObject | undefined;
   name: string | undefined;
-  WebSocket: WebSocketConstructor;
+  /** Undefined only when transports leaves "websocket" out. */
+  WebSocket: WebSocketConstructor | undefined;
+  transports: TransportName[];
+  sse: WebSocketConstructor | undefined;
+  sseUrl: string | undefined;
   codec: Codec;
   protocols: string[];
   ackTimeoutMs: number;
@@ -60,7 +71,9 @@ function nonNegative(name: string, value: number | undefined, fallback: number):
 
 export function resolveOptions(options: ClientOptions): ResolvedOptions {
   const WebSocket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor | undefined }).WebSocket;
-  if (WebSocket === undefined) {
+  const codec = options.codec ?? jsonCodec;
+  const transports = resolveTransports(options, codec);
+  if (WebSocket === undefined && transports.includes("websocket")) {
     throw new TypeError(
       "crier-client: no WebSocket implementation; pass options.WebSocket (in Node 20: the `ws` package's WebSocket)",
     );
@@ -74,7 +87,6 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   if (jitter !== "full" && jitter !== "equal") {
     throw new RangeError(`crier-client: option 'jitter' must be "full" or "equal", got ${String(jitter)}`);
   }
-  const codec = options.codec ?? jsonCodec;
   if (options.protocols !== undefined && !options.protocols.includes(codec.protocol)) {
     throw new RangeError(
       `crier-client: option 'protocols' must include ${codec.protocol}, the codec's subprotocol, got ${JSON.stringify(options.protocols)}`,
@@ -85,6 +97,9 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     info: options.info,
     name: options.name,
     WebSocket,
+    transports,
+    sse: options.sse,
+    sseUrl: options.sseUrl,
     codec,
     protocols: options.protocols ?? [codec.protocol],
     ackTimeoutMs: nonNegative("ackTimeoutMs", options.ackTimeoutMs, 10_000),
