@@ -1,7 +1,9 @@
 // The SDK in a real browser: crier-client bundled for browsers (esbuild), loaded
 // by a page in headless Chromium (Debian's, driven by playwright-core), talking
 // to a real crier process with the browser's own WebSocket, over JSON and over
-// MessagePack (binary frames arrive as ArrayBuffers there, not Buffers).
+// MessagePack (binary frames arrive as ArrayBuffers there, not Buffers), and
+// over the HTTP fallback (the browser's EventSource and fetch, cross-origin
+// with CORS) when the WebSocket path refuses upgrades.
 
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
@@ -17,6 +19,7 @@ import { TestClient } from "../support/ws-client.js";
 interface Opened {
   user: string;
   recovered: boolean;
+  transport: string;
 }
 interface Collected {
   offset: number | undefined;
@@ -33,7 +36,7 @@ const PAGE = `<!doctype html>
 <meta charset="utf-8">
 <title>crier-client in a browser</title>
 <script type="module">
-import { CrierClient, msgpackCodec } from "/sdk.js";
+import { CrierClient, msgpackCodec, SseSocket } from "/sdk.js";
 let client;
 const received = [];
 let waiting;
@@ -47,7 +50,7 @@ const within = (promise, what) =>
     ),
   ]);
 globalThis.crierOpen = async (url, codec, room) => {
-  client = new CrierClient(url, codec === "msgpack" ? { codec: msgpackCodec } : {});
+  client = new CrierClient(url, codec === "msgpack" ? { codec: msgpackCodec } : codec === "sse" ? { sse: SseSocket } : {});
   client.on("error", (error) => errors.push(error.message));
   globalThis.crierRoom = room;
   const info = await within(client.connect(), "no connected reply");
@@ -56,7 +59,7 @@ globalThis.crierOpen = async (url, codec, room) => {
     if (waiting !== undefined && received.length >= waiting.count) waiting.resolve();
   });
   const ready = await within(subscription.ready, "no subscribed reply");
-  return { user: info.user, recovered: ready.recovered };
+  return { user: info.user, recovered: ready.recovered, transport: client.transport };
 };
 globalThis.crierPublishAndCollect = async (data, count) => {
   const ack = await client.publish(globalThis.crierRoom, data);
@@ -83,7 +86,8 @@ before(async () => {
   // The SDK and its MessagePack entry point, bundled as a browser app would bundle them.
   const bundle = await build({
     stdin: {
-      contents: 'export * from "crier-client"; export { msgpackCodec } from "crier-client/msgpack";',
+      contents:
+        'export * from "crier-client"; export { msgpackCodec } from "crier-client/msgpack"; export { SseSocket } from "crier-client/sse";',
       resolveDir: REPO_ROOT,
       sourcefile: "sdk-entry.ts",
       loader: "ts",
@@ -124,16 +128,17 @@ async function openPage(): Promise<Page> {
 }
 
 describe("crier-client in headless Chromium", () => {
-  for (const codec of ["json", "msgpack"]) {
+  // "sse": JSON over the HTTP fallback, forced by a WebSocket path that refuses upgrades.
+  for (const codec of ["json", "msgpack", "sse"]) {
     test(`${codec}: connect, subscribe, receive a server publish and its own, with offsets`, async () => {
       const page = await openPage();
       const room = `chat:browser-${codec}`;
       try {
         const opened = await page.evaluate(
           ([url, name, where]) => (globalThis as unknown as PageGlobals).crierOpen(url, name, where),
-          [crier.url, codec, room] as const,
+          [codec === "sse" ? crier.url.replace(/\/ws$/, "/blocked") : crier.url, codec, room] as const,
         );
-        assert.deepEqual(opened, { user: "", recovered: false });
+        assert.deepEqual(opened, { user: "", recovered: false, transport: codec === "sse" ? "sse" : "websocket" });
 
         const fromServer = { from: "server", n: 2 ** 33, text: "é ✓" };
         assert.equal((await api(crier, "/api/publish", { room, data: fromServer })).status, 200);
