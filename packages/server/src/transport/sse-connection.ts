@@ -19,6 +19,12 @@ import type { Connection, ConnectionEvents } from "../session/connection.js";
 import { SocketWriter, type WriteBatcher } from "../session/write-batcher.js";
 
 const PING = sseTextEvent('{"op":"ping"}');
+/**
+ * How long an ended stream may take to drain before it is dropped: a reader
+ * that stopped reading would otherwise hold its queued bytes for good. The
+ * same as ws's close timeout for a WebSocket close handshake.
+ */
+const DRAIN_TIMEOUT_MS = 30_000;
 
 export interface SseConnectionOptions {
   batcher: WriteBatcher;
@@ -124,6 +130,10 @@ export class SseConnection implements Connection {
     this.ending = true;
     this.batcher.flush(this.writer);
     this.response.end();
+    const response = this.response;
+    const timer = setTimeout(() => response.destroy(), DRAIN_TIMEOUT_MS);
+    timer.unref();
+    response.once("close", () => clearTimeout(timer));
   }
 
   terminate(): void {

@@ -139,6 +139,8 @@ export class SseEndpoint {
       "Cache-Control": "no-cache",
       // nginx buffers proxied responses unless told not to; an event must leave when it is written.
       "X-Accel-Buffering": "no",
+      // A stream's connection is not reused: closed when the stream ends, it does not hold up a shutdown.
+      Connection: "close",
     });
     response.flushHeaders();
     // Events are coalesced per tick by the batcher already.
