@@ -16,7 +16,8 @@ import { CloseCode, encodeServerFrame, type ServerFrame } from "crier-protocol";
 import type { OutboundFrame } from "../hub/outbound-frame.js";
 import { sseTextEvent } from "../hub/sse-event.js";
 import type { Connection, ConnectionEvents } from "../session/connection.js";
-import { SocketWriter, type WriteBatcher } from "../session/write-batcher.js";
+import type { WriteBatcher } from "../session/write-batcher.js";
+import { BoundedWriter } from "./bounded-writer.js";
 
 const PING = sseTextEvent('{"op":"ping"}');
 /**
@@ -38,9 +39,7 @@ export class SseConnection implements Connection {
   /** The session id that /emulation POSTs name: unguessable, as it is all a POST needs. */
   readonly session: string;
   private readonly response: ServerResponse;
-  private readonly writer: SocketWriter<ServerResponse>;
-  private readonly batcher: WriteBatcher;
-  private readonly limit: number;
+  private readonly out: BoundedWriter;
   private events: ConnectionEvents | undefined;
   /** Set once the final `close` event is written: nothing may follow it. */
   private ending = false;
@@ -48,9 +47,19 @@ export class SseConnection implements Connection {
   constructor(response: ServerResponse, session: string, options: SseConnectionOptions) {
     this.response = response;
     this.session = session;
-    this.writer = new SocketWriter(response);
-    this.batcher = options.batcher;
-    this.limit = options.outboundQueueBytes;
+    this.out = new BoundedWriter(
+      {
+        queued: () => response.writableLength,
+        socket: () => response.socket,
+        isOpen: () => this.isOpen(),
+        write: (bytes) => response.write(bytes),
+        // The response corks its socket (or counts corks until it has one).
+        cork: () => response.cork(),
+        uncork: () => response.uncork(),
+      },
+      options.batcher,
+      options.outboundQueueBytes,
+    );
   }
 
   listen(events: ConnectionEvents): void {
@@ -78,57 +87,31 @@ export class SseConnection implements Connection {
   }
 
   send(frame: OutboundFrame): boolean {
-    if (!this.isOpen()) return true;
-    const bytes = frame.sseWire();
-    if (!this.fits(bytes)) {
-      // Frames held for coalescing count too: hand them to the kernel first.
-      this.batcher.flush(this.writer);
-      if (!this.fits(bytes)) return false;
-    }
-    this.write(bytes);
-    return true;
+    return this.out.send(frame.sseWire());
   }
 
-  async sendPaced(frame: OutboundFrame): Promise<boolean> {
-    const bytes = frame.sseWire();
-    while (this.isOpen() && this.response.writableLength > 0 && !this.fits(bytes)) {
-      this.batcher.flush(this.writer);
-      if (this.fits(bytes)) break;
-      const socket = this.response.socket;
-      if (socket === null) break;
-      // The socket's drain, not the response's: a response emits 'drain' only after a write of its own returned false.
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          socket.off("drain", done);
-          socket.off("close", done);
-          resolve();
-        };
-        socket.once("drain", done);
-        socket.once("close", done);
-      });
-    }
-    if (!this.isOpen()) return false;
-    this.write(bytes);
-    return true;
+  /** Waits on the socket's drain: a response emits 'drain' only after a write of its own returned false. */
+  sendPaced(frame: OutboundFrame): Promise<boolean> {
+    return this.out.sendPaced(frame.sseWire());
   }
 
   sendOwn(frame: ServerFrame): void {
     if (!this.isOpen()) return;
     // The session id rides on `connected`: the client learns it with everything else about its connection.
     const own = frame.op === "connected" ? { ...frame, session: this.session } : frame;
-    this.write(sseTextEvent(encodeServerFrame(own)));
+    this.out.write(sseTextEvent(encodeServerFrame(own)));
   }
 
   sendPing(): void {
-    if (this.isOpen()) this.write(PING);
+    if (this.isOpen()) this.out.write(PING);
   }
 
   /** Writes the final `close` event and ends the stream. */
   close(code: number, reason: string): void {
     if (!this.isOpen()) return;
-    this.write(sseTextEvent(JSON.stringify({ op: "close", code, reason })));
+    this.out.write(sseTextEvent(JSON.stringify({ op: "close", code, reason })));
     this.ending = true;
-    this.batcher.flush(this.writer);
+    this.out.flush();
     this.response.end();
     const response = this.response;
     const timer = setTimeout(() => response.destroy(), DRAIN_TIMEOUT_MS);
@@ -139,14 +122,5 @@ export class SseConnection implements Connection {
   terminate(): void {
     this.ending = true;
     this.response.destroy();
-  }
-
-  private fits(bytes: Buffer): boolean {
-    return this.response.writableLength + bytes.length <= this.limit;
-  }
-
-  private write(bytes: Buffer): void {
-    this.batcher.hold(this.writer);
-    this.response.write(bytes);
   }
 }

@@ -10,7 +10,8 @@ import type { WebSocket } from "ws";
 import type { OutboundFrame } from "../hub/outbound-frame.js";
 import { OPCODE_BINARY, wsFrame, wsTextFrame } from "../hub/ws-frame.js";
 import type { Connection, ConnectionEvents } from "../session/connection.js";
-import { SocketWriter, type WriteBatcher } from "../session/write-batcher.js";
+import type { WriteBatcher } from "../session/write-batcher.js";
+import { BoundedWriter } from "./bounded-writer.js";
 
 /** WebSocket.OPEN. */
 const OPEN = 1;
@@ -28,10 +29,7 @@ export class WsConnection implements Connection {
   readonly transport = "websocket";
   readonly binary: boolean;
   private readonly ws: WebSocket;
-  private readonly socket: Socket;
-  private readonly writer: SocketWriter;
-  private readonly batcher: WriteBatcher;
-  private readonly limit: number;
+  private readonly out: BoundedWriter;
 
   /**
    * Frames are written to `socket` under ws, which is safe because ws writes
@@ -40,10 +38,18 @@ export class WsConnection implements Connection {
    */
   constructor(ws: WebSocket, socket: Socket, options: WsConnectionOptions) {
     this.ws = ws;
-    this.socket = socket;
-    this.writer = new SocketWriter(socket);
-    this.batcher = options.batcher;
-    this.limit = options.outboundQueueBytes;
+    this.out = new BoundedWriter(
+      {
+        queued: () => socket.writableLength,
+        socket: () => socket,
+        isOpen: () => this.isOpen(),
+        write: (bytes) => socket.write(bytes),
+        cork: () => socket.cork(),
+        uncork: () => socket.uncork(),
+      },
+      options.batcher,
+      options.outboundQueueBytes,
+    );
     this.binary = ws.protocol === SUBPROTOCOL_MSGPACK;
   }
 
@@ -59,36 +65,11 @@ export class WsConnection implements Connection {
   }
 
   send(frame: OutboundFrame): boolean {
-    if (!this.isOpen()) return true;
-    const bytes = this.wire(frame);
-    if (!this.fits(bytes)) {
-      // Frames held for coalescing count too: hand them to the kernel first.
-      this.batcher.flush(this.writer);
-      if (!this.fits(bytes)) return false;
-    }
-    this.write(bytes);
-    return true;
+    return this.out.send(this.wire(frame));
   }
 
-  async sendPaced(frame: OutboundFrame): Promise<boolean> {
-    const bytes = this.wire(frame);
-    while (this.isOpen() && this.socket.writableLength > 0 && !this.fits(bytes)) {
-      // Held frames would never drain while corked: send them now.
-      this.batcher.flush(this.writer);
-      if (this.fits(bytes)) break;
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          this.socket.off("drain", done);
-          this.socket.off("close", done);
-          resolve();
-        };
-        this.socket.once("drain", done);
-        this.socket.once("close", done);
-      });
-    }
-    if (!this.isOpen()) return false;
-    this.write(bytes);
-    return true;
+  sendPaced(frame: OutboundFrame): Promise<boolean> {
+    return this.out.sendPaced(this.wire(frame));
   }
 
   /**
@@ -97,13 +78,13 @@ export class WsConnection implements Connection {
    */
   sendOwn(frame: ServerFrame): void {
     if (!this.isOpen()) return;
-    this.write(
+    this.out.write(
       this.binary ? wsFrame(encodeServerFrameMsgpack(frame), OPCODE_BINARY) : wsTextFrame(encodeServerFrame(frame)),
     );
   }
 
   sendPing(): void {
-    if (this.isOpen()) this.write(this.binary ? PING_MSGPACK : PING_JSON);
+    if (this.isOpen()) this.out.write(this.binary ? PING_MSGPACK : PING_JSON);
   }
 
   close(code: number, reason: string): void {
@@ -114,17 +95,8 @@ export class WsConnection implements Connection {
     this.ws.terminate();
   }
 
-  private fits(bytes: Buffer): boolean {
-    return this.socket.writableLength + bytes.length <= this.limit;
-  }
-
   /** The shared, complete WebSocket frame in this connection's subprotocol. */
   private wire(frame: OutboundFrame): Buffer {
     return this.binary ? frame.msgpackWire() : frame.jsonWire();
-  }
-
-  private write(bytes: Buffer): void {
-    this.batcher.hold(this.writer);
-    this.socket.write(bytes);
   }
 }
