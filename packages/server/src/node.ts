@@ -26,9 +26,12 @@ import { type RoomAction, RoomPolicy } from "./auth/policy.js";
 import { createBackends } from "./backends.js";
 import { type Broker, ChannelNames } from "./broker/broker.js";
 import type { Envelope } from "./broker/envelope.js";
+import { Control } from "./cluster/control.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
 import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
+import { NodeConsole } from "./console/console.js";
+import type { ConsoleMethods, ConsoleViews } from "./console/views.js";
 import type { HistoryOptions, HistoryRead, HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
 import { createMetrics } from "./metrics.js";
@@ -42,6 +45,8 @@ import { WsEndpoint } from "./transport/ws-endpoint.js";
 
 /** Messages read from history per page of a replay (and of a gap repair). */
 const REPLAY_PAGE = 500;
+/** How long a request to another instance (cluster/control.ts) waits for its reply. */
+const CONTROL_TIMEOUT_MS = 2000;
 
 export type { CrierHooks };
 
@@ -68,6 +73,9 @@ export class CrierNode implements SessionHost, ApiHost {
 
   private readonly broker: Broker;
   private readonly membership: Membership;
+  /** Requests to other instances and their replies, over the backplane. */
+  private readonly control: Control<ConsoleMethods>;
+  private readonly console: NodeConsole;
   /** Present when some namespace keeps history. */
   private readonly historyStore: HistoryStore | undefined;
   /** Present when some namespace enables presence. */
@@ -118,6 +126,21 @@ export class CrierNode implements SessionHost, ApiHost {
     this.historyStore = backends.history;
     this.presenceStore = backends.presence;
     this.hub = new Hub(this.broker, this.names, this.logger, (room, since) => this.catchUp(room, since));
+    this.control = new Control({
+      nodeId: this.nodeId,
+      broker: this.broker,
+      names: this.names,
+      timeoutMs: CONTROL_TIMEOUT_MS,
+      logger: this.logger,
+    });
+    this.console = new NodeConsole(this.control, {
+      hub: this.hub,
+      sessions: () => this.sessions,
+      connections: () => this.sessions.size,
+      broker: () => this.broker.stats(),
+      ready: () => this.isReady(),
+      nodes: async () => (await this.membership.nodes()).map((node) => node.id),
+    });
     this.policy = new RoomPolicy(config.namespaces);
     this.presenceTracker = new PresenceTracker({
       nodeId: this.nodeId,
@@ -136,6 +159,7 @@ export class CrierNode implements SessionHost, ApiHost {
         maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
         allowedOrigins: config.allowedOrigins,
         logger: this.logger,
+        onRefused: (kind, detail) => this.console.warn(kind, detail),
       },
       (ws, socket, request) => {
         this.sessions.add(new Session(ws, socket, request, this));
@@ -170,7 +194,10 @@ export class CrierNode implements SessionHost, ApiHost {
 
   private async start(): Promise<void> {
     await this.verifier?.ready();
-    await this.broker.start((_channel, envelope) => this.hub.deliver(envelope));
+    await this.broker.start((_channel, envelope) => {
+      if (envelope.kind === "request" || envelope.kind === "reply") this.control.receive(envelope);
+      else this.hub.deliver(envelope);
+    });
     await this.historyStore?.start();
     await this.presenceStore?.start();
     this.broker.onReadyChange((ready) => {
@@ -178,8 +205,10 @@ export class CrierNode implements SessionHost, ApiHost {
       if (ready) this.hub.resync();
       if (ready) this.logger.info("backplane reachable: ready");
       else this.logger.warn("backplane unreachable: not ready; publishes get 'unavailable' until it returns");
+      this.console.warn(ready ? "backplane_back" : "backplane_lost", ready ? "reachable again" : "unreachable");
     });
     await this.broker.subscribe(this.names.control());
+    await this.control.start();
     await this.membership.start(() => this.nodeInfo());
     this.membership.onRejoin(() => {
       // Other instances may have pruned this one's presence entries while it was out of the cluster.
@@ -193,6 +222,7 @@ export class CrierNode implements SessionHost, ApiHost {
     if (this.apiKeyGenerated) {
       this.logger.warn("no API key configured: generated a random one for this run (set apiKey or CRIER_API_KEY)");
     }
+    this.console.start();
     this.started = true;
   }
 
@@ -269,12 +299,16 @@ export class CrierNode implements SessionHost, ApiHost {
     const envelope: Envelope = { kind: "message", room, node: this.nodeId, data: dataJson };
     if (from !== "") envelope.from = from;
     const history = this.historyOptions(room);
+    const started = performance.now();
+    let result: PublishResult = {};
     if (history !== undefined && this.historyStore !== undefined) {
       const position = await this.historyStore.publish(room, this.names.room(room), envelope, history);
-      return { offset: position.offset, epoch: position.epoch };
+      result = { offset: position.offset, epoch: position.epoch };
+    } else {
+      await this.broker.publish(this.names.room(room), envelope);
     }
-    await this.broker.publish(this.names.room(room), envelope);
-    return {};
+    this.console.published(performance.now() - started);
+    return result;
   }
 
   private historyOptions(room: string): HistoryOptions | undefined {
@@ -402,8 +436,15 @@ export class CrierNode implements SessionHost, ApiHost {
     );
   }
 
-  authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity> {
-    return this.gate.authenticate(request, command);
+  async authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity> {
+    try {
+      return await this.gate.authenticate(request, command);
+    } catch (error) {
+      if (error instanceof ProtocolError && error.code === "unauthorized") {
+        this.console.warn("auth_failed", `${request.socket.remoteAddress ?? "unknown"}: ${error.message}`);
+      }
+      throw error;
+    }
   }
 
   refresh(session: SessionView, token: string): Promise<Identity> {
@@ -414,9 +455,21 @@ export class CrierNode implements SessionHost, ApiHost {
     return this.gate.authorize(session, room, action);
   }
 
+  warning(kind: "rate_limited", detail: string): void {
+    this.console.warn(kind, detail);
+  }
+
+  /** The console's cluster-wide views (GET /api/stats, /api/rooms, …). */
+  get views(): ConsoleViews {
+    return this.console.views;
+  }
+
   sessionClosed(session: SessionView): void {
     this.sessions.delete(session);
     const code = session.closeCode ?? 1006;
+    if (code === CloseCode.SlowConsumer) {
+      this.console.warn("slow_consumer", `client ${session.id} (user '${session.user}') closed with 4503`);
+    }
     this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
   }
 
@@ -457,11 +510,13 @@ export class CrierNode implements SessionHost, ApiHost {
     await stopped;
     clearTimeout(deadline);
     this.endpoint.close();
+    this.console.close();
     // The closed sessions' leaves: entries removed and leave events published before disconnecting.
     await this.presenceTracker.drain();
     await this.membership.close();
     await this.historyStore?.close();
     await this.presenceStore?.close();
+    this.control.close();
     await this.broker.close();
     this.logger.info("crier stopped");
   }

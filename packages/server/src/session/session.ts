@@ -48,6 +48,9 @@ const BARRIERS: ReadonlySet<ClientCommand["op"]> = new Set(["connect", "subscrib
 export class Session implements HubMember, SessionView, ReplayTarget {
   readonly id = randomUUID();
   readonly rooms = new Set<string>();
+  /** Epoch milliseconds when the socket was accepted, and its peer address (for the console). */
+  readonly connectedAt = Date.now();
+  readonly address: string;
   identity: Identity = ANONYMOUS;
   /** The close code, once closed: the one this server sent, or the client's. */
   closeCode: number | undefined;
@@ -81,6 +84,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     this.request = request;
     this.host = host;
     this.binary = ws.protocol === SUBPROTOCOL_MSGPACK;
+    this.address = socket.remoteAddress ?? "";
     this.limiter = new RateLimiter(host.settings.commandsPerSecond);
     this.keepalive = new Keepalive(
       {
@@ -111,6 +115,10 @@ export class Session implements HubMember, SessionView, ReplayTarget {
 
   get user(): string {
     return this.identity.user;
+  }
+
+  get transport(): string {
+    return `websocket ${this.ws.protocol}`;
   }
 
   /** A method, not a field read, so the compiler does not narrow it across awaits. */
@@ -155,6 +163,10 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     }
     if (!(decoded.kind === "command" && decoded.command.op === "pong")) {
       const verdict = this.limiter.take();
+      if (verdict !== "ok") {
+        const what = verdict === "abusive" ? "closed with 4508" : "a command refused";
+        this.host.warning("rate_limited", `client ${this.id} (user '${this.user}'): ${what}`);
+      }
       if (verdict === "abusive") {
         this.close(CloseCode.RateLimited, "too many commands");
         return;
