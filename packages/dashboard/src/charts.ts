@@ -127,9 +127,16 @@ export class Charts {
       if (bySecond.size === 0 || !live.includes(node)) this.samples.delete(node);
     }
     const nodes = [...this.samples.keys()].sort();
-    const seconds = [...new Set(nodes.flatMap((node) => [...(this.samples.get(node)?.keys() ?? [])]))].sort(
-      (a, b) => a - b,
-    );
+    // Instances sample on their own clocks: the newest second is shown once every
+    // instance that answered has reported it, so the cluster's sum never dips at the edge.
+    let edge = Number.POSITIVE_INFINITY;
+    for (const { node } of stats.nodes) {
+      const seconds = [...(this.samples.get(node)?.keys() ?? [])];
+      if (seconds.length > 0) edge = Math.min(edge, Math.max(...seconds));
+    }
+    const seconds = [...new Set(nodes.flatMap((node) => [...(this.samples.get(node)?.keys() ?? [])]))]
+      .filter((second) => second <= edge)
+      .sort((a, b) => a - b);
     for (const chart of this.charts) this.draw(chart, nodes, seconds);
   }
 
@@ -175,14 +182,16 @@ export class Charts {
   }
 
   private options(spec: ChartSpec, nodes: string[], figure: HTMLElement): uPlot.Options {
+    const format = (_u: uPlot, v: number | null): string =>
+      v === null ? "–" : `${Math.round(v * 100) / 100}${spec.unit}`;
     const series: uPlot.Series[] = [
-      {},
+      { label: "time", value: (_u, v: number | null) => (v === null ? "–" : new Date(v * 1000).toLocaleTimeString()) },
       ...nodes.map((node, i) => ({
         label: node,
         stroke: COLORS[i % COLORS.length] ?? "#000",
         width: 1.5,
         spanGaps: true,
-        value: (_u: uPlot, v: number | null) => (v === null ? "–" : `${v}${spec.unit}`),
+        value: format,
       })),
       ...(spec.cluster ?? []).map((cluster, i) => ({
         label: cluster.label,
@@ -190,7 +199,7 @@ export class Charts {
         width: 2,
         dash: [4, 3],
         spanGaps: true,
-        value: (_u: uPlot, v: number | null) => (v === null ? "–" : `${v}${spec.unit}`),
+        value: format,
       })),
     ];
     return {
@@ -201,6 +210,16 @@ export class Charts {
       axes: [{}, { size: 48 }],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
+      hooks: {
+        // Unless the pointer is over the chart, the legend shows the latest values.
+        draw: [
+          (plot) => {
+            const left = plot.cursor.left ?? -1;
+            const last = plot.data[0].length - 1;
+            if (left < 0 && last >= 0) plot.setLegend({ idx: last });
+          },
+        ],
+      },
     };
   }
 

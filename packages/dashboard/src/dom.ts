@@ -29,6 +29,21 @@ export function row(cells: (string | Node)[], attributes: Record<string, string>
   return tr;
 }
 
+/**
+ * Replaces the rows of table #id; each cell gets its column's heading as
+ * data-label, which narrow screens show beside the value (style.css).
+ */
+export function fill(id: string, rows: HTMLTableRowElement[]): void {
+  const table = $<HTMLTableElement>(id);
+  const headings = [...table.querySelectorAll("thead th")].map((th) => th.textContent ?? "");
+  for (const tr of rows) {
+    [...tr.cells].forEach((cell, i) => {
+      cell.dataset.label = headings[i] ?? "";
+    });
+  }
+  table.tBodies[0]?.replaceChildren(...rows);
+}
+
 export function ago(ms: number): string {
   if (ms < 1000) return "now";
   if (ms < 60_000) return `${Math.round(ms / 1000)} s`;

@@ -7,7 +7,7 @@
 import "./style.css";
 import { call, forgetKey, KeyRefused, query, storedKey, storeKey } from "./api.js";
 import { Charts } from "./charts.js";
-import { $, ago, el, row, time } from "./dom.js";
+import { $, ago, el, fill, row, time } from "./dom.js";
 import type { Connections, History, Info, Missing, Presence, Rooms, Stats, Subscribers, Warnings } from "./types.js";
 
 const REFRESH_MS = 2000;
@@ -64,30 +64,29 @@ function renderInstances(info: Info, stats: Stats): void {
   const now = Date.now();
   const ready = new Map(stats.nodes.map((node) => [node.node, node.ready]));
   const nodes = [...info.nodes].sort((a, b) => a.id.localeCompare(b.id));
-  $("nodes")
-    .querySelector("tbody")
-    ?.replaceChildren(
-      ...nodes.map((node) => {
-        const age = now - node.updatedAt;
-        const up = ready.get(node.id);
-        const tr = row(
-          [
-            node.id + (node.id === info.node ? " (answered)" : ""),
-            node.address,
-            up === undefined ? "no answer" : up ? "reachable" : "unreachable",
-            String(node.connections),
-            String(node.rooms),
-            `${Math.round((node.load ?? 0) * 100)}%`,
-            ago(now - node.startedAt),
-            ago(age),
-          ],
-          { "data-node": node.id },
-        );
-        if (age > 10_000) tr.classList.add("stale");
-        if (up === false) tr.classList.add("down");
-        return tr;
-      }),
-    );
+  fill(
+    "nodes",
+    nodes.map((node) => {
+      const age = now - node.updatedAt;
+      const up = ready.get(node.id);
+      const tr = row(
+        [
+          node.id + (node.id === info.node ? " (answered)" : ""),
+          node.address,
+          up === undefined ? "no answer" : up ? "reachable" : "unreachable",
+          String(node.connections),
+          String(node.rooms),
+          `${Math.round((node.load ?? 0) * 100)}%`,
+          ago(now - node.startedAt),
+          ago(age),
+        ],
+        { "data-node": node.id },
+      );
+      if (age > 10_000) tr.classList.add("stale");
+      if (up === false) tr.classList.add("down");
+      return tr;
+    }),
+  );
   $("count").textContent = `${nodes.length} ${nodes.length === 1 ? "instance" : "instances"}`;
   $("connections").textContent = String(nodes.reduce((total, node) => total + node.connections, 0));
   $("rooms-total").textContent = String(nodes.reduce((total, node) => total + node.rooms, 0));
@@ -102,19 +101,18 @@ function renderMissing(missing: Missing[]): void {
 // ---- busiest rooms -------------------------------------------------------------
 
 function renderRooms(rooms: Rooms): void {
-  $("rooms")
-    .querySelector("tbody")
-    ?.replaceChildren(
-      ...rooms.rooms.map((room) => {
-        const open = el("button", room.room, {
-          type: "button",
-          class: "link",
-          "aria-label": `Inspect room ${room.room}`,
-        });
-        open.addEventListener("click", () => inspectRoom(room.room));
-        return row([open, String(room.members), String(room.messagesPerSecond)], { "data-room": room.room });
-      }),
-    );
+  fill(
+    "rooms",
+    rooms.rooms.map((room) => {
+      const open = el("button", room.room, {
+        type: "button",
+        class: "link",
+        "aria-label": `Inspect room ${room.room}`,
+      });
+      open.addEventListener("click", () => inspectRoom(room.room));
+      return row([open, String(room.members), String(room.messagesPerSecond)], { "data-room": room.room });
+    }),
+  );
   $("rooms-empty").hidden = rooms.rooms.length > 0;
 }
 
@@ -125,7 +123,7 @@ function inspectRoom(room: string): void {
   $("room-name").textContent = room;
   $("room").hidden = false;
   $("publish-result").textContent = "";
-  $("members").querySelector("tbody")?.replaceChildren();
+  fill("members", []);
   $("history").replaceChildren();
   void refreshRoom().then(() => $("room-title").focus());
 }
@@ -133,34 +131,37 @@ function inspectRoom(room: string): void {
 async function refreshRoom(): Promise<void> {
   const room = openRoom;
   if (room === undefined) return;
-  const [subscribers, history, presence] = await Promise.all([
-    call<Subscribers>(query("/api/subscribers", { room })),
-    settle(call<History>(query("/api/history", { room, limit: HISTORY_SHOWN }))),
-    settle(call<Presence>(query("/api/presence", { room }))),
+  const subscribers = await call<Subscribers>(query("/api/subscribers", { room }));
+  const [history, presence] = await Promise.all([
+    subscribers.history
+      ? settle(call<History>(query("/api/history", { room, limit: HISTORY_SHOWN })))
+      : { error: new Error('This room keeps no history (its namespace has no "history" setting).') },
+    subscribers.presence
+      ? settle(call<Presence>(query("/api/presence", { room })))
+      : { error: new Error("Presence is off in this room's namespace.") },
   ]);
   if (room !== openRoom) return;
-  $("members")
-    .querySelector("tbody")
-    ?.replaceChildren(
-      ...subscribers.subscribers.map((member) => {
-        const unsubscribe = el("button", "Unsubscribe user", {
-          type: "button",
-          "aria-label": `Unsubscribe user ${member.user} from ${room}`,
-        });
-        // Anonymous connections have no user to unsubscribe by.
-        unsubscribe.disabled = member.user === "";
-        unsubscribe.addEventListener("click", () => {
-          void attempt(async () => {
-            await call("/api/unsubscribe", { user: member.user, room });
-            $("publish-result").textContent = `unsubscribed ${member.user} from ${room}`;
-            await refreshRoom();
-          }, $("publish-result"));
-        });
-        return row([member.user === "" ? "(anonymous)" : member.user, member.client, member.node, unsubscribe], {
-          "data-client": member.client,
-        });
-      }),
-    );
+  fill(
+    "members",
+    subscribers.subscribers.map((member) => {
+      const unsubscribe = el("button", "Unsubscribe user", {
+        type: "button",
+        "aria-label": `Unsubscribe user ${member.user} from ${room}`,
+      });
+      // Anonymous connections have no user to unsubscribe by.
+      unsubscribe.disabled = member.user === "";
+      unsubscribe.addEventListener("click", () => {
+        void attempt(async () => {
+          await call("/api/unsubscribe", { user: member.user, room });
+          $("publish-result").textContent = `unsubscribed ${member.user} from ${room}`;
+          await refreshRoom();
+        }, $("publish-result"));
+      });
+      return row([member.user === "" ? "(anonymous)" : member.user, member.client, member.node, unsubscribe], {
+        "data-client": member.client,
+      });
+    }),
+  );
   // A room without history or presence says so (the API's message names the setting).
   if ("error" in history) {
     $("history").replaceChildren();
@@ -232,37 +233,36 @@ async function refreshUser(): Promise<void> {
   const reply = await call<Connections>(query("/api/connections", { user }));
   if (user !== shownUser) return;
   $("user-view").hidden = false;
-  $("user-connections")
-    .querySelector("tbody")
-    ?.replaceChildren(
-      ...reply.connections.map((connection) => {
-        const disconnect = el("button", "Disconnect", {
-          type: "button",
-          "aria-label": `Disconnect client ${connection.client}`,
-        });
-        disconnect.addEventListener("click", () => {
-          const close = closeWith();
-          if (close === undefined) return;
-          void attempt(async () => {
-            await call("/api/disconnect", { client: connection.client, ...close });
-            $("user-result").textContent = `asked ${connection.node} to close ${connection.client} with ${close.code}`;
-            await refreshUser();
-          }, $("user-result"));
-        });
-        return row(
-          [
-            connection.client,
-            connection.node,
-            connection.transport,
-            connection.address,
-            time(connection.connectedAt),
-            connection.rooms.join(", ") || "–",
-            disconnect,
-          ],
-          { "data-client": connection.client },
-        );
-      }),
-    );
+  fill(
+    "user-connections",
+    reply.connections.map((connection) => {
+      const disconnect = el("button", "Disconnect", {
+        type: "button",
+        "aria-label": `Disconnect client ${connection.client}`,
+      });
+      disconnect.addEventListener("click", () => {
+        const close = closeWith();
+        if (close === undefined) return;
+        void attempt(async () => {
+          await call("/api/disconnect", { client: connection.client, ...close });
+          $("user-result").textContent = `asked ${connection.node} to close ${connection.client} with ${close.code}`;
+          await refreshUser();
+        }, $("user-result"));
+      });
+      return row(
+        [
+          connection.client,
+          connection.node,
+          connection.transport,
+          connection.address,
+          time(connection.connectedAt),
+          connection.rooms.join(", ") || "–",
+          disconnect,
+        ],
+        { "data-client": connection.client },
+      );
+    }),
+  );
   $("user-empty").hidden = reply.connections.length > 0;
   renderMissing(reply.missing);
 }
@@ -293,13 +293,12 @@ function renderWarnings(warnings: Warnings): void {
       el("li", `${label}: ${warnings.totals[kind] ?? 0}`, { "data-kind": kind }),
     ),
   );
-  $("warning-list")
-    .querySelector("tbody")
-    ?.replaceChildren(
-      ...warnings.recent.map((warning) =>
-        row([time(warning.at), warning.node, WARNING_LABELS[warning.kind] ?? warning.kind, warning.detail]),
-      ),
-    );
+  fill(
+    "warning-list",
+    warnings.recent.map((warning) =>
+      row([time(warning.at), warning.node, WARNING_LABELS[warning.kind] ?? warning.kind, warning.detail]),
+    ),
+  );
   $("warnings-empty").hidden = warnings.recent.length > 0;
 }
 

@@ -45,6 +45,9 @@ export interface Rooms {
 }
 
 export interface Subscribers {
+  room: string;
+  history: boolean;
+  presence: boolean;
   subscribers: { client: string; user: string; node: string }[];
   missing: Missing[];
 }

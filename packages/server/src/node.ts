@@ -139,6 +139,10 @@ export class CrierNode implements SessionHost, ApiHost {
       connections: () => this.sessions.size,
       broker: () => this.broker.stats(),
       ready: () => this.isReady(),
+      features: (room) => ({
+        history: this.keepsHistory(room),
+        presence: this.policy.options(room).presence && this.presenceStore !== undefined,
+      }),
       nodes: async () => (await this.membership.nodes()).map((node) => node.id),
     });
     this.policy = new RoomPolicy(config.namespaces);

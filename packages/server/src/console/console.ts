@@ -23,6 +23,7 @@ export interface ConsoleSources {
   connections: () => number;
   broker: () => BrokerStats;
   ready: () => boolean;
+  features: (room: string) => { history: boolean; presence: boolean };
   /** Ids of the live instances, this one included. */
   nodes: () => Promise<string[]>;
 }
@@ -48,6 +49,7 @@ export class NodeConsole {
     );
     this.views = new ConsoleViews(control, sources.nodes, {
       ready: sources.ready,
+      features: sources.features,
       samples: (since) => this.sampler.samples(since),
       rooms: (search, limit) => hub.roomLoads(search, limit),
       subscribers: (room, limit) => hub.subscribers(room, limit),

@@ -40,6 +40,8 @@ export type ConsoleMethods = {
 /** This instance's local answers. */
 export interface LocalViews {
   ready(): boolean;
+  /** Whether the room's namespace keeps history and presence (the same on every instance). */
+  features(room: string): { history: boolean; presence: boolean };
   samples(since: number): Sample[];
   rooms(search: string, limit: number): RoomLoad[];
   subscribers(room: string, limit: number): Subscriber[];
@@ -60,10 +62,12 @@ export const VIEW_LIMIT = 500;
 export class ConsoleViews {
   private readonly control: Control<ConsoleMethods>;
   private readonly nodes: () => Promise<string[]>;
+  private readonly local: LocalViews;
 
   constructor(control: Control<ConsoleMethods>, nodes: () => Promise<string[]>, local: LocalViews) {
     this.control = control;
     this.nodes = nodes;
+    this.local = local;
     control.handle("console.stats", ({ since }) => ({ ready: local.ready(), samples: local.samples(since) }));
     control.handle("console.rooms", ({ search, limit }) => local.rooms(search, limit));
     control.handle("console.subscribers", ({ room, limit }) => local.subscribers(room, limit));
@@ -96,10 +100,17 @@ export class ConsoleViews {
     return { rooms: [...merged.values()].sort(busiestFirst).slice(0, limit), missing };
   }
 
-  async subscribers(room: string): Promise<{ subscribers: (Subscriber & { node: string })[]; missing: Missing[] }> {
+  /** A room's subscribed connections on every instance, and whether it keeps history and presence. */
+  async subscribers(room: string): Promise<{
+    room: string;
+    history: boolean;
+    presence: boolean;
+    subscribers: (Subscriber & { node: string })[];
+    missing: Missing[];
+  }> {
     const { answers, missing } = await this.askAll("console.subscribers", { room, limit: VIEW_LIMIT });
     const subscribers = answers.flatMap(({ node, reply }) => reply.map((entry) => ({ ...entry, node })));
-    return { subscribers: subscribers.slice(0, VIEW_LIMIT), missing };
+    return { room, ...this.local.features(room), subscribers: subscribers.slice(0, VIEW_LIMIT), missing };
   }
 
   async connections(user: string): Promise<{ connections: ConnectionView[]; missing: Missing[] }> {

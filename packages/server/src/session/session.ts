@@ -16,6 +16,7 @@ import {
   type ReplyFrame,
   type ServerFrame,
   type StreamPosition,
+  SUBPROTOCOL_JSON,
   SUBPROTOCOL_MSGPACK,
 } from "crier-protocol";
 import { decodeClientFrameMsgpack, encodeServerFrameMsgpack } from "crier-protocol/msgpack";
@@ -118,7 +119,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
   }
 
   get transport(): string {
-    return `websocket ${this.ws.protocol}`;
+    return this.binary ? `websocket ${SUBPROTOCOL_MSGPACK}` : `websocket ${SUBPROTOCOL_JSON}`;
   }
 
   /** A method, not a field read, so the compiler does not narrow it across awaits. */
