@@ -23,35 +23,16 @@ interface ChartSpec {
   cluster?: { label: string; value: Metric; combine: "sum" | "max" }[];
 }
 
+/** A chart of one counter: a line per instance and the cluster's sum. */
+function summed(id: string, title: string, unit: string, value: Metric): ChartSpec {
+  return { id, title, unit, perNode: value, cluster: [{ label: "cluster", value, combine: "sum" }] };
+}
+
 const CHARTS: ChartSpec[] = [
-  {
-    id: "connections",
-    title: "Connections",
-    unit: "",
-    perNode: (s) => s.connections,
-    cluster: [{ label: "cluster", value: (s) => s.connections, combine: "sum" }],
-  },
-  {
-    id: "messages-in",
-    title: "Messages in per second",
-    unit: "/s",
-    perNode: (s) => s.messagesIn,
-    cluster: [{ label: "cluster", value: (s) => s.messagesIn, combine: "sum" }],
-  },
-  {
-    id: "messages-out",
-    title: "Messages out per second (fanned out)",
-    unit: "/s",
-    perNode: (s) => s.messagesOut,
-    cluster: [{ label: "cluster", value: (s) => s.messagesOut, combine: "sum" }],
-  },
-  {
-    id: "deliveries",
-    title: "Deliveries per second",
-    unit: "/s",
-    perNode: (s) => s.deliveries,
-    cluster: [{ label: "cluster", value: (s) => s.deliveries, combine: "sum" }],
-  },
+  summed("connections", "Connections", "", (s) => s.connections),
+  summed("messages-in", "Messages in per second", "/s", (s) => s.messagesIn),
+  summed("messages-out", "Messages out per second (fanned out)", "/s", (s) => s.messagesOut),
+  summed("deliveries", "Deliveries per second", "/s", (s) => s.deliveries),
   {
     id: "latency",
     title: "Publish latency (mean; cluster: slowest)",
