@@ -198,8 +198,8 @@ describe("the operator's console in headless Chromium, two instances on Redis", 
 
   test("the busiest room lists its members; the inspector's publish reaches a subscribed client", async () => {
     const { page, errors } = await openConsole(1280, 900);
-    const alice = clients[0];
-    assert.ok(alice !== undefined);
+    const [alice, , carol] = clients;
+    assert.ok(alice !== undefined && carol !== undefined);
     try {
       await signIn(page, a.apiKey);
       const first = page.locator("#rooms tbody tr").first();
@@ -237,6 +237,11 @@ describe("the operator's console in headless Chromium, two instances on Redis", 
       await page.getByLabel("Publish to this room (JSON)").fill("{not json");
       await page.getByRole("button", { name: "Publish" }).click();
       await page.locator("#publish-result", { hasText: "That is not JSON" }).waitFor();
+
+      await page.getByRole("button", { name: `Unsubscribe user carol from ${BUSY}` }).click();
+      await carol.seen((frame) => frame.op === "unsubscribed" && frame.room === BUSY, "carol's unsubscribed");
+      await waitForRows(page, "#members", 4);
+      await page.screenshot({ path: join(SHOTS, "desktop-room.png"), fullPage: true });
       assert.deepEqual(errors, []);
     } finally {
       await page.close();
