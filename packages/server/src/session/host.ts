@@ -34,6 +34,12 @@ export interface SessionView {
   readonly rooms: ReadonlySet<string>;
   /** Headers of the connection's request that proxy calls forward (proxy.headers). */
   readonly forwarded: Readonly<Record<string, string>>;
+  /** Epoch milliseconds when the connection was accepted. */
+  readonly connectedAt: number;
+  /** The peer's address as the socket saw it. */
+  readonly address: string;
+  /** e.g. "websocket crier.v1.json". */
+  readonly transport: string;
   /** The close code, once closed. */
   readonly closeCode: number | undefined;
   /** Closes the connection with a close code. Idempotent. */
@@ -80,6 +86,8 @@ export interface SessionHost {
   readonly presence: SessionPresence;
   /** The application's backend, when a proxy is configured (rpc, refresh of proxy-given expiries). */
   readonly proxy: BackendProxy | undefined;
+  /** Something an operator should see in the console's recent warnings. */
+  warning(kind: "rate_limited" | "auth_failed", detail: string): void;
   /** Called once, when the session has closed and left every index. */
   sessionClosed(session: SessionView): void;
 }

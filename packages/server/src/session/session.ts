@@ -41,6 +41,9 @@ const BARRIERS: ReadonlySet<ClientCommand["op"]> = new Set(["connect", "subscrib
 export class Session implements HubMember, SessionView {
   readonly id = randomUUID();
   readonly rooms = new Set<string>();
+  /** Epoch milliseconds when the socket was accepted, and its peer address (for the console). */
+  readonly connectedAt = Date.now();
+  readonly address: string;
   identity: Identity = ANONYMOUS;
   /** The close code, once closed: the one this server sent, or the client's. */
   closeCode: number | undefined;
@@ -69,6 +72,7 @@ export class Session implements HubMember, SessionView {
     this.request = request;
     this.host = host;
     this.forwarded = host.auth.forwardedHeaders(request);
+    this.address = connection.address;
     this.limiter = new RateLimiter(host.settings.commandsPerSecond);
     this.keepalive = new Keepalive(
       {
@@ -100,6 +104,11 @@ export class Session implements HubMember, SessionView {
 
   get user(): string {
     return this.identity.user;
+  }
+
+  /** The transport and the subprotocol, e.g. "websocket crier.v1.json". */
+  get transport(): string {
+    return `${this.connection.transport} ${this.connection.binary ? SUBPROTOCOL_MSGPACK : SUBPROTOCOL_JSON}`;
   }
 
   /** A method, not a field read, so the compiler does not narrow it across awaits. */
@@ -143,6 +152,10 @@ export class Session implements HubMember, SessionView {
     }
     if (!(decoded.kind === "command" && decoded.command.op === "pong")) {
       const verdict = this.limiter.take();
+      if (verdict !== "ok") {
+        const what = verdict === "abusive" ? "closed with 4508" : "a command refused";
+        this.host.warning("rate_limited", `client ${this.id} (user '${this.user}'): ${what}`);
+      }
       if (verdict === "abusive") {
         this.close(CloseCode.RateLimited, "too many commands");
         return;
@@ -254,6 +267,9 @@ export class Session implements HubMember, SessionView {
         forwarded: this.forwarded,
       });
     } catch (error) {
+      if (error instanceof ProtocolError && error.code === "unauthorized") {
+        this.host.warning("auth_failed", `${this.address || "unknown address"}: ${error.message}`);
+      }
       this.refuseConnect(command.id, error);
       return;
     }
