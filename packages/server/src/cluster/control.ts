@@ -7,7 +7,7 @@
 // cluster views today) declares what it asks and answers.
 
 import { randomUUID } from "node:crypto";
-import { type ErrorCode, ProtocolError } from "crier-protocol";
+import { ERROR_CODES, type ErrorCode, ProtocolError } from "crier-protocol";
 import type { Logger } from "pino";
 import type { Broker, ChannelNames } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
@@ -41,17 +41,7 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
-  "bad_request",
-  "unauthorized",
-  "forbidden",
-  "not_subscribed",
-  "already_subscribed",
-  "too_large",
-  "rate_limited",
-  "unavailable",
-  "internal",
-]);
+const KNOWN_CODES: ReadonlySet<string> = new Set<string>(ERROR_CODES);
 
 export class Control<M extends ControlMethods> {
   private readonly options: ControlOptions;
@@ -143,7 +133,7 @@ export class Control<M extends ControlMethods> {
         const { code, message: text } = error as Record<string, unknown>;
         pending.reject(
           new ProtocolError(
-            typeof code === "string" && ERROR_CODES.has(code) ? (code as ErrorCode) : "internal",
+            typeof code === "string" && KNOWN_CODES.has(code) ? (code as ErrorCode) : "internal",
             typeof text === "string" ? text : "control request failed",
           ),
         );

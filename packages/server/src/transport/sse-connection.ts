@@ -36,6 +36,7 @@ export interface SseConnectionOptions {
 export class SseConnection implements Connection {
   readonly transport = "sse";
   readonly binary = false;
+  readonly address: string;
   /** The session id that /emulation POSTs name: unguessable, as it is all a POST needs. */
   readonly session: string;
   private readonly response: ServerResponse;
@@ -47,6 +48,7 @@ export class SseConnection implements Connection {
   constructor(response: ServerResponse, session: string, options: SseConnectionOptions) {
     this.response = response;
     this.session = session;
+    this.address = response.socket?.remoteAddress ?? "";
     this.out = new BoundedWriter(
       {
         queued: () => response.writableLength,

@@ -28,6 +28,7 @@ export interface WsConnectionOptions {
 export class WsConnection implements Connection {
   readonly transport = "websocket";
   readonly binary: boolean;
+  readonly address: string;
   private readonly ws: WebSocket;
   private readonly out: BoundedWriter;
 
@@ -51,6 +52,7 @@ export class WsConnection implements Connection {
       options.outboundQueueBytes,
     );
     this.binary = ws.protocol === SUBPROTOCOL_MSGPACK;
+    this.address = socket.remoteAddress ?? "";
   }
 
   listen(events: ConnectionEvents): void {
