@@ -2,6 +2,11 @@
 // Runs every *.test.ts under packages/*/src and test/ with node's test runner
 // (through tsx), so the runner's closing summary is printed. Extra arguments
 // are passed to node --test (e.g. --test-name-pattern=redis).
+//
+// The workspace packages resolve to their TypeScript sources through the
+// "crier-source" export condition (README: Development), here and in every child
+// process a test starts, through NODE_OPTIONS; the packaging test removes it to
+// run the built packages as a user would.
 
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
@@ -28,9 +33,11 @@ if (selected.length === 0) {
   console.error(`no test files match ${filter.join(" ")}`);
   process.exit(1);
 }
+const SOURCE_CONDITION = "--conditions=crier-source";
+const nodeOptions = [process.env.NODE_OPTIONS, SOURCE_CONDITION].filter(Boolean).join(" ");
 const result = spawnSync(
   process.execPath,
   ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=120000", ...flags, ...selected],
-  { cwd: root, stdio: "inherit" },
+  { cwd: root, stdio: "inherit", env: { ...process.env, NODE_OPTIONS: nodeOptions } },
 );
 process.exit(result.status ?? 1);

@@ -125,7 +125,7 @@ export class GeneratorPool {
     const worker: Worker | ChildProcess = asProcess
       ? fork(fileURLToPath(ENTRY), [], {
           cwd: REPO_ROOT,
-          execArgv: ["--import", "tsx"],
+          execArgv: ["--conditions=crier-source", "--import", "tsx"],
           serialization: "advanced",
           stdio: ["ignore", "inherit", "inherit", "ipc"],
         })
