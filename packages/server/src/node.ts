@@ -17,7 +17,7 @@ import {
   ProtocolError,
   type StreamPosition,
 } from "crier-protocol";
-import { type Logger, pino } from "pino";
+import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { AuthGate, type CrierHooks } from "./auth/gate.js";
 import type { Identity } from "./auth/identity.js";
@@ -31,6 +31,7 @@ import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
 import type { HistoryOptions, HistoryRead, HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
+import { createLogger } from "./log.js";
 import { createMetrics } from "./metrics.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
@@ -49,7 +50,7 @@ export interface CrierOptions {
   /** Settings as in the config file (validated here), or the result of loadConfig/validateConfig. */
   config?: CrierConfigInput | CrierConfig;
   hooks?: CrierHooks;
-  /** A pino logger; by default one is made at config.logLevel, writing to stdout. */
+  /** A pino logger; by default one is made at config.logLevel and config.logFormat, writing to stdout. */
   logger?: Logger;
   /** A broker to use instead of the one config.redis selects (tests, custom backplanes). */
   broker?: Broker;
@@ -95,7 +96,7 @@ export class CrierNode implements SessionHost, ApiHost {
       `${hostname()
         .replace(/[^A-Za-z0-9_.:-]/g, "-")
         .slice(0, 40)}-${randomBytes(3).toString("hex")}`;
-    this.logger = (options.logger ?? pino({ level: config.logLevel })).child({ node: this.nodeId });
+    this.logger = (options.logger ?? createLogger(config)).child({ node: this.nodeId });
     this.batcher = new WriteBatcher(config.delivery.coalesceMs);
     this.apiKeyGenerated = config.apiKey === undefined;
     this.apiKey = config.apiKey ?? randomBytes(24).toString("base64url");
