@@ -18,7 +18,7 @@ Socket.IO. 'crier bench --help' lists the scenarios and every option.`;
 
 const MISSING = `crier bench: the bench is not part of this installation (no ${fileURLToPath(BENCH_ENTRY)}).
 It ships with the crier repository, not the npm package: clone the repository,
-run 'npm ci' there, then 'npx crier bench ...' or 'npm run bench -- ...' from it.`;
+run 'npm ci' there, then 'npm run bench -- ...' from it (or 'npx crier bench ...' after 'npm run build').`;
 
 interface BenchModule {
   runBench(argv: string[], invokedAs: string): Promise<number>;
