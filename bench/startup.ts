@@ -11,6 +11,7 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { machineInfo } from "./machine.js";
@@ -117,7 +118,7 @@ async function main(): Promise<void> {
   );
   const lines = [
     BEGIN,
-    `\`${invocation}\` on ${new Date().toISOString().slice(0, 16)}Z: ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node.js ${machine.node}; ${runs} runs of each, interleaved.`,
+    `\`${invocation}\` on ${new Date().toISOString().slice(0, 16)}Z: ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node.js ${machine.node}; load average ${loadavg()[0]?.toFixed(1)} at the end (others share this machine); ${runs} runs of each, interleaved.`,
     "",
     "| command | until | median | fastest |",
     "|---|---|---:|---:|",
