@@ -37,7 +37,7 @@ const SOURCE_CONDITION = "--conditions=crier-source";
 const nodeOptions = [process.env.NODE_OPTIONS, SOURCE_CONDITION].filter(Boolean).join(" ");
 const result = spawnSync(
   process.execPath,
-  ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=120000", ...flags, ...selected],
+  ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=300000", ...flags, ...selected],
   { cwd: root, stdio: "inherit", env: { ...process.env, NODE_OPTIONS: nodeOptions } },
 );
 process.exit(result.status ?? 1);

@@ -26,6 +26,12 @@ export class ProtocolError extends Error {
 }
 
 export const CloseCode = {
+  /** Standard: a normal close (the client or the server is done). */
+  Normal: 1000,
+  /** Standard: the connection ended without a close frame (never sent; what an abrupt end is reported as). */
+  Abnormal: 1006,
+  /** Standard: the server met an error it could not serve the connection through (e.g. backplane down at connect). */
+  ServerError: 1011,
   /** The first frame was not `connect`, or no `connect` came within the connect timeout. */
   ConnectExpected: 4001,
   /** Not JSON, not an object, or a binary frame on the JSON subprotocol. */
