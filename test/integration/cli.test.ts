@@ -214,6 +214,8 @@ describe("log format", () => {
       const line = await child.waitForLine(/crier listening/, { stream: "stdout" });
       assert.match(line, new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} INFO  crier listening .*port=${port}\\b`));
       assert.ok(!child.linesOf("stdout").some((text) => text.startsWith("{")), child.output());
+      // A request answered: the CLI is past listen() and has its SIGTERM handler.
+      assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
       child.process.kill("SIGTERM");
       assert.equal((await child.exited).code, 0, child.output());
     }
