@@ -93,9 +93,9 @@ export class CrierNode implements SessionHost, ApiHost {
     this.apiKeyGenerated = config.apiKey === undefined;
     this.apiKey = config.apiKey ?? randomBytes(24).toString("base64url");
     this.settings = {
-      connectTimeoutMs: config.timeouts.connect * 1000,
-      pingIntervalMs: config.timeouts.ping * 1000,
-      pongTimeoutMs: config.timeouts.pong * 1000,
+      connectTimeoutMs: config.timeouts.connectMs,
+      pingIntervalMs: config.timeouts.pingMs,
+      pongTimeoutMs: config.timeouts.pongMs,
       maxFrameBytes: config.limits.maxFrameBytes,
       commandsPerSecond: config.limits.commandsPerSecond,
       maxSubscriptions: config.limits.maxSubscriptions,

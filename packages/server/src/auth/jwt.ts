@@ -1,5 +1,5 @@
 // Verifies connection tokens with jose: HS256 with a shared secret, RS256/ES256
-// with a PEM public key, or any JWKS-published key. Claims of PROTOCOL.md "JWT
+// with a PEM public key, or any JWKS-published key. Claims of docs/protocol.md "JWT
 // claims": `sub` required, `exp` enforced, `info`, `rooms`, `publish`.
 
 import type { JsonObject } from "crier-protocol";

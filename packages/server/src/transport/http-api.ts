@@ -1,4 +1,4 @@
-// The HTTP API for backends (PROTOCOL.md "HTTP API") and the health endpoints.
+// The HTTP API for backends (docs/protocol.md "HTTP API") and the health endpoints.
 // Bodies are size-limited and validated with a schema; every error is
 // {"error":{"code","message"}} with a status that fits.
 
