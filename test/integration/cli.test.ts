@@ -211,7 +211,8 @@ describe("log format", () => {
         env: options.env,
       });
       children.push(child);
-      const line = await child.waitForLine(/crier listening/, { stream: "stdout" });
+      // As long as startCrier waits for "crier listening" (a loaded machine can take seconds).
+      const line = await child.waitForLine(/crier listening/, { stream: "stdout", timeoutMs: 20_000 });
       assert.match(line, new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} INFO  crier listening .*port=${port}\\b`));
       assert.ok(!child.linesOf("stdout").some((text) => text.startsWith("{")), child.output());
       // A request answered: the CLI is past listen() and has its SIGTERM handler.
