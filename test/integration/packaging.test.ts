@@ -44,11 +44,12 @@ interface Manifest {
 
 /**
  * The environment of a user's shell: no npm_* variables of the `npm test` that runs
- * this file (npm_config_local_prefix would point npm back into the workspace) and
- * no NODE_OPTIONS, which carries the workspace's crier-source condition.
+ * this file (npm_config_local_prefix would point npm back into the workspace), no
+ * NODE_OPTIONS, which carries the workspace's crier-source condition, and no test
+ * runner marker.
  */
 function userEnv(): Record<string, string | undefined> {
-  const env: Record<string, string | undefined> = { NODE_OPTIONS: undefined };
+  const env: Record<string, string | undefined> = { NODE_OPTIONS: undefined, NODE_TEST_CONTEXT: undefined };
   for (const key of Object.keys(process.env)) if (key.toLowerCase().startsWith("npm_")) env[key] = undefined;
   return env;
 }
