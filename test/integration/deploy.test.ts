@@ -147,6 +147,14 @@ describe("deploy/Dockerfile", () => {
       }
     }
     assert.ok(checked >= 5, "the Dockerfile copies the manifests and packs the workspaces");
+    // npm ci needs every workspace's manifest that package-lock.json lists.
+    const copied = lines.filter((line) => line.instruction === "COPY").map((line) => line.args);
+    for (const workspace of manifest.workspaces) {
+      assert.ok(
+        copied.some((args) => args.startsWith(`${workspace}/package.json `)),
+        `the Dockerfile copies ${workspace}/package.json before npm ci`,
+      );
+    }
     const cmd = lines.filter((line) => line.instruction === "CMD").pop();
     const argv = JSON.parse(cmd?.args ?? "[]") as string[];
     assert.equal(argv[0], Object.keys(server.bin)[0], "CMD runs the crier bin");

@@ -133,7 +133,11 @@ describe("the packed packages", () => {
         }
       }
       for (const path of files) {
-        assert.ok(/^(dist\/|bin\/|package\.json$|README\.md$|LICENSE$)/.test(path), `${name} ships ${path}`);
+        // dashboard/: the console's page, built from packages/dashboard and committed.
+        assert.ok(
+          /^(dist\/|bin\/|dashboard\/|package\.json$|README\.md$|LICENSE$)/.test(path),
+          `${name} ships ${path}`,
+        );
         assert.ok(!/(?<!\.d)\.ts$/.test(path), `${name} ships TypeScript source ${path}`);
         assert.ok(!/\.test\.|tsbuildinfo|\/testing\//.test(path), `${name} ships ${path}`);
       }
@@ -167,13 +171,17 @@ describe("installed from the tarballs", () => {
     assert.equal(result.stdout.trim(), manifests.get("crier")?.version);
   });
 
-  test("npx crier serve accepts a WebSocket client, delivers its publication and stops on SIGTERM", async () => {
+  test("npx crier serve serves the console, accepts a WebSocket client, delivers its publication, stops on SIGTERM", async () => {
     const crier = await startCrier({ command: npx(), env: userEnv() });
     instances.push(crier);
     const listening = crier.output().match(/"pid":(\d+)[^\n]*"msg":"crier listening"/);
     const pid = Number(listening?.[1]);
     assert.ok(pid > 0, crier.output());
     crierPids.push(pid);
+
+    const dashboard = await fetch(`${crier.httpUrl}/dashboard`);
+    assert.equal(dashboard.status, 200, "GET /dashboard: the console's files are in the package");
+    assert.match(await dashboard.text(), /<html/i);
 
     const client = await TestClient.connect(crier.url);
     await client.call({ op: "subscribe", room: "lobby" });
