@@ -13,7 +13,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import type { JsonValue, ServerFrame } from "crier-protocol";
 import { WebSocket } from "ws";
-import { api, type CrierInstance, startCrier } from "../support/crier.js";
+import { api, type CrierInstance, metric, startCrier } from "../support/crier.js";
 import { type RedisProcess, startRedis } from "../support/redis.js";
 import { JWT_SECRET, token } from "../support/tokens.js";
 import { waitUntil } from "../support/wait.js";
@@ -95,13 +95,6 @@ async function clusterNodeIds(instance: CrierInstance): Promise<string[]> {
   assert.equal(reply.status, 200, JSON.stringify(reply.body));
   const body = reply.body as { nodes?: Array<{ id?: unknown }> };
   return (body.nodes ?? []).map((node) => String(node.id)).sort();
-}
-
-/** A counter or gauge from an instance's /metrics (0 when absent). */
-async function metric(instance: CrierInstance, name: string): Promise<number> {
-  const text = await (await fetch(`${instance.httpUrl}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
-  return line === undefined ? 0 : Number(line.split(" ").at(-1));
 }
 
 /** One redis-cli command against the test's Redis; its reply, trimmed. */

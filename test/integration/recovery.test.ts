@@ -17,7 +17,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 import type { JsonValue } from "crier-protocol";
 import { Redis } from "ioredis";
 import { WebSocket } from "ws";
-import { api, type CrierInstance, startCrier } from "../support/crier.js";
+import { api, type CrierInstance, metric, startCrier } from "../support/crier.js";
 import {
   type Ack,
   ackIndex,
@@ -400,6 +400,7 @@ describe("history and recovery: no message lost when a client, an instance or Re
     const room = `chat:quiet-blip-${Date.now()}`;
     const before = await publishSeries(b, room, 1, 10);
     const group = await subscribeMany(room, 30);
+    const repairedBefore = await Promise.all(instances.map((instance) => metric(instance, "crier_repaired_total")));
     const admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
     let acked: Ack[] = [];
     try {
@@ -439,6 +440,9 @@ describe("history and recovery: no message lost when a client, an instance or Re
           assert.equal(reply.status, 503, JSON.stringify(reply.body));
         }
       }
+      // History's connection stayed up, so publishes into the room go on being kept: with
+      // none acknowledged there would be nothing to repair and the test would prove nothing.
+      assert.ok(acked.length > 0, "no publish was acknowledged while the subscriber connections were down");
       await admin.config("SET", "maxclients", "10000");
       await waitUntil(
         "every instance is ready again",
@@ -473,6 +477,14 @@ describe("history and recovery: no message lost when a client, an instance or Re
         );
     }
     assertNoProblems(problems, "subscribers of a quiet room lost messages silently");
+    // No instance heard those publishes live (none had a subscriber connection): every one
+    // with members repaired each of them from history.
+    const outage = acked.length - 5;
+    const repairedAfter = await Promise.all(instances.map((instance) => metric(instance, "crier_repaired_total")));
+    for (const [i, instance] of instances.entries()) {
+      const repaired = (repairedAfter[i] ?? 0) - (repairedBefore[i] ?? 0);
+      assert.ok(repaired >= outage, `${instance.nodeId}: repaired ${repaired} of the ${outage} messages it missed`);
+    }
     t.diagnostic(
       `backplane blip: ${group.length} subscribers at offset 10; ${acked.length - 5} of 5 publishes acknowledged while ` +
         `the subscriber connections were down; room at ${end.offset} after, every subscriber has 11..${end.offset}`,
