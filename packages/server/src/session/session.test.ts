@@ -518,7 +518,10 @@ describe("rooms with history", () => {
     const publisher = await server.client();
     await publisher.call({ op: "subscribe", room: "chat:b" });
     const first = await publisher.call({ op: "publish", room: "chat:b", data: 1 });
-    assert.ok(first.op === "ok" && typeof first.epoch === "string", `a publish reply with an epoch: ${JSON.stringify(first)}`);
+    assert.ok(
+      first.op === "ok" && typeof first.epoch === "string",
+      `a publish reply with an epoch: ${JSON.stringify(first)}`,
+    );
     for (const n of [2, 3, 4]) await publisher.call({ op: "publish", room: "chat:b", data: n });
 
     const late = await server.client();
