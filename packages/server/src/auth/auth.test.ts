@@ -13,6 +13,7 @@ import { TokenVerifier } from "./jwt.js";
 import { RoomPolicy } from "./policy.js";
 
 const SECRET = "a-secret-long-enough-for-hs256-tokens";
+type KeyPair = Awaited<ReturnType<typeof generateKeyPair>>;
 
 async function rejectsWith(promise: Promise<unknown>, message: RegExp): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
@@ -97,7 +98,7 @@ describe("TokenVerifier", () => {
       response.end(JSON.stringify({ keys }));
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const sign = (kid: string, key: CryptoKey, sub: string) =>
+    const sign = (kid: string, key: KeyPair["privateKey"], sub: string) =>
       new SignJWT({}).setProtectedHeader({ alg: "ES256", kid }).setSubject(sub).sign(key);
     try {
       const { port } = server.address() as AddressInfo;
