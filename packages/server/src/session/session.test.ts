@@ -307,7 +307,10 @@ describe("rooms and users", () => {
     for (const dave of [dave1, dave2]) {
       assert.deepEqual(await dave.next("direct"), { op: "direct", data: { ping: 1 }, from: "erin" });
     }
-    assert.equal(erin.all("direct").length, 0);
+    // One to erin, sent after hers, is the barrier: had hers come back to her, it would be first.
+    assert.equal((await dave1.call({ op: "send", user: "erin", data: "barrier" })).op, "ok");
+    assert.deepEqual(await erin.next("direct"), { op: "direct", data: "barrier", from: "dave" });
+    assert.equal(erin.all("direct").length, 1, "the sender does not get its own direct message");
     for (const client of [dave1, dave2, erin]) client.close();
   });
 
