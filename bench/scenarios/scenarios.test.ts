@@ -23,7 +23,7 @@ function assertConsistent(plan: Plan): void {
     for (const target of publisher.targets) {
       if (publisher.kind === "room") {
         assert.ok(conn.rooms.includes(target), `publisher ${publisher.conn} is a member of ${target}`);
-        const members = plan.conns.filter((c) => c.rooms.includes(target)).length;
+        const members: number = plan.conns.filter((c) => c.rooms.includes(target)).length;
         assert.equal(publisher.fanout, members, `fan-out of ${target}`);
       } else {
         assert.equal(plan.conns.filter((c) => c.user === target).length, publisher.fanout, `connections of ${target}`);
