@@ -20,7 +20,11 @@ function find(dir, out) {
   return out;
 }
 
-const files = [...find(join(root, "packages"), []), ...find(join(root, "bench"), []), ...find(join(root, "test"), [])].sort();
+const files = [
+  ...find(join(root, "packages"), []),
+  ...find(join(root, "bench"), []),
+  ...find(join(root, "test"), []),
+].sort();
 const filter = process.argv.slice(2).filter((arg) => !arg.startsWith("-"));
 const flags = process.argv.slice(2).filter((arg) => arg.startsWith("-"));
 const selected = filter.length === 0 ? files : files.filter((file) => filter.some((part) => file.includes(part)));
@@ -30,7 +34,7 @@ if (selected.length === 0) {
 }
 const result = spawnSync(
   process.execPath,
-  ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=120000", ...flags, ...selected],
+  ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=300000", ...flags, ...selected],
   { cwd: root, stdio: "inherit" },
 );
 process.exit(result.status ?? 1);
