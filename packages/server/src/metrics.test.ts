@@ -34,6 +34,7 @@ const COUNTERS = [
   "crier_deliveries_total",
   "crier_directs_total",
   "crier_repaired_total",
+  "crier_rooms_lost_total",
   "crier_broker_published_total",
   "crier_broker_publish_failed_total",
   "crier_broker_received_total",
