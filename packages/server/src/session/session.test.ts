@@ -202,10 +202,17 @@ describe("rooms and users", () => {
     assert.deepEqual(message, { op: "message", room: "lobby", data: { text: "hi", n: [1, 2] } });
     const unsubscribed = await alice.call({ op: "unsubscribe", room: "lobby" });
     assert.equal(unsubscribed.op, "ok");
+    await alice.call({ op: "subscribe", room: "lobby-barrier" });
+    await bob.call({ op: "subscribe", room: "lobby-barrier" });
     await bob.call({ op: "publish", room: "lobby", data: "after" });
-    // Bob sees his own publication; by then Alice would have had hers too.
-    await bob.seen((f) => f.op === "message" && f.data === "after", "bob's own message");
-    assert.equal(alice.all("message").length, 1);
+    // A publication to another of Alice's rooms, after "after", is the barrier on her own connection.
+    await bob.call({ op: "publish", room: "lobby-barrier", data: "barrier" });
+    await alice.seen((f) => f.op === "message" && f.data === "barrier", "the barrier");
+    assert.deepEqual(
+      alice.all("message").map((m) => (m.op === "message" ? m.data : undefined)),
+      [{ text: "hi", n: [1, 2] }, "barrier"],
+      "nothing of lobby after the unsubscribe",
+    );
     alice.close();
     bob.close();
   });
