@@ -14,9 +14,12 @@ import { TokenVerifier } from "./auth/jwt.js";
 import { RoomPolicy } from "./auth/policy.js";
 import { createBackends } from "./backends.js";
 import { type Broker, ChannelNames } from "./broker/broker.js";
+import { Control } from "./cluster/control.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
 import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
+import { NodeConsole } from "./console/console.js";
+import type { ConsoleMethods, ConsoleViews } from "./console/views.js";
 import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
 import { createMetrics } from "./metrics.js";
@@ -31,6 +34,9 @@ import { WriteBatcher } from "./session/write-batcher.js";
 import { type ApiHost, HttpApi } from "./transport/http-api.js";
 import { WsConnection } from "./transport/ws-connection.js";
 import { WsEndpoint } from "./transport/ws-endpoint.js";
+
+/** How long a request to another instance (cluster/control.ts) waits for its reply. */
+const CONTROL_TIMEOUT_MS = 2000;
 
 export type { CrierHooks };
 
@@ -62,6 +68,9 @@ export class CrierNode implements SessionHost, ApiHost {
 
   private readonly broker: Broker;
   private readonly membership: Membership;
+  /** Requests to other instances and their replies, over the backplane. */
+  private readonly control: Control<ConsoleMethods>;
+  private readonly console: NodeConsole;
   /** Present when some namespace keeps history. */
   private readonly historyStore: HistoryStore | undefined;
   /** Present when some namespace enables presence. */
@@ -110,11 +119,30 @@ export class CrierNode implements SessionHost, ApiHost {
     this.historyStore = backends.history;
     this.presenceStore = backends.presence;
     this.policy = new RoomPolicy(config.namespaces);
-    this.rooms = new RoomService(this.broker, this.names, this.policy, this.nodeId);
+    this.rooms = new RoomService(this.broker, this.names, this.policy, this.nodeId, (ms) => this.console.published(ms));
     const historyOptions = (room: string) => this.rooms.historyOptions(room);
     this.recovery = new Recovery(this.historyStore, historyOptions);
     this.queries = new RoomQueries(this.policy, this.historyStore, this.presenceStore, historyOptions);
     this.hub = new Hub(this.broker, this.names, this.logger, this.recovery);
+    this.control = new Control({
+      nodeId: this.nodeId,
+      broker: this.broker,
+      names: this.names,
+      timeoutMs: CONTROL_TIMEOUT_MS,
+      logger: this.logger,
+    });
+    this.console = new NodeConsole(this.control, {
+      hub: this.hub,
+      sessions: () => this.sessions,
+      connections: () => this.sessions.size,
+      broker: () => this.broker.stats(),
+      ready: () => this.isReady(),
+      features: (room) => ({
+        history: this.rooms.historyOptions(room) !== undefined,
+        presence: this.policy.options(room).presence && this.presenceStore !== undefined,
+      }),
+      nodes: async () => (await this.membership.nodes()).map((node) => node.id),
+    });
     this.presence = new PresenceTracker({
       nodeId: this.nodeId,
       store: this.presenceStore,
@@ -132,6 +160,7 @@ export class CrierNode implements SessionHost, ApiHost {
         maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
         allowedOrigins: config.allowedOrigins,
         logger: this.logger,
+        onRefused: (kind, detail) => this.console.warn(kind, detail),
       },
       (ws, socket, request) => {
         const connection = new WsConnection(ws, socket, {
@@ -170,7 +199,10 @@ export class CrierNode implements SessionHost, ApiHost {
 
   private async start(): Promise<void> {
     await this.verifier?.ready();
-    await this.broker.start((_channel, envelope) => this.hub.deliver(envelope));
+    await this.broker.start((_channel, envelope) => {
+      if (envelope.kind === "request" || envelope.kind === "reply") this.control.receive(envelope);
+      else this.hub.deliver(envelope);
+    });
     await this.historyStore?.start();
     await this.presenceStore?.start();
     this.broker.onReadyChange((ready) => {
@@ -178,8 +210,10 @@ export class CrierNode implements SessionHost, ApiHost {
       if (ready) this.hub.resync();
       if (ready) this.logger.info("backplane reachable: ready");
       else this.logger.warn("backplane unreachable: not ready; publishes get 'unavailable' until it returns");
+      this.console.warn(ready ? "backplane_back" : "backplane_lost", ready ? "reachable again" : "unreachable");
     });
     await this.broker.subscribe(this.names.control());
+    await this.control.start();
     await this.membership.start(() => this.nodeInfo());
     this.membership.onRejoin(() => {
       // Other instances may have pruned this one's presence entries while it was out of the cluster.
@@ -193,6 +227,7 @@ export class CrierNode implements SessionHost, ApiHost {
     if (this.apiKeyGenerated) {
       this.logger.warn("no API key configured: generated a random one for this run (set apiKey or CRIER_API_KEY)");
     }
+    this.console.start();
     this.started = true;
   }
 
@@ -315,9 +350,21 @@ export class CrierNode implements SessionHost, ApiHost {
     );
   }
 
+  warning(kind: "rate_limited" | "auth_failed", detail: string): void {
+    this.console.warn(kind, detail);
+  }
+
+  /** The console's cluster-wide views (GET /api/stats, /api/rooms, …). */
+  get views(): ConsoleViews {
+    return this.console.views;
+  }
+
   sessionClosed(session: SessionView): void {
     this.sessions.delete(session);
     const code = session.closeCode ?? CloseCode.Abnormal;
+    if (code === CloseCode.SlowConsumer) {
+      this.console.warn("slow_consumer", `client ${session.id} (user '${session.user}') closed with 4503`);
+    }
     this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
   }
 
@@ -358,11 +405,13 @@ export class CrierNode implements SessionHost, ApiHost {
     await stopped;
     clearTimeout(deadline);
     this.endpoint.close();
+    this.console.close();
     // The closed sessions' leaves: entries removed and leave events published before disconnecting.
     await this.presence.drain();
     await this.membership.close();
     await this.historyStore?.close();
     await this.presenceStore?.close();
+    this.control.close();
     await this.broker.close();
     this.logger.info("crier stopped");
   }

@@ -113,7 +113,7 @@ export const configSchema = z
     allowAnonymous: z.boolean().optional(),
     allowedOrigins: z.array(z.string().min(1)).optional(),
     clientSend: z.enum(["all", "authenticated", "none"]).default("authenticated"),
-    /** Serve GET /dashboard: the cluster's instances, read from /api/info with the API key. */
+    /** Serve GET /dashboard: the operator's console, which calls /api/ with the API key typed into it. */
     dashboard: z.boolean().default(true),
     namespaces: z
       .record(z.string().regex(/^[A-Za-z0-9_\-.@/=]*$/, "is not a valid namespace name"), namespaceSchema)

@@ -31,6 +31,12 @@ export interface SessionView {
   readonly user: string;
   readonly identity: Identity;
   readonly rooms: ReadonlySet<string>;
+  /** Epoch milliseconds when the connection was accepted. */
+  readonly connectedAt: number;
+  /** The peer's address as the socket saw it. */
+  readonly address: string;
+  /** e.g. "websocket crier.v1.json". */
+  readonly transport: string;
   /** The close code, once closed. */
   readonly closeCode: number | undefined;
   /** Closes the connection with a close code. Idempotent. */
@@ -71,6 +77,8 @@ export interface SessionHost {
   readonly queries: RoomQueries;
   readonly auth: SessionAuth;
   readonly presence: SessionPresence;
+  /** Something an operator should see in the console's recent warnings. */
+  warning(kind: "rate_limited" | "auth_failed", detail: string): void;
   /** Called once, when the session has closed and left every index. */
   sessionClosed(session: SessionView): void;
 }

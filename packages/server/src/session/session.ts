@@ -16,6 +16,8 @@ import {
   ProtocolError,
   type ReplyFrame,
   type StreamPosition,
+  SUBPROTOCOL_JSON,
+  SUBPROTOCOL_MSGPACK,
 } from "crier-protocol";
 import { decodeClientFrameMsgpack } from "crier-protocol/msgpack";
 import type { Logger } from "pino";
@@ -37,6 +39,9 @@ const BARRIERS: ReadonlySet<ClientCommand["op"]> = new Set(["connect", "subscrib
 export class Session implements HubMember, SessionView {
   readonly id = randomUUID();
   readonly rooms = new Set<string>();
+  /** Epoch milliseconds when the socket was accepted, and its peer address (for the console). */
+  readonly connectedAt = Date.now();
+  readonly address: string;
   identity: Identity = ANONYMOUS;
   /** The close code, once closed: the one this server sent, or the client's. */
   closeCode: number | undefined;
@@ -63,6 +68,7 @@ export class Session implements HubMember, SessionView {
     this.connection = connection;
     this.request = request;
     this.host = host;
+    this.address = connection.address;
     this.limiter = new RateLimiter(host.settings.commandsPerSecond);
     this.keepalive = new Keepalive(
       { sendPing: () => this.connection.sendPing(), close: (code, reason) => this.close(code, reason) },
@@ -90,6 +96,11 @@ export class Session implements HubMember, SessionView {
 
   get user(): string {
     return this.identity.user;
+  }
+
+  /** The transport and the subprotocol, e.g. "websocket crier.v1.json". */
+  get transport(): string {
+    return `${this.connection.transport} ${this.connection.binary ? SUBPROTOCOL_MSGPACK : SUBPROTOCOL_JSON}`;
   }
 
   /** A method, not a field read, so the compiler does not narrow it across awaits. */
@@ -133,6 +144,10 @@ export class Session implements HubMember, SessionView {
     }
     if (!(decoded.kind === "command" && decoded.command.op === "pong")) {
       const verdict = this.limiter.take();
+      if (verdict !== "ok") {
+        const what = verdict === "abusive" ? "closed with 4508" : "a command refused";
+        this.host.warning("rate_limited", `client ${this.id} (user '${this.user}'): ${what}`);
+      }
       if (verdict === "abusive") {
         this.close(CloseCode.RateLimited, "too many commands");
         return;
@@ -230,6 +245,7 @@ export class Session implements HubMember, SessionView {
       identity = await this.host.auth.authenticate(this.request, command);
     } catch (error) {
       if (!(error instanceof ProtocolError) || error.code !== "unauthorized") throw error;
+      this.host.warning("auth_failed", `${this.address || "unknown address"}: ${error.message}`);
       this.error(command.id, error.code, error.message);
       const code = error instanceof TokenExpiredError ? CloseCode.TokenExpired : CloseCode.Unauthorized;
       this.close(code, error.message);
