@@ -22,9 +22,11 @@ import { NodeConsole } from "./console/console.js";
 import type { ConsoleMethods, ConsoleViews } from "./console/views.js";
 import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
-import { createMetrics } from "./metrics.js";
+import { createMetrics, proxyMetrics } from "./metrics.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
+import { ProxyClient } from "./proxy/client.js";
+import { BackendProxy } from "./proxy/proxy.js";
 import { Recovery } from "./recovery/recovery.js";
 import { RoomQueries } from "./service/room-queries.js";
 import { type DisconnectTarget, type PublishResult, RoomService } from "./service/room-service.js";
@@ -62,6 +64,8 @@ export class CrierNode implements SessionHost, ApiHost {
   readonly queries: RoomQueries;
   readonly presence: PresenceTracker;
   readonly auth: AuthGate;
+  /** The application's backend, when `proxy` is configured. */
+  readonly proxy: BackendProxy | undefined;
   /** The HTTP API key: configured, or generated at start (see apiKeyGenerated). */
   readonly apiKey: string;
   readonly apiKeyGenerated: boolean;
@@ -152,7 +156,25 @@ export class CrierNode implements SessionHost, ApiHost {
     });
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
-    this.auth = new AuthGate(options.hooks ?? {}, this.verifier, config.allowAnonymous ?? !keyed, this.policy);
+    this.registry = createMetrics(
+      {
+        connections: () => this.sessions.size,
+        hub: this.hub,
+        broker: () => this.broker.stats(),
+        brokerChannels: () => this.broker.channelCount(),
+        ready: () => this.isReady(),
+        closes: () => this.closes,
+      },
+      { node: this.nodeId },
+    );
+    this.proxy = this.createProxy();
+    this.auth = new AuthGate(
+      options.hooks ?? {},
+      this.verifier,
+      config.allowAnonymous ?? !keyed,
+      this.policy,
+      this.proxy,
+    );
     this.endpoint = new WsEndpoint(
       {
         path: config.path,
@@ -170,22 +192,29 @@ export class CrierNode implements SessionHost, ApiHost {
         this.sessions.add(new Session(connection, request, this));
       },
     );
-    this.registry = createMetrics(
-      {
-        connections: () => this.sessions.size,
-        hub: this.hub,
-        broker: () => this.broker.stats(),
-        brokerChannels: () => this.broker.channelCount(),
-        ready: () => this.isReady(),
-        closes: () => this.closes,
-      },
-      { node: this.nodeId },
-    );
+
     this.api = new HttpApi(this, {
       apiKey: this.apiKey,
       maxBodyBytes: config.limits.maxHttpBodyBytes,
       logger: this.logger,
       dashboard: config.dashboard,
+    });
+  }
+
+  private createProxy(): BackendProxy | undefined {
+    const config = this.config.proxy;
+    if (config === undefined) return undefined;
+    const observe = proxyMetrics(this.registry);
+    const client = new ProxyClient({
+      timeoutMs: config.timeoutMs,
+      maxConcurrency: config.maxConcurrency,
+      logger: this.logger.child({ component: "proxy" }),
+      observe,
+    });
+    return new BackendProxy(config, client, {
+      headers: config.headers,
+      connectWithToken: config.connectWithToken,
+      namespaceOf: (room) => this.policy.options(room),
     });
   }
 
