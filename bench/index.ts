@@ -146,7 +146,7 @@ function usage(invokedAs: string): string {
 const TARGETS: readonly TargetName[] = ["crier", "socketio", "floor"];
 
 /** --target: crier, socketio, floor, or several joined by commas; `both` is crier,socketio. */
-function parseTargets(option: string): TargetName[] {
+export function parseTargets(option: string): TargetName[] {
   const names = option === "both" ? ["crier", "socketio"] : option.split(",").map((name) => name.trim());
   const targets: TargetName[] = [];
   for (const name of names) {
@@ -162,7 +162,7 @@ function parseTargets(option: string): TargetName[] {
 }
 
 /** Of a target's runs, the one whose measurement had the least other work on the machine. */
-function quietest(runs: TargetResult[]): TargetResult {
+export function quietest(runs: TargetResult[]): TargetResult {
   const noise = (run: TargetResult): number =>
     Math.max(run.idle?.otherCpuCores ?? 0, ...run.steps.map((s) => s.otherCpuCores + s.stealCores));
   return runs.reduce((best, run) => (noise(run) < noise(best) ? run : best));
@@ -173,7 +173,7 @@ function quietest(runs: TargetResult[]): TargetResult {
  * already fails, down by `factor` until one passes (or the rate is below 1
  * publication/s). Stops at the first failure after a pass.
  */
-function rampSchedule(
+export function rampSchedule(
   criteria: RampCriteria,
   factor: number,
   max: number,
@@ -193,7 +193,7 @@ function rampSchedule(
 }
 
 /** argv as it may be printed and recorded: secret values replaced. */
-function redacted(argv: string[]): string[] {
+export function redacted(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? "";

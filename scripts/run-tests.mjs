@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs every *.test.ts under packages/*/src and test/ with node's test runner
+// Runs every *.test.ts under packages/*/src, bench/ and test/ with node's test runner
 // (through tsx), so the runner's closing summary is printed. Extra arguments
 // are passed to node --test (e.g. --test-name-pattern=redis).
 //
@@ -25,7 +25,11 @@ function find(dir, out) {
   return out;
 }
 
-const files = [...find(join(root, "packages"), []), ...find(join(root, "test"), [])].sort();
+const files = [
+  ...find(join(root, "packages"), []),
+  ...find(join(root, "bench"), []),
+  ...find(join(root, "test"), []),
+].sort();
 const filter = process.argv.slice(2).filter((arg) => !arg.startsWith("-"));
 const flags = process.argv.slice(2).filter((arg) => arg.startsWith("-"));
 const selected = filter.length === 0 ? files : files.filter((file) => filter.some((part) => file.includes(part)));

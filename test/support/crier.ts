@@ -580,3 +580,10 @@ export async function api(
   }
   return { status: response.status, body: parsed };
 }
+
+/** A counter or gauge from an instance's /metrics (0 when absent). */
+export async function metric(instance: CrierInstance, name: string): Promise<number> {
+  const text = await (await fetch(`${instance.httpUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+  return line === undefined ? 0 : Number(line.split(" ").at(-1));
+}
