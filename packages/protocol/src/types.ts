@@ -43,6 +43,11 @@ export interface PresenceCommand extends WithId {
   op: "presence";
   room: string;
 }
+/** Counts of a room's presence without its members; an addition to PROTOCOL.md v1. */
+export interface PresenceStatsCommand extends WithId {
+  op: "presence_stats";
+  room: string;
+}
 export interface HistoryCommand extends WithId {
   op: "history";
   room: string;
@@ -64,6 +69,7 @@ export type ClientCommand =
   | PublishCommand
   | SendCommand
   | PresenceCommand
+  | PresenceStatsCommand
   | HistoryCommand
   | RefreshCommand
   | PongCommand;
@@ -103,6 +109,15 @@ export interface PresenceReply {
   id?: number;
   room: string;
   members: Member[];
+}
+export interface PresenceStatsReply {
+  op: "presence_stats";
+  id?: number;
+  room: string;
+  /** Connections in the room. */
+  clients: number;
+  /** Distinct users among them. */
+  users: number;
 }
 export interface HistoryMessage {
   room: string;
@@ -160,6 +175,7 @@ export type ServerFrame =
   | SubscribedReply
   | OkReply
   | PresenceReply
+  | PresenceStatsReply
   | HistoryReply
   | MessagePush
   | DirectPush
@@ -170,4 +186,11 @@ export type ServerFrame =
   | ErrorReply;
 
 /** The frames that answer a command (they may carry its id). */
-export type ReplyFrame = ConnectedReply | SubscribedReply | OkReply | PresenceReply | HistoryReply | ErrorReply;
+export type ReplyFrame =
+  | ConnectedReply
+  | SubscribedReply
+  | OkReply
+  | PresenceReply
+  | PresenceStatsReply
+  | HistoryReply
+  | ErrorReply;

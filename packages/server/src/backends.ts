@@ -3,7 +3,8 @@
 // and presence stores exist only when some namespace uses them.
 
 import type { Logger } from "pino";
-import type { Broker } from "./broker/broker.js";
+import { RoomPolicy } from "./auth/policy.js";
+import { type Broker, ChannelNames } from "./broker/broker.js";
 import { MemoryBroker } from "./broker/memory.js";
 import { RedisBroker } from "./broker/redis.js";
 import type { Membership } from "./cluster/membership.js";
@@ -26,10 +27,13 @@ export interface Backends {
 
 export function createBackends(config: CrierConfig, logger: Logger, broker?: Broker): Backends {
   const url = config.redis;
+  const names = new ChannelNames(config.redisPrefix);
+  const policy = new RoomPolicy(config.namespaces);
   const prefix = config.redisPrefix;
   const namespaces = Object.values(config.namespaces);
   const keepsHistory = namespaces.some((options) => options.history !== undefined);
-  const keepsPresence = namespaces.some((options) => options.presence);
+  // Members of join/leave rooms are stored too: the survivors of a crash announce their leaves from the store.
+  const keepsPresence = namespaces.some((options) => options.presence || options.joinLeave);
   const chosenBroker = broker ?? (url === undefined ? new MemoryBroker() : new RedisBroker({ url, logger }));
   if (url === undefined) {
     return {
@@ -50,7 +54,15 @@ export function createBackends(config: CrierConfig, logger: Logger, broker?: Bro
     }),
     history: keepsHistory ? new RedisHistory({ url, prefix, logger }) : undefined,
     presence: keepsPresence
-      ? new RedisPresence({ url, prefix, nodeKeyPrefix: nodeKeyPrefix(prefix), logger })
+      ? new RedisPresence({
+          url,
+          prefix,
+          nodeKeyPrefix: nodeKeyPrefix(prefix),
+          channel: (room) => names.room(room),
+          announces: (room) => policy.options(room).joinLeave,
+          sweepMs: config.cluster.heartbeat * 1000,
+          logger,
+        })
       : undefined,
   };
 }

@@ -30,9 +30,9 @@ import type { Membership, NodeInfo } from "./cluster/membership.js";
 import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
 import type { HistoryOptions, HistoryRead, HistoryStore } from "./history/history.js";
-import { Hub } from "./hub/hub.js";
+import { busiestRooms, Hub, type RoomSize } from "./hub/hub.js";
 import { createMetrics } from "./metrics.js";
-import type { PresenceStore } from "./presence/presence.js";
+import type { PresenceStats, PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
 import type { PublishResult, SessionHost, SessionSettings, SessionView } from "./session/host.js";
 import { Session } from "./session/session.js";
@@ -42,6 +42,8 @@ import { WsEndpoint } from "./transport/ws-endpoint.js";
 
 /** Messages read from history per page of a replay (and of a gap repair). */
 const REPLAY_PAGE = 500;
+/** Rooms each heartbeat carries and /api/info shows as the busiest. */
+const BUSIEST_ROOMS = 10;
 
 export type { CrierHooks };
 
@@ -70,7 +72,7 @@ export class CrierNode implements SessionHost, ApiHost {
   private readonly membership: Membership;
   /** Present when some namespace keeps history. */
   private readonly historyStore: HistoryStore | undefined;
-  /** Present when some namespace enables presence. */
+  /** Present when some namespace enables presence or join/leave events. */
   private readonly presenceStore: PresenceStore | undefined;
   private readonly presenceTracker: PresenceTracker;
   private port: number;
@@ -322,6 +324,15 @@ export class CrierNode implements SessionHost, ApiHost {
   }
 
   async presence(room: string, session?: SessionView): Promise<Member[]> {
+    return (await this.presenceOf(room, session)).list(room);
+  }
+
+  async presenceStats(room: string, session?: SessionView): Promise<PresenceStats> {
+    return (await this.presenceOf(room, session)).stats(room);
+  }
+
+  /** The store to ask about `room`, once `session` (if any) may know who is there. */
+  private async presenceOf(room: string, session: SessionView | undefined): Promise<PresenceStore> {
     if (!this.policy.options(room).presence || this.presenceStore === undefined) {
       throw new ProtocolError(
         "bad_request",
@@ -330,7 +341,7 @@ export class CrierNode implements SessionHost, ApiHost {
     }
     // A client sees who is in a room only if it could be there itself.
     if (session !== undefined) await this.authorize(session, room, "subscribe");
-    return this.presenceStore.list(room);
+    return this.presenceStore;
   }
 
   roomJoined(session: SessionView, room: string): Promise<void> {
@@ -375,9 +386,10 @@ export class CrierNode implements SessionHost, ApiHost {
     };
   }
 
-  /** This instance and every live one in the cluster. */
-  async info(): Promise<{ node: string; nodes: NodeInfo[] }> {
-    return { node: this.nodeId, nodes: await this.membership.nodes() };
+  /** This instance, every live one in the cluster, and the cluster's busiest rooms by members. */
+  async info(): Promise<{ node: string; nodes: NodeInfo[]; busiest: RoomSize[] }> {
+    const nodes = await this.membership.nodes();
+    return { node: this.nodeId, nodes, busiest: busiestRooms(nodes, BUSIEST_ROOMS) };
   }
 
   private nodeInfo(): NodeInfo {
@@ -389,6 +401,7 @@ export class CrierNode implements SessionHost, ApiHost {
       startedAt: this.startedAt,
       updatedAt: Date.now(),
       load: performance.eventLoopUtilization().utilization,
+      busiest: this.hub.busiest(BUSIEST_ROOMS),
     };
   }
 

@@ -298,7 +298,51 @@ export class Hub {
     return this.rooms.get(room)?.members.size ?? 0;
   }
 
+  /**
+   * The `count` rooms with the most local members, most first (ties by name):
+   * one pass keeping the best so far, so a heartbeat can carry it cheaply.
+   */
+  busiest(count: number): RoomSize[] {
+    const best: RoomSize[] = [];
+    for (const [room, entry] of this.rooms) {
+      const members = entry.members.size;
+      const last = best[best.length - 1];
+      if (best.length === count && last !== undefined && !isBigger(members, room, last)) continue;
+      let at = best.length;
+      while (at > 0 && isBigger(members, room, best[at - 1] as RoomSize)) at--;
+      best.splice(at, 0, { room, members });
+      if (best.length > count) best.pop();
+    }
+    return best;
+  }
+
   stats(): { rooms: number; users: number; clients: number } {
     return { rooms: this.rooms.size, users: this.users.size, clients: this.clients.size };
   }
+}
+
+/** A room and how many members it has (on one instance, or summed over the cluster). */
+export interface RoomSize {
+  room: string;
+  members: number;
+}
+
+function isBigger(members: number, room: string, than: RoomSize): boolean {
+  return members > than.members || (members === than.members && room < than.room);
+}
+
+/**
+ * The cluster's `count` busiest rooms from each instance's own busiest: the
+ * members of a room summed over the instances that report it. A room that is
+ * not among the busiest of any one instance is left out, however big in sum.
+ */
+export function busiestRooms(nodes: ReadonlyArray<{ busiest?: RoomSize[] }>, count: number): RoomSize[] {
+  const sums = new Map<string, number>();
+  for (const node of nodes) {
+    for (const { room, members } of node.busiest ?? []) sums.set(room, (sums.get(room) ?? 0) + members);
+  }
+  return [...sums]
+    .map(([room, members]) => ({ room, members }))
+    .sort((a, b) => (isBigger(a.members, a.room, b) ? -1 : isBigger(b.members, b.room, a) ? 1 : 0))
+    .slice(0, count);
 }

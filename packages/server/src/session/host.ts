@@ -8,6 +8,7 @@ import type { Identity } from "../auth/identity.js";
 import type { RoomAction } from "../auth/policy.js";
 import type { HistoryRead } from "../history/history.js";
 import type { Hub } from "../hub/hub.js";
+import type { PresenceStats } from "../presence/presence.js";
 import type { WriteBatcher } from "./write-batcher.js";
 
 export interface SessionSettings {
@@ -63,6 +64,8 @@ export interface SessionHost {
   sendJson(user: string, dataJson: string, from: string): Promise<void>;
   /** The room's members, cluster-wide; with `session`, only if it may subscribe to the room. */
   presence(room: string, session?: SessionView): Promise<Member[]>;
+  /** The room's counts, cluster-wide, without listing it; allowed as presence() is. */
+  presenceStats(room: string, session?: SessionView): Promise<PresenceStats>;
   history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply>;
   /**
    * For a subscribe to a room with history: the current position and, with

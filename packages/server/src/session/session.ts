@@ -232,6 +232,11 @@ export class Session implements HubMember, SessionView, ReplayTarget {
         this.reply(command.id, { op: "presence", room: command.room, members });
         return;
       }
+      case "presence_stats": {
+        const stats = await this.host.presenceStats(command.room, this);
+        this.reply(command.id, { op: "presence_stats", room: command.room, ...stats });
+        return;
+      }
       case "history": {
         const reply = await this.host.history(command.room, command.since, command.limit);
         this.reply(command.id, reply);

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { type ErrorCode, type HistoryReply, isValidRoom, type Member, ProtocolError } from "crier-protocol";
 import type { Logger } from "pino";
 import { z } from "zod";
+import type { PresenceStats } from "../presence/presence.js";
 import type { PublishResult } from "../session/host.js";
 import { DASHBOARD_HTML } from "./dashboard.js";
 
@@ -17,6 +18,7 @@ export interface ApiHost {
   disconnect(target: { user: string } | { client: string }, code: number, reason: string): Promise<void>;
   unsubscribe(user: string, room: string): Promise<void>;
   presence(room: string): Promise<Member[]>;
+  presenceStats(room: string): Promise<PresenceStats>;
   history(
     room: string,
     since: { offset: number; epoch: string } | undefined,
@@ -188,6 +190,11 @@ export class HttpApi {
         expect("GET");
         const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
         return this.json(response, 200, { members: await this.host.presence(target) });
+      }
+      case "/api/presence/stats": {
+        expect("GET");
+        const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
+        return this.json(response, 200, await this.host.presenceStats(target));
       }
       case "/api/history": {
         expect("GET");
