@@ -25,7 +25,7 @@ export interface Backends {
   presence: PresenceStore | undefined;
 }
 
-export function createBackends(config: CrierConfig, logger: Logger, broker?: Broker): Backends {
+export function createBackends(config: CrierConfig, nodeId: string, logger: Logger, broker?: Broker): Backends {
   const url = config.redis;
   const names = new ChannelNames(config.redisPrefix);
   const policy = new RoomPolicy(config.namespaces);
@@ -58,6 +58,7 @@ export function createBackends(config: CrierConfig, logger: Logger, broker?: Bro
           url,
           prefix,
           nodeKeyPrefix: nodeKeyPrefix(prefix),
+          nodeId,
           channel: (room) => names.room(room),
           announces: (room) => policy.options(room).joinLeave,
           sweepMs: config.cluster.heartbeat * 1000,

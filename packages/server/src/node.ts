@@ -114,7 +114,7 @@ export class CrierNode implements SessionHost, ApiHost {
     };
     this.names = new ChannelNames(config.redisPrefix);
     this.port = config.port;
-    const backends = createBackends(config, this.logger, options.broker);
+    const backends = createBackends(config, this.nodeId, this.logger, options.broker);
     this.broker = backends.broker;
     this.membership = backends.membership;
     this.historyStore = backends.history;

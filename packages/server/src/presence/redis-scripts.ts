@@ -70,7 +70,8 @@ export const STATS_SCRIPT = `
 return {redis.call('HLEN', KEYS[1]), redis.call('HLEN', KEYS[2])}`;
 
 // One room's part of sweeping a node that is gone.
-// ARGV[1] the node's key, ARGV[2] its id, ARGV[3] the room's channel ('' to announce
+// ARGV[1] the node's key ('' for an earlier process of this instance: swept even
+// while its key lives), ARGV[2] its id, ARGV[3] the room's channel ('' to announce
 // nothing), ARGV[4] and ARGV[5] the leave envelope's header around its "c" field,
 // ARGV[6] the entry suffix `,"node":"ID"}`, ARGV[7] tombstone ttl ms.
 // Does nothing (returns -1) if the node is live again; else removes its entries,

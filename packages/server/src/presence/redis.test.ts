@@ -112,11 +112,12 @@ describe("sweeping an instance that is gone", () => {
   const stores: RedisPresence[] = [];
 
   // As every instance shares one configuration: "quiet" is a room without join/leave events.
-  const open = async (): Promise<RedisPresence> => {
+  const open = async (nodeId?: string): Promise<RedisPresence> => {
     const store = new RedisPresence({
       url: redis.url,
       prefix: "sw:",
       nodeKeyPrefix: "sw:node:",
+      nodeId,
       channel: (room) => `sw:room:${room}`,
       announces: (room) => room !== "quiet",
       sweepMs: 0,
@@ -203,6 +204,19 @@ describe("sweeping an instance that is gone", () => {
     await n1.rewrite();
     await settled("r1", "r2");
     assert.equal(heard.filter((e) => e.kind === "join").length, 3, "a second rewrite announces nothing");
+  });
+
+  test("a process restarted under the node id of one that crashed sweeps what that one left, at start", async () => {
+    await admin.set("sw:node:n7", "{}");
+    const crashed = new RedisPresence({ url: redis.url, prefix: "sw:", nodeKeyPrefix: "sw:node:", nodeId: "n7" });
+    await crashed.start();
+    await crashed.add("restarted", { ...ANN, node: "n7" });
+    await crashed.close();
+    // Its node key has not even expired: the new process must not take the old members for its own.
+    const restarted = await open("n7");
+    assert.deepEqual(await restarted.list("restarted"), []);
+    await settled("restarted");
+    assert.deepEqual(heardOf("leave", "restarted"), [`c1:${JSON.stringify(ANN)}`]);
   });
 
   test("an instance back before its sweep keeps its entries and nobody hears a leave", async () => {

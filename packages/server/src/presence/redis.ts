@@ -39,6 +39,12 @@ export interface RedisPresenceOptions {
    */
   nodeKeyPrefix: string;
   /**
+   * This instance's id. At start, entries left under it by an earlier process
+   * with the same id (it crashed and was restarted before anyone swept it) are
+   * swept, their leaves announced: none of them is connected any more.
+   */
+  nodeId?: string;
+  /**
    * The broker channel of a room (broker/broker.ts ChannelNames), where a sweep
    * publishes leaves and a rewrite joins; without it neither is announced.
    */
@@ -87,6 +93,13 @@ export class RedisPresence implements PresenceStore {
   private readonly own: Rooms = new Map();
   /** Removals that may not have reached Redis (it was unreachable): done again once it is back. */
   private readonly unsure = new Map<string, Set<string>>();
+  /**
+   * The instances this store adds entries for (in production, its own): never
+   * swept from here, even when this one resumes from a stall and sweeps before
+   * its heartbeat has announced it again.
+   */
+  private readonly selves = new Set<string>();
+  private readonly nodeId: string | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private sweeping: Promise<number> | undefined;
   private closing: Promise<void> | undefined;
@@ -98,6 +111,8 @@ export class RedisPresence implements PresenceStore {
     }
     this.prefix = prefix;
     this.nodeKeyPrefix = options.nodeKeyPrefix;
+    this.nodeId = options.nodeId;
+    if (options.nodeId !== undefined) this.selves.add(options.nodeId);
     this.channel = options.channel;
     this.announces = options.announces ?? (() => true);
     this.ttlMs = options.ttlMs ?? 3_600_000;
@@ -126,9 +141,13 @@ export class RedisPresence implements PresenceStore {
     if (sweepMs > 0) this.every(sweepMs, () => this.sweepSoon());
   }
 
-  /** Resolves once Redis answers; rejects naming the URL if it does not within `timeoutMs`. */
-  start(timeoutMs = 5000): Promise<void> {
-    return this.conn.start(timeoutMs);
+  /**
+   * Resolves once Redis answers and what an earlier process of this node id
+   * left is swept; rejects naming the URL if Redis does not answer within `timeoutMs`.
+   */
+  async start(timeoutMs = 5000): Promise<void> {
+    await this.conn.start(timeoutMs);
+    if (this.nodeId !== undefined) await this.sweepNode(this.nodeId, true);
   }
 
   isReady(): boolean {
@@ -137,6 +156,7 @@ export class RedisPresence implements PresenceStore {
 
   async add(room: string, entry: PresenceEntry): Promise<void> {
     const first = !this.own.has(room);
+    this.selves.add(entry.node);
     put(this.own, room, entry);
     forget(this.unsure, room, entry.client);
     try {
@@ -281,7 +301,7 @@ export class RedisPresence implements PresenceStore {
   private async sweepDead(): Promise<number> {
     const nodes = await this.conn.call("presence sweep", () => this.redis.smembers(this.nodesKey()));
     if (!Array.isArray(nodes) || nodes.length === 0) return 0;
-    const ids = nodes.filter((id): id is string => typeof id === "string");
+    const ids = nodes.filter((id): id is string => typeof id === "string" && !this.selves.has(id));
     const live = await this.conn.call("presence sweep", () =>
       Promise.all(ids.map((id) => this.redis.exists(this.nodeKeyPrefix + id))),
     );
@@ -299,14 +319,18 @@ export class RedisPresence implements PresenceStore {
    * script: were this sweeper to die half-way, the claim expires and another
    * carries on where it stopped, with no leave sent twice.
    */
-  private async sweepNode(node: string): Promise<number> {
+  private async sweepNode(node: string, earlier = false): Promise<number> {
     const lock = `${this.prefix}presence-sweep:${node}`;
-    const claimed = await this.conn.call(`presence sweep of ${node}`, () =>
-      this.redis.set(lock, this.token, "PX", this.sweepLockMs, "NX"),
-    );
+    // An earlier process of this node is swept without a claim (the scripts make a second sweep
+    // harmless) and whether or not its node key has expired yet (`EXISTS ''` is 0 in the scripts).
+    const claimed = earlier
+      ? "OK"
+      : await this.conn.call(`presence sweep of ${node}`, () =>
+          this.redis.set(lock, this.token, "PX", this.sweepLockMs, "NX"),
+        );
     if (claimed !== "OK") return 0;
     const rooms = await this.conn.call(`presence sweep of ${node}`, () => this.redis.smembers(this.roomsKey(node)));
-    const nodeKey = this.nodeKeyPrefix + node;
+    const nodeKey = earlier ? "" : this.nodeKeyPrefix + node;
     const suffix = `,"node":${JSON.stringify(node)}}`;
     let removed = 0;
     for (const room of Array.isArray(rooms) ? rooms : []) {
