@@ -141,6 +141,22 @@ describe("HTTP API", () => {
     client.close();
   });
 
+  test("GET /api/info lists the busiest rooms by members, most first", async () => {
+    const clients = await Promise.all([1, 2, 3].map(() => server.client()));
+    for (const [i, client] of clients.entries()) {
+      for (const room of ["busy:big", "busy:mid", "busy:small"].slice(0, 3 - i)) {
+        assert.equal((await client.call({ op: "subscribe", room })).op, "subscribed");
+      }
+    }
+    const info = (await server.api("/api/info")).body as { busiest: { room: string; members: number }[] };
+    assert.deepEqual(info.busiest.slice(0, 3), [
+      { room: "busy:big", members: 3 },
+      { room: "busy:mid", members: 2 },
+      { room: "busy:small", members: 1 },
+    ]);
+    for (const client of clients) client.close();
+  });
+
   test("GET /metrics needs no key and counts connections, deliveries and disconnects by code", async () => {
     /** The value of a sample, by metric name and (optionally) one label. */
     const metric = async (name: string, label = ""): Promise<number> => {
