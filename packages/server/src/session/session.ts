@@ -145,7 +145,13 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       this.close(CloseCode.BadFrame, decoded.reason);
       return;
     }
-    if (this.state === "connecting" && !(decoded.kind === "command" && decoded.command.op === "connect")) {
+    // Frames after a `connect` still under way wait for it like any command after a barrier;
+    // run() closes with 4001 if it failed and left the session unconnected.
+    if (
+      this.state === "connecting" &&
+      !this.busy &&
+      !(decoded.kind === "command" && decoded.command.op === "connect")
+    ) {
       if (decoded.kind === "invalid" && decoded.op === "connect") {
         this.error(decoded.id, decoded.error.code, decoded.error.message);
         return;
@@ -177,6 +183,10 @@ export class Session implements HubMember, SessionView, ReplayTarget {
   }
 
   private run(command: ClientCommand): void {
+    if (this.state === "connecting" && command.op !== "connect") {
+      this.close(CloseCode.ConnectExpected, "the first frame must be connect");
+      return;
+    }
     const result = this.dispatch(command).catch((error: unknown) => this.fail(command.id, error));
     if (!BARRIERS.has(command.op)) return;
     this.busy = true;
