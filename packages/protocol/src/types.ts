@@ -186,11 +186,7 @@ export type ServerFrame =
   | ErrorReply;
 
 /** The frames that answer a command (they may carry its id). */
-export type ReplyFrame =
-  | ConnectedReply
-  | SubscribedReply
-  | OkReply
-  | PresenceReply
-  | PresenceStatsReply
-  | HistoryReply
-  | ErrorReply;
+export type ReplyFrame = Extract<
+  ServerFrame,
+  { op: "connected" | "subscribed" | "ok" | "presence" | "presence_stats" | "history" | "error" }
+>;
