@@ -1,5 +1,5 @@
 // Presence and join/leave events on one instance, over real WebSockets as
-// PROTOCOL.md says: the `presence` and `presence_stats` ops, GET /api/presence
+// docs/protocol.md says: the `presence` and `presence_stats` ops, GET /api/presence
 // and /api/presence/stats, `join` and `leave`
 // pushes, and what a namespace that does not enable them answers.
 

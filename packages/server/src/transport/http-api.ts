@@ -1,4 +1,4 @@
-// The HTTP API for backends (PROTOCOL.md "HTTP API") and the health endpoints.
+// The HTTP API for backends (docs/protocol.md "HTTP API") and the health endpoints.
 // Bodies are size-limited and validated with a schema; every error is
 // {"error":{"code","message"}} with a status that fits.
 
@@ -17,8 +17,8 @@ export interface ApiHost {
   sendJson(user: string, dataJson: string): Promise<void>;
   disconnect(target: { user: string } | { client: string }, code: number, reason: string): Promise<void>;
   unsubscribe(user: string, room: string): Promise<void>;
-  presence(room: string): Promise<Member[]>;
-  presenceStats(room: string): Promise<PresenceStats>;
+  roomPresence(room: string): Promise<Member[]>;
+  roomPresenceStats(room: string): Promise<PresenceStats>;
   history(
     room: string,
     since: { offset: number; epoch: string } | undefined,
@@ -189,12 +189,12 @@ export class HttpApi {
       case "/api/presence": {
         expect("GET");
         const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
-        return this.json(response, 200, { members: await this.host.presence(target) });
+        return this.json(response, 200, { members: await this.host.roomPresence(target) });
       }
       case "/api/presence/stats": {
         expect("GET");
         const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
-        return this.json(response, 200, await this.host.presenceStats(target));
+        return this.json(response, 200, await this.host.roomPresenceStats(target));
       }
       case "/api/history": {
         expect("GET");
