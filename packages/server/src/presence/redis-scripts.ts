@@ -139,3 +139,36 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return joins`;
+
+/** The keys of presence under one prefix. */
+export class PresenceKeys {
+  private readonly prefix: string;
+
+  constructor(prefix: string) {
+    this.prefix = prefix;
+  }
+
+  /** The room's entries, per-user counts and tombstones: one hash tag, so one script may touch all three. */
+  room(room: string): [string, string, string] {
+    return [this.entries(room), `${this.prefix}presence-users:{${room}}`, `${this.prefix}presence-gone:{${room}}`];
+  }
+
+  entries(room: string): string {
+    return `${this.prefix}presence:{${room}}`;
+  }
+
+  /** The rooms where instance `node` has entries: what a sweep of it reads. */
+  rooms(node: string): string {
+    return `${this.prefix}presence-rooms:${node}`;
+  }
+
+  /** The instances that have entries anywhere: what a sweep looks through. */
+  nodes(): string {
+    return `${this.prefix}presence-nodes`;
+  }
+
+  /** The claim on sweeping instance `node`. */
+  lock(node: string): string {
+    return `${this.prefix}presence-sweep:${node}`;
+  }
+}

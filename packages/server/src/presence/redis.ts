@@ -9,23 +9,16 @@
 // that remove them. As a safety net against hashes nobody touches again, each
 // hash has a TTL that the instances with members in the room keep pushing back.
 
-import { randomBytes } from "node:crypto";
 import { type Member, ProtocolError } from "crier-protocol";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { encodeEnvelope } from "../broker/envelope.js";
+import { messageOf } from "../describe-error.js";
 import { parseJsonObject } from "../json-object.js";
 import { type ScriptCall, StoreConnection } from "../redis/store-connection.js";
 import { compareMembers, memberOf, type PresenceEntry, type PresenceStats, type PresenceStore } from "./presence.js";
-import {
-  ADD_SCRIPT,
-  LIST_SCRIPT,
-  REMOVE_SCRIPT,
-  REWRITE_SCRIPT,
-  STATS_SCRIPT,
-  SWEEP_DONE_SCRIPT,
-  SWEEP_ROOM_SCRIPT,
-} from "./redis-scripts.js";
+import { ADD_SCRIPT, LIST_SCRIPT, PresenceKeys, REMOVE_SCRIPT, REWRITE_SCRIPT, STATS_SCRIPT } from "./redis-scripts.js";
+import { RedisSweeper } from "./redis-sweep.js";
 import { drop, put, type Rooms } from "./rooms.js";
 
 export interface RedisPresenceOptions {
@@ -73,21 +66,17 @@ const REWRITE_BATCH = 500;
 export class RedisPresence implements PresenceStore {
   private readonly conn: StoreConnection;
   private readonly redis: Redis;
-  private readonly prefix: string;
+  private readonly keys: PresenceKeys;
   private readonly nodeKeyPrefix: string;
+  private readonly sweeper: RedisSweeper;
   private readonly channel: ((room: string) => string) | undefined;
   private readonly announces: (room: string) => boolean;
   private readonly ttlMs: number;
-  private readonly sweepLockMs: number;
-  /** This store's token on the sweep locks it takes. */
-  private readonly token = randomBytes(9).toString("base64url");
   private readonly log: Logger;
   private readonly addScript: ScriptCall;
   private readonly removeScript: ScriptCall;
   private readonly listScript: ScriptCall;
   private readonly statsScript: ScriptCall;
-  private readonly sweepRoomScript: ScriptCall;
-  private readonly sweepDoneScript: ScriptCall;
   private readonly rewriteScript: ScriptCall;
   /** Entries this instance added and did not remove: rewritten after a reconnect or a rejoin, and kept from expiring. */
   private readonly own: Rooms = new Map();
@@ -109,14 +98,13 @@ export class RedisPresence implements PresenceStore {
     if (/[{}]/.test(prefix)) {
       throw new Error(`redis presence: the key prefix "${prefix}" must not contain braces`);
     }
-    this.prefix = prefix;
+    this.keys = new PresenceKeys(prefix);
     this.nodeKeyPrefix = options.nodeKeyPrefix;
     this.nodeId = options.nodeId;
     if (options.nodeId !== undefined) this.selves.add(options.nodeId);
     this.channel = options.channel;
     this.announces = options.announces ?? (() => true);
     this.ttlMs = options.ttlMs ?? 3_600_000;
-    this.sweepLockMs = options.sweepLockMs ?? 30_000;
     this.conn = new StoreConnection({
       url: options.url,
       component: "presence",
@@ -133,8 +121,14 @@ export class RedisPresence implements PresenceStore {
     this.removeScript = this.conn.script("crierPresenceRemove", 3, REMOVE_SCRIPT);
     this.listScript = this.conn.script("crierPresenceList", 1, LIST_SCRIPT);
     this.statsScript = this.conn.script("crierPresenceStats", 2, STATS_SCRIPT);
-    this.sweepRoomScript = this.conn.script("crierPresenceSweepRoom", 3, SWEEP_ROOM_SCRIPT);
-    this.sweepDoneScript = this.conn.script("crierPresenceSweepDone", 3, SWEEP_DONE_SCRIPT);
+    this.sweeper = new RedisSweeper({
+      conn: this.conn,
+      keys: this.keys,
+      nodeKeyPrefix: this.nodeKeyPrefix,
+      channel: (room) => this.announcedOn(room),
+      tombstoneMs: this.ttlMs,
+      lockMs: options.sweepLockMs ?? 30_000,
+    });
     this.rewriteScript = this.conn.script("crierPresenceRewrite", 3, REWRITE_SCRIPT);
     this.every(options.refreshMs ?? Math.max(1, Math.floor(this.ttlMs / 3)), () => this.refresh());
     const sweepMs = options.sweepMs ?? 3000;
@@ -147,7 +141,7 @@ export class RedisPresence implements PresenceStore {
    */
   async start(timeoutMs = 5000): Promise<void> {
     await this.conn.start(timeoutMs);
-    if (this.nodeId !== undefined) await this.sweepNode(this.nodeId, true);
+    if (this.nodeId !== undefined) await this.sweeper.sweepNode(this.nodeId, true);
   }
 
   isReady(): boolean {
@@ -165,7 +159,7 @@ export class RedisPresence implements PresenceStore {
       await Promise.all([
         first ? this.index(room, entry.node) : undefined,
         this.conn.call(`presence add in ${room}`, () =>
-          this.addScript(...this.keys(room), entry.client, entryText(entry), entry.user, this.ttlMs),
+          this.addScript(...this.keys.room(room), entry.client, entryText(entry), entry.user, this.ttlMs),
         ),
       ]);
     } catch (err) {
@@ -182,10 +176,10 @@ export class RedisPresence implements PresenceStore {
     const node = this.own.get(room)?.get(client)?.node;
     drop(this.own, room, client);
     try {
-      await this.conn.call(`presence remove in ${room}`, () => this.removeScript(...this.keys(room), client));
+      await this.conn.call(`presence remove in ${room}`, () => this.removeScript(...this.keys.room(room), client));
       // The last entry of this instance in the room: the room leaves its index (a sweep would find nothing there).
       if (node !== undefined && !this.own.has(room)) {
-        await this.conn.call(`presence index of ${node}`, () => this.redis.srem(this.roomsKey(node), room));
+        await this.conn.call(`presence index of ${node}`, () => this.redis.srem(this.keys.rooms(node), room));
       }
     } catch (err) {
       if (!this.own.get(room)?.has(client)) remember(this.unsure, room, client);
@@ -195,7 +189,7 @@ export class RedisPresence implements PresenceStore {
 
   async list(room: string): Promise<Member[]> {
     const reply = await this.conn.call(`presence list of ${room}`, () =>
-      this.listScript(this.entriesKey(room), this.nodeKeyPrefix),
+      this.listScript(this.keys.entries(room), this.nodeKeyPrefix),
     );
     if (!Array.isArray(reply)) throw this.malformed("list", reply);
     const members: Member[] = [];
@@ -208,7 +202,7 @@ export class RedisPresence implements PresenceStore {
   }
 
   async stats(room: string): Promise<PresenceStats> {
-    const [entries, users] = this.keys(room);
+    const [entries, users] = this.keys.room(room);
     const reply = await this.conn.call(`presence stats of ${room}`, () => this.statsScript(entries, users));
     if (!Array.isArray(reply) || typeof reply[0] !== "number" || typeof reply[1] !== "number") {
       throw this.malformed("stats", reply);
@@ -218,7 +212,7 @@ export class RedisPresence implements PresenceStore {
 
   /** One sweep at a time per store: the timer's and an explicit call share it. */
   sweep(): Promise<number> {
-    this.sweeping ??= this.sweepDead().finally(() => (this.sweeping = undefined));
+    this.sweeping ??= this.sweeper.sweepDead(this.selves).finally(() => (this.sweeping = undefined));
     return this.sweeping;
   }
 
@@ -246,33 +240,19 @@ export class RedisPresence implements PresenceStore {
     this.timers.push(timer);
   }
 
-  /** The room's entries, per-user counts and tombstones: one hash tag, so one script may touch all three. */
-  private keys(room: string): [string, string, string] {
-    return [this.entriesKey(room), `${this.prefix}presence-users:{${room}}`, `${this.prefix}presence-gone:{${room}}`];
-  }
-
-  private entriesKey(room: string): string {
-    return `${this.prefix}presence:{${room}}`;
-  }
-
-  /** The rooms where instance `node` has entries: what a sweep of it reads. */
-  private roomsKey(node: string): string {
-    return `${this.prefix}presence-rooms:${node}`;
-  }
-
-  /** The instances that have entries anywhere: what a sweep looks through. */
-  private nodesKey(): string {
-    return `${this.prefix}presence-nodes`;
+  /** The channel where `room`'s joins and leaves go, or "" where none are announced. */
+  private announcedOn(room: string): string {
+    return this.channel !== undefined && this.announces(room) ? this.channel(room) : "";
   }
 
   private index(room: string, node: string): Promise<unknown> {
     return this.conn.call(`presence index of ${node}`, () =>
-      Promise.all([this.redis.sadd(this.nodesKey(), node), this.redis.sadd(this.roomsKey(node), room)]),
+      Promise.all([this.redis.sadd(this.keys.nodes(), node), this.redis.sadd(this.keys.rooms(node), room)]),
     );
   }
 
   private async rewriteRoom(room: string, entries: PresenceEntry[]): Promise<void> {
-    const channel = this.channel !== undefined && this.announces(room) ? this.channel(room) : "";
+    const channel = this.announcedOn(room);
     const nodes = new Set(entries.map((entry) => entry.node));
     for (const node of nodes) await this.index(room, node);
     for (let i = 0; i < entries.length; i += REWRITE_BATCH) {
@@ -288,69 +268,13 @@ export class RedisPresence implements PresenceStore {
         });
         args.push(entry.client, entryText(entry), entry.user, join);
       }
-      await this.conn.call(`presence add in ${room}`, () => this.rewriteScript(...this.keys(room), ...args));
+      await this.conn.call(`presence add in ${room}`, () => this.rewriteScript(...this.keys.room(room), ...args));
     }
   }
 
   private sweepSoon(): void {
     if (!this.isReady()) return;
     this.sweep().catch((err: unknown) => this.log.warn({ err: messageOf(err) }, "presence sweep failed"));
-  }
-
-  /** Finds the instances with entries that are no longer live and sweeps each one this store manages to claim. */
-  private async sweepDead(): Promise<number> {
-    const nodes = await this.conn.call("presence sweep", () => this.redis.smembers(this.nodesKey()));
-    if (!Array.isArray(nodes) || nodes.length === 0) return 0;
-    const ids = nodes.filter((id): id is string => typeof id === "string" && !this.selves.has(id));
-    const live = await this.conn.call("presence sweep", () =>
-      Promise.all(ids.map((id) => this.redis.exists(this.nodeKeyPrefix + id))),
-    );
-    let removed = 0;
-    for (const [i, id] of ids.entries()) {
-      if (!Array.isArray(live) || live[i] !== 0) continue;
-      removed += await this.sweepNode(id);
-    }
-    return removed;
-  }
-
-  /**
-   * Claims instance `node` (one sweeper per dead instance, cluster-wide) and
-   * removes its entries room by room, each room's removals and leaves in one
-   * script: were this sweeper to die half-way, the claim expires and another
-   * carries on where it stopped, with no leave sent twice.
-   */
-  private async sweepNode(node: string, earlier = false): Promise<number> {
-    const lock = `${this.prefix}presence-sweep:${node}`;
-    // An earlier process of this node is swept without a claim (the scripts make a second sweep
-    // harmless) and whether or not its node key has expired yet (`EXISTS ''` is 0 in the scripts).
-    const claimed = earlier
-      ? "OK"
-      : await this.conn.call(`presence sweep of ${node}`, () =>
-          this.redis.set(lock, this.token, "PX", this.sweepLockMs, "NX"),
-        );
-    if (claimed !== "OK") return 0;
-    const rooms = await this.conn.call(`presence sweep of ${node}`, () => this.redis.smembers(this.roomsKey(node)));
-    const nodeKey = earlier ? "" : this.nodeKeyPrefix + node;
-    const suffix = `,"node":${JSON.stringify(node)}}`;
-    let removed = 0;
-    for (const room of Array.isArray(rooms) ? rooms : []) {
-      if (typeof room !== "string") continue;
-      const channel = this.channel !== undefined && this.announces(room) ? this.channel(room) : "";
-      const [head, tail] = leaveHeader(node, room);
-      const count = await this.conn.call(`presence sweep of ${node} in ${room}`, () =>
-        this.sweepRoomScript(...this.keys(room), nodeKey, node, channel, head, tail, suffix, this.ttlMs),
-      );
-      if (count === -1) {
-        this.log.info({ node }, "the instance came back while its presence entries were swept: stopped");
-        break;
-      }
-      if (typeof count === "number") removed += count;
-    }
-    await this.conn.call(`presence sweep of ${node}`, () =>
-      this.sweepDoneScript(this.roomsKey(node), this.nodesKey(), lock, nodeKey, node, this.token),
-    );
-    if (removed > 0) this.log.info({ node, removed }, "removed the presence entries of an instance that is gone");
-    return removed;
   }
 
   /** After a reconnect: removals that may have been missed, then this instance's entries again. */
@@ -369,7 +293,7 @@ export class RedisPresence implements PresenceStore {
       for (const client of clients) {
         removals.push(
           this.conn
-            .call(`presence remove in ${room}`, () => this.removeScript(...this.keys(room), client))
+            .call(`presence remove in ${room}`, () => this.removeScript(...this.keys.room(room), client))
             .then(() => forget(this.unsure, room, client)),
         );
       }
@@ -384,7 +308,7 @@ export class RedisPresence implements PresenceStore {
   private refresh(): void {
     if (!this.isReady()) return;
     for (const room of this.own.keys()) {
-      const [entries, users] = this.keys(room);
+      const [entries, users] = this.keys.room(room);
       Promise.all([this.redis.pexpire(entries, this.ttlMs), this.redis.pexpire(users, this.ttlMs)]).catch(
         (err: unknown) => this.log.debug({ err: messageOf(err), room }, "presence refresh failed"),
       );
@@ -411,16 +335,6 @@ function entryText(entry: PresenceEntry): string {
   return JSON.stringify({ ...memberOf(entry), node: entry.node });
 }
 
-/**
- * The header of a leave envelope for `room` on behalf of `node`, cut around
- * the value of its "c" (client) field, which the sweep script fills in.
- */
-function leaveHeader(node: string, room: string): [string, string] {
-  const text = encodeEnvelope({ kind: "leave", node, room, client: "", data: "" });
-  const at = text.lastIndexOf('"c":""');
-  return [text.slice(0, at + 4), text.slice(at + 6)];
-}
-
 /** Parses a stored entry into the member clients see; undefined when it is not one. */
 function parseMember(text: string): Member | undefined {
   const v = parseJsonObject(text);
@@ -445,8 +359,4 @@ function forget(sets: Map<string, Set<string>>, room: string, client: string): v
   if (clients === undefined) return;
   clients.delete(client);
   if (clients.size === 0) sets.delete(room);
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
