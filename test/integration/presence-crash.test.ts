@@ -34,6 +34,8 @@ interface Connected {
 async function start(id: string): Promise<CrierInstance> {
   const instance = await startCrier({
     args: ["--config", config.path, "--redis", redis.url, "--node-id", id, "--jwt-secret", JWT_SECRET],
+    // Three start at once, on a machine that may be busy.
+    readyTimeoutMs: 60_000,
   });
   instances.push(instance);
   return instance;

@@ -66,7 +66,9 @@ before(async () => {
   });
   redis = await startRedis();
   instances = await Promise.all(
-    ["a", "b"].map((id) => startCrier({ args: ["--config", config.path, "--redis", redis.url, "--node-id", id] })),
+    ["a", "b"].map((id) =>
+      startCrier({ args: ["--config", config.path, "--redis", redis.url, "--node-id", id], readyTimeoutMs: 60_000 }),
+    ),
   );
 });
 
