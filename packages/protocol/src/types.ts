@@ -61,6 +61,12 @@ export interface RefreshCommand extends WithId {
 export interface PongCommand extends WithId {
   op: "pong";
 }
+/** A call to the application's backend through the server's `rpc` proxy. */
+export interface RpcCommand extends WithId {
+  op: "rpc";
+  method: string;
+  data: JsonValue;
+}
 
 export type ClientCommand =
   | ConnectCommand
@@ -72,7 +78,8 @@ export type ClientCommand =
   | PresenceStatsCommand
   | HistoryCommand
   | RefreshCommand
-  | PongCommand;
+  | PongCommand
+  | RpcCommand;
 
 export type ClientOp = ClientCommand["op"];
 
@@ -133,6 +140,12 @@ export interface HistoryReply {
   epoch: string;
   messages: HistoryMessage[];
 }
+/** The backend's answer to an `rpc`. */
+export interface RpcReply {
+  op: "rpc";
+  id?: number;
+  data: JsonValue;
+}
 export interface MessagePush {
   op: "message";
   room: string;
@@ -177,6 +190,7 @@ export type ServerFrame =
   | PresenceReply
   | PresenceStatsReply
   | HistoryReply
+  | RpcReply
   | MessagePush
   | DirectPush
   | JoinPush
@@ -188,5 +202,5 @@ export type ServerFrame =
 /** The frames that answer a command (they may carry its id). */
 export type ReplyFrame = Extract<
   ServerFrame,
-  { op: "connected" | "subscribed" | "ok" | "presence" | "presence_stats" | "history" | "error" }
+  { op: "connected" | "subscribed" | "ok" | "presence" | "presence_stats" | "history" | "rpc" | "error" }
 >;

@@ -20,8 +20,6 @@ export interface NodeInfo {
   version?: string;
   /** Load the instance reports, e.g. event-loop utilization in [0, 1]. */
   load?: number;
-  /** Its rooms with the most local members, most first (a few: what /api/info sums into the busiest rooms). */
-  busiest?: Array<{ room: string; members: number }>;
 }
 
 export interface Membership {
@@ -68,12 +66,5 @@ export function parseNodeInfo(text: string): NodeInfo | undefined {
   };
   if (typeof v.version === "string") info.version = v.version;
   if (typeof v.load === "number") info.load = v.load;
-  if (Array.isArray(v.busiest)) info.busiest = v.busiest.flatMap(roomSizeOf);
   return info;
-}
-
-function roomSizeOf(item: unknown): Array<{ room: string; members: number }> {
-  if (typeof item !== "object" || item === null) return [];
-  const { room, members } = item as Record<string, unknown>;
-  return typeof room === "string" && typeof members === "number" ? [{ room, members }] : [];
 }

@@ -12,7 +12,7 @@ import { startNode } from "../../../../test/support/node.js";
 import { TestClient } from "../../../../test/support/ws-client.js";
 import { ChannelNames } from "../broker/broker.js";
 import { MemoryBroker } from "../broker/memory.js";
-import { busiestRooms, Hub, type HubMember } from "./hub.js";
+import { Hub, type HubMember } from "./hub.js";
 import type { OutboundFrame } from "./outbound-frame.js";
 
 function member(id: string, user = ""): HubMember & { frames: string[] } {
@@ -166,43 +166,5 @@ describe("thousands of sessions", () => {
     } finally {
       await server.close();
     }
-  });
-});
-
-describe("busiest rooms", () => {
-  test("an instance's busiest rooms, most members first, ties by name, at most the count asked", async () => {
-    const hub = new Hub(new MemoryBroker(), new ChannelNames("t:"), pino({ level: "silent" }));
-    const sizes: Record<string, number> = { a: 1, b: 4, c: 2, d: 4, e: 3 };
-    for (const [room, size] of Object.entries(sizes)) {
-      for (let i = 0; i < size; i++) await hub.subscribe(member(`${room}${i}`), room);
-    }
-    assert.deepEqual(hub.busiest(3), [
-      { room: "b", members: 4 },
-      { room: "d", members: 4 },
-      { room: "e", members: 3 },
-    ]);
-    assert.equal(hub.busiest(10).length, 5);
-  });
-
-  test("the cluster's busiest rooms sum what each instance reports", () => {
-    const nodes = [
-      {
-        busiest: [
-          { room: "x", members: 5 },
-          { room: "y", members: 2 },
-        ],
-      },
-      {
-        busiest: [
-          { room: "y", members: 4 },
-          { room: "z", members: 1 },
-        ],
-      },
-      {},
-    ];
-    assert.deepEqual(busiestRooms(nodes, 2), [
-      { room: "y", members: 6 },
-      { room: "x", members: 5 },
-    ]);
   });
 });
