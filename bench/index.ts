@@ -29,6 +29,7 @@ import { closeAllPools } from "./generator/pool.js";
 import type { ConnSpec, TargetName } from "./generator/spec.js";
 import { machineInfo } from "./machine.js";
 import type { StepResult, TargetResult } from "./measure.js";
+import { PRESENCE_ABOUT, runPresenceBench } from "./presence/index.js";
 import { openFileLimit } from "./proc.js";
 import { type BenchReport, type RampCriteria, renderMarkdown, renderText } from "./report.js";
 import { type RunOptions, runTarget } from "./run.js";
@@ -101,6 +102,7 @@ function usage(invokedAs: string): string {
           .map(([k, v]) => `--${k} ${v}`)
           .join(" ")}`,
     ),
+    `  presence ${PRESENCE_ABOUT}\n${" ".repeat(11)}crier only; '${invokedAs} presence --help' for its options`,
     "",
     "Options:",
     "  --duration S                   measured seconds per step (default 20; 10 in ramp mode; idle: 30, a ping interval)",
@@ -213,6 +215,8 @@ function log(line: string): void {
 }
 
 async function main(argv: string[], invokedAs: string): Promise<number> {
+  // Presence at size is crier alone, with options of its own (bench/presence.ts).
+  if (argv[0] === "presence") return runPresenceBench(argv.slice(1), invokedAs);
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   if (values.help || positionals.length === 0) {
     process.stdout.write(`${usage(invokedAs)}\n`);

@@ -24,7 +24,7 @@ import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
 import { createLogger } from "./log.js";
 import { createMetrics, proxyMetrics } from "./metrics.js";
-import type { PresenceStore } from "./presence/presence.js";
+import type { PresenceStats, PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
 import { ProxyClient } from "./proxy/client.js";
 import { BackendProxy } from "./proxy/proxy.js";
@@ -78,7 +78,7 @@ export class CrierNode implements SessionHost, ApiHost {
   private readonly console: NodeConsole;
   /** Present when some namespace keeps history. */
   private readonly historyStore: HistoryStore | undefined;
-  /** Present when some namespace enables presence. */
+  /** Present when some namespace enables presence or join/leave events. */
   private readonly presenceStore: PresenceStore | undefined;
   private port: number;
   private readonly names: ChannelNames;
@@ -118,7 +118,7 @@ export class CrierNode implements SessionHost, ApiHost {
     };
     this.names = new ChannelNames(config.redisPrefix);
     this.port = config.port;
-    const backends = createBackends(config, this.logger, options.broker);
+    const backends = createBackends(config, this.nodeId, this.logger, options.broker);
     this.broker = backends.broker;
     this.membership = backends.membership;
     this.historyStore = backends.history;
@@ -347,6 +347,10 @@ export class CrierNode implements SessionHost, ApiHost {
 
   roomPresence(room: string): Promise<Member[]> {
     return this.queries.presence(room);
+  }
+
+  roomPresenceStats(room: string): Promise<PresenceStats> {
+    return this.queries.presenceStats(room);
   }
 
   history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply> {

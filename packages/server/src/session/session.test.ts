@@ -259,6 +259,23 @@ describe("rooms and users", () => {
     client.close();
   });
 
+  test("connect then subscribe without waiting: the subscribe waits for the connect", async () => {
+    const client = await TestClient.open(server.url);
+    // Sent in one go, so they reach the server together, while the connect is still under way.
+    client.send({ op: "connect", id: 1 });
+    client.send({ op: "subscribe", room: "pipelined", id: 2 });
+    const reply = await client.waitFor((f) => "id" in f && f.id === 2, "subscribe reply");
+    assert.equal(reply.op, "subscribed", JSON.stringify(reply));
+    client.close();
+  });
+
+  test("a command queued behind a connect that fails closes with 4001, as any command before connect does", async () => {
+    const client = await TestClient.open(server.url);
+    client.send({ op: "connect", id: 1, info: { big: "x".repeat(4096) } });
+    client.send({ op: "subscribe", room: "pipelined", id: 2 });
+    assert.equal((await client.waitClosed()).code, 4001);
+  });
+
   test("subscribe then publish without waiting keeps their order", async () => {
     const client = await server.client();
     client.send({ op: "subscribe", room: "order", id: 10 });
