@@ -5,7 +5,8 @@
 // start, with an error that says what to configure instead.
 
 import type { Logger } from "pino";
-import type { Broker } from "./broker/broker.js";
+import { RoomPolicy } from "./auth/policy.js";
+import { type Broker, ChannelNames } from "./broker/broker.js";
 import { MemoryBroker } from "./broker/memory.js";
 import { RedisBroker } from "./broker/redis.js";
 import type { Membership } from "./cluster/membership.js";
@@ -25,12 +26,15 @@ export interface Backends {
   presence: PresenceStore | undefined;
 }
 
-export function createBackends(config: CrierConfig, logger: Logger, broker?: Broker): Backends {
+export function createBackends(config: CrierConfig, nodeId: string, logger: Logger, broker?: Broker): Backends {
   const url = config.redis;
+  const names = new ChannelNames(config.redisPrefix);
+  const policy = new RoomPolicy(config.namespaces);
   const prefix = config.redisPrefix;
   const namespaces = Object.values(config.namespaces);
   const keepsHistory = namespaces.some((options) => options.history !== undefined);
-  const keepsPresence = namespaces.some((options) => options.presence);
+  // Members of join/leave rooms are stored too: the survivors of a crash announce their leaves from the store.
+  const keepsPresence = namespaces.some((options) => options.presence || options.joinLeave);
   const chosenBroker = broker ?? (url === undefined ? new MemoryBroker() : new RedisBroker({ url, prefix, logger }));
   if (keepsHistory && chosenBroker.append === undefined) {
     throw new Error(
@@ -64,7 +68,16 @@ export function createBackends(config: CrierConfig, logger: Logger, broker?: Bro
     }),
     history: keepsHistory ? new RedisHistory({ url, prefix, logger }) : undefined,
     presence: keepsPresence
-      ? new RedisPresence({ url, prefix, nodeKeyPrefix: nodeKeyPrefix(prefix), logger })
+      ? new RedisPresence({
+          url,
+          prefix,
+          nodeKeyPrefix: nodeKeyPrefix(prefix),
+          nodeId,
+          channel: (room) => names.room(room),
+          announces: (room) => policy.options(room).joinLeave,
+          sweepMs: config.cluster.heartbeatMs,
+          logger,
+        })
       : undefined,
   };
 }
