@@ -23,7 +23,7 @@ import { AuthGate, type CrierHooks } from "./auth/gate.js";
 import type { Identity } from "./auth/identity.js";
 import { TokenVerifier } from "./auth/jwt.js";
 import { type RoomAction, RoomPolicy } from "./auth/policy.js";
-import { createBackends } from "./backends.js";
+import { createBackends, createUserConnections } from "./backends.js";
 import { type Broker, ChannelNames } from "./broker/broker.js";
 import type { Envelope } from "./broker/envelope.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
@@ -31,6 +31,9 @@ import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
 import type { HistoryOptions, HistoryRead, HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
+import { ConnectionAdmission } from "./limits/admission.js";
+import { Refusals } from "./limits/refusals.js";
+import type { UserConnections } from "./limits/user-connections.js";
 import { createMetrics } from "./metrics.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
@@ -38,6 +41,7 @@ import type { PublishResult, SessionHost, SessionSettings, SessionView } from ".
 import { Session } from "./session/session.js";
 import { WriteBatcher } from "./session/write-batcher.js";
 import { type ApiHost, HttpApi } from "./transport/http-api.js";
+import { originPolicy } from "./transport/origin.js";
 import { WsEndpoint } from "./transport/ws-endpoint.js";
 
 /** Messages read from history per page of a replay (and of a gap repair). */
@@ -80,6 +84,11 @@ export class CrierNode implements SessionHost, ApiHost {
   private readonly verifier: TokenVerifier | undefined;
   private readonly endpoint: WsEndpoint;
   private readonly api: HttpApi;
+  private readonly refusals: Refusals;
+  private readonly userConnections: UserConnections;
+  /** Sessions counted in userConnections, with the user they count for. */
+  private readonly admittedUsers = new Map<SessionView, string>();
+  private metricsServer: Server | undefined;
   private readonly sessions = new Set<SessionView>();
   private readonly closes = new Map<number, number>();
   private readonly registry: Registry;
@@ -126,6 +135,8 @@ export class CrierNode implements SessionHost, ApiHost {
       announce: (room, envelope) => this.broker.publish(this.names.room(room), envelope),
       logger: this.logger,
     });
+    this.refusals = new Refusals(this.logger);
+    this.userConnections = createUserConnections(config, this.nodeId, this.logger);
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
     this.gate = new AuthGate(options.hooks ?? {}, this.verifier, config.allowAnonymous ?? !keyed, this.policy);
@@ -133,8 +144,9 @@ export class CrierNode implements SessionHost, ApiHost {
       {
         path: config.path,
         maxFrameBytes: config.limits.maxFrameBytes,
-        maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
-        allowedOrigins: config.allowedOrigins,
+        originAllowed: originPolicy(config.allowedOrigins),
+        admission: new ConnectionAdmission(config.limits, this.refusals),
+        refusals: this.refusals,
         logger: this.logger,
       },
       (ws, socket, request) => {
@@ -149,14 +161,19 @@ export class CrierNode implements SessionHost, ApiHost {
         brokerChannels: () => this.broker.channelCount(),
         ready: () => this.isReady(),
         closes: () => this.closes,
+        refusals: () => this.refusals.totals(),
       },
       { node: this.nodeId },
     );
     this.api = new HttpApi(this, {
-      apiKey: this.apiKey,
+      apiKeys: [this.apiKey, ...(config.apiKeys ?? [])],
       maxBodyBytes: config.limits.maxHttpBodyBytes,
       logger: this.logger,
       dashboard: config.dashboard,
+      metrics: config.metricsPort === undefined,
+      metricsRequireKey: config.metricsRequireKey,
+      authFailuresPerMinute: config.limits.apiAuthFailuresPerMinute,
+      refusals: this.refusals,
     });
   }
 
@@ -173,6 +190,7 @@ export class CrierNode implements SessionHost, ApiHost {
     await this.broker.start((_channel, envelope) => this.hub.deliver(envelope));
     await this.historyStore?.start();
     await this.presenceStore?.start();
+    await this.userConnections.start();
     this.broker.onReadyChange((ready) => {
       // Rooms with history check whether they missed anything while disconnected.
       if (ready) this.hub.resync();
@@ -186,7 +204,18 @@ export class CrierNode implements SessionHost, ApiHost {
       this.presenceStore?.rewrite().catch((error: unknown) => {
         this.logger.warn({ err: error }, "could not write presence entries again after rejoining the cluster");
       });
+      this.userConnections.rewrite().catch((error: unknown) => {
+        this.logger.warn(
+          { err: error },
+          "could not write per-user connection counts again after rejoining the cluster",
+        );
+      });
     });
+    if (this.config.allowedOrigins?.includes("*")) {
+      this.logger.warn(
+        'allowedOrigins has "*": pages of any site may open connections with their visitors\' cookies (list your origins instead)',
+      );
+    }
     if (this.verifier === undefined && this.gate.allowAnonymous) {
       this.logger.warn("no JWT key configured: anonymous connections are allowed (set jwt.secret to require tokens)");
     }
@@ -235,6 +264,9 @@ export class CrierNode implements SessionHost, ApiHost {
     const server = createServer();
     // Keep-alive sockets of API callers should not hold a shutdown for long.
     server.keepAliveTimeout = 5000;
+    // A client that dribbles its headers or body (slowloris) is cut off, not waited for.
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
     this.attach(server);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -247,7 +279,29 @@ export class CrierNode implements SessionHost, ApiHost {
     const address = server.address() as AddressInfo;
     this.port = address.port;
     this.logger.info({ port: address.port, host: address.address, path: this.config.path }, "crier listening");
+    if (this.config.metricsPort !== undefined) await this.listenMetrics(this.config.metricsPort);
     return address;
+  }
+
+  /** The port of the /metrics listener (metricsPort), once listening. */
+  metricsAddress(): AddressInfo | undefined {
+    return (this.metricsServer?.address() ?? undefined) as AddressInfo | undefined;
+  }
+
+  private async listenMetrics(port: number): Promise<void> {
+    const server = createServer((request, response) => {
+      if ((request.url ?? "/").split("?")[0] === "/metrics") this.api.serveMetrics(request, response);
+      else response.writeHead(404, { "Content-Type": "text/plain" }).end("only /metrics here\n");
+    });
+    this.metricsServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, this.config.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    this.logger.info({ port: (server.address() as AddressInfo).port }, "metrics listening");
   }
 
   // ---- publishing (library API) --------------------------------------------
@@ -414,8 +468,28 @@ export class CrierNode implements SessionHost, ApiHost {
     return this.gate.authorize(session, room, action);
   }
 
+  async admitUser(session: SessionView, user: string): Promise<void> {
+    if (user === "") return;
+    const max = this.config.limits.maxConnectionsPerUser;
+    if (!(await this.userConnections.acquire(user, max))) {
+      this.refusals.record("max_connections_per_user", { user }, "connection refused: per-user limit reached");
+      throw new ProtocolError(
+        "rate_limited",
+        `user ${user} already has ${max} connections (limits.maxConnectionsPerUser): close one, or try again later`,
+      );
+    }
+    // Closed while counting: sessionClosed has been and gone, so give the slot back here.
+    if (!this.sessions.has(session)) this.userConnections.release(user);
+    else this.admittedUsers.set(session, user);
+  }
+
   sessionClosed(session: SessionView): void {
     this.sessions.delete(session);
+    const user = this.admittedUsers.get(session);
+    if (user !== undefined) {
+      this.admittedUsers.delete(session);
+      this.userConnections.release(user);
+    }
     const code = session.closeCode ?? 1006;
     this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
   }
@@ -457,6 +531,9 @@ export class CrierNode implements SessionHost, ApiHost {
     await stopped;
     clearTimeout(deadline);
     this.endpoint.close();
+    const metricsServer = this.metricsServer;
+    if (metricsServer !== undefined) await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+    await this.userConnections.close();
     // The closed sessions' leaves: entries removed and leave events published before disconnecting.
     await this.presenceTracker.drain();
     await this.membership.close();

@@ -55,6 +55,13 @@ export interface SessionHost {
   readonly batcher: WriteBatcher;
   /** Resolves the identity for a `connect`, or throws ProtocolError("unauthorized"). */
   authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity>;
+  /**
+   * Counts a connection of `user` against limits.maxConnectionsPerUser
+   * (cluster-wide; "" is not counted) until sessionClosed. Throws
+   * ProtocolError("rate_limited") over the limit, ("unavailable") when the
+   * count cannot be read.
+   */
+  admitUser(session: SessionView, user: string): Promise<void>;
   /** Verifies a refreshed token; throws ProtocolError. */
   refresh(session: SessionView, token: string): Promise<Identity>;
   /** Throws ProtocolError("forbidden") when not allowed. */

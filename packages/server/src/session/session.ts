@@ -267,6 +267,16 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       return;
     }
     if (this.isClosed()) return;
+    try {
+      await this.host.admitUser(this, identity.user);
+    } catch (error) {
+      // Over the per-user limit: transient, the SDK retries with backoff and gets in once a connection closes.
+      const limited = error instanceof ProtocolError && error.code === "rate_limited";
+      this.fail(command.id, error);
+      this.close(limited ? CloseCode.RateLimited : 1011, limited ? "too many connections for this user" : "try again");
+      return;
+    }
+    if (this.isClosed()) return;
     if (command.info !== undefined && identity.info === undefined) identity = { ...identity, info: command.info };
     this.identity = identity;
     this.request = undefined;
