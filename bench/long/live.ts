@@ -118,3 +118,9 @@ export function options(argv: readonly string[], known: readonly string[]): Map<
   }
   return out;
 }
+
+/** The command as a reader would run it again: the npm script and its options, without --out. */
+export function commandLine(script: string, argv: readonly string[]): string {
+  const kept = argv.filter((arg, i) => arg !== "--out" && argv[i - 1] !== "--out");
+  return `npm run ${script}${kept.length > 0 ? ` -- ${kept.join(" ")}` : ""}`;
+}

@@ -8,7 +8,7 @@ import { appendFileSync } from "node:fs";
 import { SignJWT } from "jose";
 import WebSocket from "ws";
 import { sample } from "../proc.js";
-import { options, reportHeading, scrape, slope, startLive } from "./live.js";
+import { commandLine, options, reportHeading, scrape, slope, startLive } from "./live.js";
 
 const USAGE = "npm run bench:soak -- [--duration 600] [--warmup 60] [--loops 40] [--idle 100] [--out FILE]";
 const opts = options(process.argv.slice(2), ["duration", "warmup", "loops", "idle", "out", "sample"]);
@@ -208,7 +208,7 @@ const text = lines.join("\n");
 process.stdout.write(`${text}\n`);
 const out = opts.get("out");
 if (out !== undefined) {
-  const command = `npm run bench:soak -- ${process.argv.slice(2).join(" ")}`.trim();
+  const command = commandLine("bench:soak", process.argv.slice(2));
   appendFileSync(out, [...reportHeading("soak: churn for memory growth", command), "```", text, "```", ""].join("\n"));
 }
 process.exit(noCrash && counts.cycles > 0 ? 0 : 1);
