@@ -146,6 +146,7 @@ export class CrierNode implements SessionHost, ApiHost {
         maxFrameBytes: config.limits.maxFrameBytes,
         originAllowed: originPolicy(config.allowedOrigins),
         admission: new ConnectionAdmission(config.limits, this.refusals),
+        trustProxy: config.trustProxy,
         refusals: this.refusals,
         logger: this.logger,
       },
@@ -173,6 +174,7 @@ export class CrierNode implements SessionHost, ApiHost {
       metrics: config.metricsPort === undefined,
       metricsRequireKey: config.metricsRequireKey,
       authFailuresPerMinute: config.limits.apiAuthFailuresPerMinute,
+      trustProxy: config.trustProxy,
       refusals: this.refusals,
     });
   }

@@ -135,6 +135,13 @@ export const SETTINGS: readonly Setting[] = [
     help: "comma-separated origins browsers may connect from, patterns like https://*.example.com, or * for any (default: the same host only)",
   },
   {
+    path: ["trustProxy"],
+    env: "CRIER_TRUST_PROXY",
+    flag: "trust-proxy",
+    kind: "number",
+    help: "proxies in front whose X-Forwarded-For is believed for per-address limits (default 0: none)",
+  },
+  {
     path: ["nodeId"],
     env: "CRIER_NODE_ID",
     flag: "node-id",

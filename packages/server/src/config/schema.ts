@@ -120,6 +120,11 @@ export const configSchema = z
     redisPrefix: z.string().max(64).default("crier:"),
     jwt: jwtSchema.default({}),
     allowAnonymous: z.boolean().optional(),
+    /**
+     * Proxies in front of crier whose X-Forwarded-For to believe (0: none, the
+     * TCP peer is the client); per-address limits then count the client's address.
+     */
+    trustProxy: z.number().int().min(0).max(10).default(0),
     allowedOrigins: z
       .array(
         z

@@ -165,3 +165,24 @@ describe("limits.maxConnectionsPerUser", () => {
     again.close();
   });
 });
+
+describe("trustProxy", () => {
+  test("behind a trusted proxy, per-address limits count the address it forwarded", async () => {
+    const server = await startNode({ trustProxy: 1, limits: { maxConnectionsPerIp: 1 } });
+    try {
+      const from = (address: string) =>
+        TestClient.open(server.url, { headers: { "X-Forwarded-For": `6.6.6.6, ${address}` } }).then(
+          (client) => client,
+          (error: { status?: number }) => error.status,
+        );
+      const first = await from("203.0.113.1");
+      const second = await from("203.0.113.2");
+      assert.ok(first instanceof TestClient && second instanceof TestClient, "two clients behind one proxy");
+      assert.equal(await from("203.0.113.1"), 429);
+      first.ws.terminate();
+      second.ws.terminate();
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -11,6 +11,7 @@ import { z } from "zod";
 import { RateWindow } from "../limits/rate-window.js";
 import type { Refusals } from "../limits/refusals.js";
 import type { PublishResult } from "../session/host.js";
+import { clientAddress } from "./client-address.js";
 import { DASHBOARD_HTML } from "./dashboard.js";
 
 export interface ApiHost {
@@ -42,6 +43,8 @@ export interface ApiOptions {
   metricsRequireKey: boolean;
   /** Requests with a wrong or missing key per address per minute before the address is refused with 429. */
   authFailuresPerMinute: number;
+  /** Proxies whose X-Forwarded-For is believed (client-address.ts). */
+  trustProxy: number;
   refusals: Refusals;
 }
 
@@ -278,7 +281,7 @@ export class HttpApi {
   }
 
   private authenticate(request: IncomingMessage): void {
-    const address = request.socket.remoteAddress ?? "unknown";
+    const address = clientAddress(request, this.options.trustProxy);
     const header = request.headers.authorization ?? "";
     const match = /^Bearer\s+(.+)$/i.exec(header);
     const given = match?.[1] === undefined ? undefined : digest(match[1].trim());

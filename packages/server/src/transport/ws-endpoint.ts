@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { ConnectionAdmission } from "../limits/admission.js";
 import type { Refusals } from "../limits/refusals.js";
+import { clientAddress } from "./client-address.js";
 import type { OriginPolicy } from "./origin.js";
 
 export interface EndpointOptions {
@@ -18,6 +19,8 @@ export interface EndpointOptions {
   /** Whether a browser page of the request's Origin may connect (origin.ts). */
   originAllowed: OriginPolicy;
   admission: ConnectionAdmission;
+  /** Proxies whose X-Forwarded-For is believed (client-address.ts). */
+  trustProxy: number;
   refusals: Refusals;
   logger: Logger;
 }
@@ -74,7 +77,7 @@ export class WsEndpoint {
       reject(socket, 400, "Bad Request", `unsupported subprotocol; this server speaks ${SUPPORTED.join(", ")}`);
       return true;
     }
-    const address = socket.remoteAddress ?? "unknown";
+    const address = clientAddress(request, this.options.trustProxy);
     const refusal = this.options.admission.admit(address);
     if (refusal !== undefined) {
       reject(socket, refusal.status, STATUS_TEXT[refusal.status], refusal.message, refusal.retryAfter);

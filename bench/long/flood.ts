@@ -1,0 +1,177 @@
+// `npm run bench:flood`: a connection flood from many loopback addresses
+// (127.0.2.1, .2, ...) against one live crier with its default limits, while
+// one well-behaved client publishes to its own room and times each message's
+// round trip. Reports that client's latency before and during the flood, and
+// what became of the flood's upgrade attempts (accepted, 429, 503, reset).
+
+import { appendFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import WebSocket from "ws";
+import { newHistogram } from "../generator/recorder.js";
+import { commandLine, options, reportHeading, scrape, startLive } from "./live.js";
+
+const opts = options(process.argv.slice(2), ["addresses", "inflight", "duration", "baseline", "hold", "out"]);
+const addresses = Number(opts.get("addresses") ?? 100);
+const inflight = Number(opts.get("inflight") ?? 4);
+const durationS = Number(opts.get("duration") ?? 20);
+const baselineS = Number(opts.get("baseline") ?? 10);
+const holdMs = Number(opts.get("hold") ?? 2000);
+if (
+  ![addresses, inflight, durationS, baselineS, holdMs].every((n) => Number.isFinite(n) && n >= 0) ||
+  addresses > 250 ||
+  inflight > 16 ||
+  durationS > 120
+) {
+  process.stderr.write(
+    "npm run bench:flood -- [--addresses 100 (≤ 250)] [--inflight 4 (≤ 16)] [--duration 20 (≤ 120)] [--baseline 10] [--hold 2000] [--out FILE]\n",
+  );
+  process.exit(2);
+}
+
+// crier's default limits: the point is what they do.
+const live = await startLive({});
+const port = live.instance.port;
+
+// The well-behaved client: one publication every 20 ms to its own room, timed until it comes back.
+const good = new WebSocket(live.url, "crier.v1.json");
+await new Promise<void>((resolve, reject) => {
+  good.once("open", () => resolve());
+  good.once("error", reject);
+});
+const sentAt = new Map<number, number>();
+let phase: "baseline" | "flood" | "done" = "baseline";
+const histograms = { baseline: newHistogram(), flood: newHistogram() };
+const received = { baseline: 0, flood: 0 };
+const published = { baseline: 0, flood: 0 };
+let goodClosed: number | undefined;
+good.on("close", (code) => {
+  goodClosed = code;
+});
+good.on("message", (data) => {
+  const frame = JSON.parse(String(data)) as { op: string; data?: { n: number; phase: "baseline" | "flood" } };
+  if (frame.op === "ping") good.send('{"op":"pong"}');
+  if (frame.op !== "message" || frame.data === undefined) return;
+  const at = sentAt.get(frame.data.n);
+  if (at === undefined) return;
+  sentAt.delete(frame.data.n);
+  histograms[frame.data.phase].recordValue(Math.max(1, Math.round((performance.now() - at) * 1000)));
+  received[frame.data.phase]++;
+});
+good.send('{"op":"connect"}');
+good.send('{"op":"subscribe","room":"steady","id":1}');
+let n = 0;
+const publisher = setInterval(() => {
+  if (phase === "done") return;
+  n++;
+  sentAt.set(n, performance.now());
+  published[phase]++;
+  good.send(JSON.stringify({ op: "publish", room: "steady", data: { n, phase } }));
+}, 20);
+
+await new Promise((resolve) => setTimeout(resolve, baselineS * 1000));
+
+// The flood: per address `inflight` raw upgrade attempts at a time, each
+// accepted socket held `holdMs` without a connect frame, then dropped.
+const outcomes = new Map<string, number>();
+const bump = (key: string): void => {
+  outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+};
+const held = new Set<Socket>();
+function attempt(localAddress: string): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port, localAddress });
+    let head = "";
+    let settled = false;
+    const settle = (outcome: string): void => {
+      if (settled) return;
+      settled = true;
+      bump(outcome);
+      resolve();
+    };
+    socket.setNoDelay(true);
+    socket.on("connect", () => {
+      socket.write(
+        `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+      );
+    });
+    socket.on("data", (chunk) => {
+      head += chunk.toString("latin1");
+      const status = /^HTTP\/1\.1 (\d{3})/.exec(head)?.[1];
+      if (status === undefined) return;
+      settle(status);
+      if (status === "101") {
+        held.add(socket);
+        setTimeout(() => {
+          held.delete(socket);
+          socket.destroy();
+        }, holdMs).unref();
+      } else socket.destroy();
+    });
+    socket.on("error", (error: NodeJS.ErrnoException) => settle(error.code ?? "error"));
+    socket.on("close", () => settle("closed without an answer"));
+  });
+}
+const floodStart = performance.now();
+phase = "flood";
+const floodUntil = floodStart + durationS * 1000;
+let attempts = 0;
+await Promise.all(
+  Array.from({ length: addresses * inflight }, async (_, i) => {
+    const address = `127.0.2.${1 + (i % addresses)}`;
+    while (performance.now() < floodUntil) {
+      attempts++;
+      await attempt(address);
+    }
+  }),
+);
+const floodSeconds = (performance.now() - floodStart) / 1000;
+phase = "done";
+clearInterval(publisher);
+// Let the last publications come back.
+await new Promise((resolve) => setTimeout(resolve, 1000));
+const metrics = await scrape(live.httpUrl);
+for (const socket of held) socket.destroy();
+good.close(1000);
+const noCrash = await live.stop();
+
+const row = (name: "baseline" | "flood"): string => {
+  const h = histograms[name];
+  const q = (p: number): string => (h.getValueAtPercentile(p) / 1000).toFixed(2);
+  return `${name.padEnd(9)} ${String(published[name]).padStart(6)} ${String(received[name]).padStart(9)}   ${q(50).padStart(7)} ${q(90).padStart(7)} ${q(99).padStart(7)} ${(h.maxValue / 1000).toFixed(2).padStart(8)}`;
+};
+const refused = [...metrics].filter(([k]) => k.startsWith("crier_refused_total{"));
+const lines = [
+  `flood                    ${addresses} addresses (127.0.2.x) × ${inflight} attempts in flight for ${floodSeconds.toFixed(1)} s; accepted sockets held ${holdMs} ms without a connect frame`,
+  `attempts                 ${attempts} (${Math.round(attempts / floodSeconds)}/s): ${[...outcomes]
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ")}`,
+  `refused (server metrics) ${refused.map(([k, v]) => `${/reason="([^"]+)"/.exec(k)?.[1]} ${v}`).join(", ")}`,
+  "",
+  "the well-behaved client: 50 publications/s to its own room, round trip in ms",
+  "phase     sent   received     p50     p90     p99      max",
+  row("baseline"),
+  row("flood"),
+  "",
+  `the client's connection  ${goodClosed === undefined ? "open throughout" : `closed with ${goodClosed}`}; crier exited on its own: ${noCrash ? "no" : "YES"}`,
+];
+const text = lines.join("\n");
+process.stdout.write(`${text}\n`);
+const out = opts.get("out");
+if (out !== undefined) {
+  appendFileSync(
+    out,
+    [
+      ...reportHeading(
+        "flood: many addresses against the default limits",
+        commandLine("bench:flood", process.argv.slice(2)),
+      ),
+      "```",
+      text,
+      "```",
+      "",
+    ].join("\n"),
+  );
+}
+process.exit(noCrash && goodClosed === undefined ? 0 : 1);
