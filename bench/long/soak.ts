@@ -202,6 +202,8 @@ const lines = [
   `samples                  ${measured.length} (every ${sampleS} s: RSS from /proc, heap from /metrics)`,
   `RSS                      ${mb(first?.rss ?? 0)} MB → ${mb(last?.rss ?? 0)} MB; slope ${kb(rssSlope)} KB/min (${mb(rssSlope * minutes)} MB over ${minutes.toFixed(1)} min)`,
   `heap used, minute floor  ${mb([...floors.values()][0] ?? 0)} MB → ${mb([...floors.values()].at(-1) ?? 0)} MB; slope ${kb(heapSlope)} KB/min`,
+  `heap floor by minute     ${[...floors.values()].map((heap) => mb(heap)).join(" ")} MB`,
+  `RSS by minute (last)     ${rssByMinute(measured).join(" ")} MB`,
   `crier exited on its own  ${noCrash ? "no" : "YES (crashed)"}`,
 ];
 const text = lines.join("\n");
@@ -212,6 +214,13 @@ if (out !== undefined) {
   appendFileSync(out, [...reportHeading("soak: churn for memory growth", command), "```", text, "```", ""].join("\n"));
 }
 process.exit(noCrash && counts.cycles > 0 ? 0 : 1);
+
+/** The last RSS sample of each minute. */
+function rssByMinute(points: readonly Sample[]): string[] {
+  const last = new Map<number, number>();
+  for (const point of points) last.set(Math.floor(point.t / 60), point.rss);
+  return [...last.values()].map((rss) => mb(rss));
+}
 
 function mb(bytes: number): string {
   return (bytes / 2 ** 20).toFixed(1);

@@ -2,9 +2,12 @@
 // before the upgrade; by default, pages of the server's own host only.
 
 import assert from "node:assert/strict";
+import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
+import { pino } from "pino";
 import { startNode, type TestNode } from "../../../../test/support/node.js";
 import { TestClient } from "../../../../test/support/ws-client.js";
+import { CrierNode } from "../node.js";
 import { originPolicy } from "./origin.js";
 
 describe("originPolicy", () => {
@@ -87,4 +90,24 @@ describe('allowedOrigins: ["*"]', () => {
     assert.equal((await client.call({ op: "connect" })).op, "connected");
     client.close();
   });
+});
+
+test('allowedOrigins: ["*"] is logged as a warning at start; the default is not', async () => {
+  const warnings = async (config: Record<string, unknown>): Promise<string[]> => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const node = await CrierNode.create({
+      config: { apiKey: "test-api-key-123", ...config },
+      logger: pino({ level: "warn" }, sink),
+    });
+    await node.close();
+    return lines.filter((line) => line.includes("allowedOrigins"));
+  };
+  assert.equal((await warnings({ allowedOrigins: ["*"] })).length, 1);
+  assert.deepEqual(await warnings({}), []);
 });
