@@ -1,6 +1,8 @@
 // The backplane-facing parts, chosen by configuration: the embedded in-memory
 // ones for a single instance, Redis-backed ones when `redis` is set. History
-// and presence stores exist only when some namespace uses them.
+// and presence stores exist only when some namespace uses them. An engine
+// that cannot keep a promise the configuration asks for is refused here, at
+// start, with an error that says what to configure instead.
 
 import type { Logger } from "pino";
 import type { Broker } from "./broker/broker.js";
@@ -11,7 +13,6 @@ import { MemoryMembership } from "./cluster/memory.js";
 import { nodeKeyPrefix, RedisMembership } from "./cluster/redis.js";
 import type { CrierConfig } from "./config/schema.js";
 import type { HistoryStore } from "./history/history.js";
-import { MemoryHistory } from "./history/memory.js";
 import { RedisHistory } from "./history/redis.js";
 import { MemoryUserConnections, type UserConnections } from "./limits/user-connections.js";
 import { RedisUserConnections } from "./limits/user-connections-redis.js";
@@ -32,12 +33,25 @@ export function createBackends(config: CrierConfig, logger: Logger, broker?: Bro
   const namespaces = Object.values(config.namespaces);
   const keepsHistory = namespaces.some((options) => options.history !== undefined);
   const keepsPresence = namespaces.some((options) => options.presence);
-  const chosenBroker = broker ?? (url === undefined ? new MemoryBroker() : new RedisBroker({ url, logger }));
+  const chosenBroker = broker ?? (url === undefined ? new MemoryBroker() : new RedisBroker({ url, prefix, logger }));
+  if (keepsHistory && chosenBroker.append === undefined) {
+    throw new Error(
+      "a namespace keeps history, but the broker cannot append to it (it has no append()): " +
+        "use the memory or Redis engine, or remove `history` from the namespaces",
+    );
+  }
   if (url === undefined) {
+    const history = chosenBroker instanceof MemoryBroker ? chosenBroker.history : undefined;
+    if (keepsHistory && history === undefined) {
+      throw new Error(
+        "a namespace keeps history, but a custom broker without `redis` has no history store to read it back: " +
+          "set `redis`, or pass a MemoryBroker",
+      );
+    }
     return {
       broker: chosenBroker,
       membership: new MemoryMembership(),
-      history: keepsHistory ? new MemoryHistory(chosenBroker) : undefined,
+      history: keepsHistory ? history : undefined,
       presence: keepsPresence ? new MemoryPresence() : undefined,
     };
   }
@@ -46,8 +60,8 @@ export function createBackends(config: CrierConfig, logger: Logger, broker?: Bro
     membership: new RedisMembership({
       url,
       prefix,
-      heartbeatMs: config.cluster.heartbeat * 1000,
-      nodeTimeoutMs: config.cluster.nodeTimeout * 1000,
+      heartbeatMs: config.cluster.heartbeatMs,
+      nodeTimeoutMs: config.cluster.nodeTimeoutMs,
       logger,
     }),
     history: keepsHistory ? new RedisHistory({ url, prefix, logger }) : undefined,

@@ -10,4 +10,5 @@ export { ConfigError, loadConfig, validateConfig } from "./config/load.js";
 export type { CrierConfig, CrierConfigInput, NamespaceConfig } from "./config/schema.js";
 export { type CrierHooks, CrierNode, type CrierOptions } from "./node.js";
 export { CrierPublisher, type PublisherOptions } from "./publisher.js";
-export type { PublishResult, SessionView } from "./session/host.js";
+export type { PublishResult } from "./service/room-service.js";
+export type { SessionView } from "./session/host.js";

@@ -6,46 +6,36 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { hostname } from "node:os";
-import {
-  CloseCode,
-  type ConnectCommand,
-  type HistoryMessage,
-  type HistoryReply,
-  isValidRoom,
-  type JsonValue,
-  type Member,
-  ProtocolError,
-  type StreamPosition,
-} from "crier-protocol";
+import { CloseCode, type HistoryReply, type JsonValue, type Member, type StreamPosition } from "crier-protocol";
 import { type Logger, pino } from "pino";
 import type { Registry } from "prom-client";
 import { AuthGate, type CrierHooks } from "./auth/gate.js";
-import type { Identity } from "./auth/identity.js";
 import { TokenVerifier } from "./auth/jwt.js";
-import { type RoomAction, RoomPolicy } from "./auth/policy.js";
+import { RoomPolicy } from "./auth/policy.js";
 import { createBackends, createUserConnections } from "./backends.js";
 import { type Broker, ChannelNames } from "./broker/broker.js";
-import type { Envelope } from "./broker/envelope.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
 import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
-import type { HistoryOptions, HistoryRead, HistoryStore } from "./history/history.js";
+import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
 import { ConnectionAdmission } from "./limits/admission.js";
 import { Refusals } from "./limits/refusals.js";
 import type { UserConnections } from "./limits/user-connections.js";
+import { UserConnectionLimit } from "./limits/user-limit.js";
 import { createMetrics } from "./metrics.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
-import type { PublishResult, SessionHost, SessionSettings, SessionView } from "./session/host.js";
+import { Recovery } from "./recovery/recovery.js";
+import { RoomQueries } from "./service/room-queries.js";
+import { type DisconnectTarget, type PublishResult, RoomService } from "./service/room-service.js";
+import type { SessionHost, SessionSettings, SessionView } from "./session/host.js";
 import { Session } from "./session/session.js";
 import { WriteBatcher } from "./session/write-batcher.js";
 import { type ApiHost, HttpApi } from "./transport/http-api.js";
 import { originPolicy } from "./transport/origin.js";
+import { WsConnection } from "./transport/ws-connection.js";
 import { WsEndpoint } from "./transport/ws-endpoint.js";
-
-/** Messages read from history per page of a replay (and of a gap repair). */
-const REPLAY_PAGE = 500;
 
 export type { CrierHooks };
 
@@ -66,6 +56,12 @@ export class CrierNode implements SessionHost, ApiHost {
   readonly settings: SessionSettings;
   readonly hub: Hub;
   readonly batcher: WriteBatcher;
+  readonly recovery: Recovery;
+  readonly rooms: RoomService;
+  readonly queries: RoomQueries;
+  readonly presence: PresenceTracker;
+  readonly auth: AuthGate;
+  readonly limits: UserConnectionLimit<SessionView>;
   /** The HTTP API key: configured, or generated at start (see apiKeyGenerated). */
   readonly apiKey: string;
   readonly apiKeyGenerated: boolean;
@@ -76,18 +72,14 @@ export class CrierNode implements SessionHost, ApiHost {
   private readonly historyStore: HistoryStore | undefined;
   /** Present when some namespace enables presence. */
   private readonly presenceStore: PresenceStore | undefined;
-  private readonly presenceTracker: PresenceTracker;
   private port: number;
   private readonly names: ChannelNames;
   private readonly policy: RoomPolicy;
-  private readonly gate: AuthGate;
   private readonly verifier: TokenVerifier | undefined;
   private readonly endpoint: WsEndpoint;
   private readonly api: HttpApi;
   private readonly refusals: Refusals;
   private readonly userConnections: UserConnections;
-  /** Sessions counted in userConnections, with the user they count for. */
-  private readonly admittedUsers = new Map<SessionView, string>();
   private metricsServer: Server | undefined;
   private readonly sessions = new Set<SessionView>();
   private readonly closes = new Map<number, number>();
@@ -109,9 +101,9 @@ export class CrierNode implements SessionHost, ApiHost {
     this.apiKeyGenerated = config.apiKey === undefined;
     this.apiKey = config.apiKey ?? randomBytes(24).toString("base64url");
     this.settings = {
-      connectTimeoutMs: config.timeouts.connect * 1000,
-      pingIntervalMs: config.timeouts.ping * 1000,
-      pongTimeoutMs: config.timeouts.pong * 1000,
+      connectTimeoutMs: config.timeouts.connectMs,
+      pingIntervalMs: config.timeouts.pingMs,
+      pongTimeoutMs: config.timeouts.pongMs,
       maxFrameBytes: config.limits.maxFrameBytes,
       commandsPerSecond: config.limits.commandsPerSecond,
       maxSubscriptions: config.limits.maxSubscriptions,
@@ -126,9 +118,13 @@ export class CrierNode implements SessionHost, ApiHost {
     this.membership = backends.membership;
     this.historyStore = backends.history;
     this.presenceStore = backends.presence;
-    this.hub = new Hub(this.broker, this.names, this.logger, (room, since) => this.catchUp(room, since));
     this.policy = new RoomPolicy(config.namespaces);
-    this.presenceTracker = new PresenceTracker({
+    this.rooms = new RoomService(this.broker, this.names, this.policy, this.nodeId);
+    const historyOptions = (room: string) => this.rooms.historyOptions(room);
+    this.recovery = new Recovery(this.historyStore, historyOptions);
+    this.queries = new RoomQueries(this.policy, this.historyStore, this.presenceStore, historyOptions);
+    this.hub = new Hub(this.broker, this.names, this.logger, this.recovery);
+    this.presence = new PresenceTracker({
       nodeId: this.nodeId,
       store: this.presenceStore,
       settings: (room) => this.policy.options(room),
@@ -137,9 +133,10 @@ export class CrierNode implements SessionHost, ApiHost {
     });
     this.refusals = new Refusals(this.logger);
     this.userConnections = createUserConnections(config, this.nodeId, this.logger);
+    this.limits = new UserConnectionLimit(this.userConnections, config.limits.maxConnectionsPerUser, this.refusals);
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
-    this.gate = new AuthGate(options.hooks ?? {}, this.verifier, config.allowAnonymous ?? !keyed, this.policy);
+    this.auth = new AuthGate(options.hooks ?? {}, this.verifier, config.allowAnonymous ?? !keyed, this.policy);
     this.endpoint = new WsEndpoint(
       {
         path: config.path,
@@ -151,7 +148,11 @@ export class CrierNode implements SessionHost, ApiHost {
         logger: this.logger,
       },
       (ws, socket, request) => {
-        this.sessions.add(new Session(ws, socket, request, this));
+        const connection = new WsConnection(ws, socket, {
+          batcher: this.batcher,
+          outboundQueueBytes: config.limits.outboundQueueBytes,
+        });
+        this.sessions.add(new Session(connection, request, this));
       },
     );
     this.registry = createMetrics(
@@ -218,7 +219,7 @@ export class CrierNode implements SessionHost, ApiHost {
         'allowedOrigins has "*": pages of any site may open connections with their visitors\' cookies (list your origins instead)',
       );
     }
-    if (this.verifier === undefined && this.gate.allowAnonymous) {
+    if (this.verifier === undefined && this.auth.allowAnonymous) {
       this.logger.warn("no JWT key configured: anonymous connections are allowed (set jwt.secret to require tokens)");
     }
     if (this.apiKeyGenerated) {
@@ -309,126 +310,39 @@ export class CrierNode implements SessionHost, ApiHost {
   // ---- publishing (library API) --------------------------------------------
 
   /** Publishes `data` to `room` from the backend. */
-  async publish(room: string, data: JsonValue): Promise<PublishResult> {
-    if (!isValidRoom(room)) throw new ProtocolError("bad_request", `invalid room name '${room}'`);
-    return this.publishJson(room, JSON.stringify(data), "");
+  publish(room: string, data: JsonValue): Promise<PublishResult> {
+    return this.rooms.publish(room, JSON.stringify(data));
   }
 
   /** Sends `data` to every connection of `user`, cluster-wide. */
-  async send(user: string, data: JsonValue): Promise<void> {
-    return this.sendJson(user, JSON.stringify(data), "");
+  send(user: string, data: JsonValue): Promise<void> {
+    return this.rooms.send(user, JSON.stringify(data));
   }
 
-  // ---- SessionHost and ApiHost -------------------------------------------
+  // ---- ApiHost ---------------------------------------------------------------
 
-  async publishJson(room: string, dataJson: string, from = ""): Promise<PublishResult> {
-    const envelope: Envelope = { kind: "message", room, node: this.nodeId, data: dataJson };
-    if (from !== "") envelope.from = from;
-    const history = this.historyOptions(room);
-    if (history !== undefined && this.historyStore !== undefined) {
-      const position = await this.historyStore.publish(room, this.names.room(room), envelope, history);
-      return { offset: position.offset, epoch: position.epoch };
-    }
-    await this.broker.publish(this.names.room(room), envelope);
-    return {};
+  publishJson(room: string, dataJson: string): Promise<PublishResult> {
+    return this.rooms.publish(room, dataJson);
   }
 
-  private historyOptions(room: string): HistoryOptions | undefined {
-    const history = this.policy.options(room).history;
-    return history === undefined ? undefined : { size: history.size, ttlMs: history.ttl };
+  sendJson(user: string, dataJson: string): Promise<void> {
+    return this.rooms.send(user, dataJson);
   }
 
-  keepsHistory(room: string): boolean {
-    return this.historyOptions(room) !== undefined;
+  disconnect(target: DisconnectTarget, code: number, reason: string): Promise<void> {
+    return this.rooms.disconnect(target, code, reason);
   }
 
-  async catchUp(room: string, since: StreamPosition | undefined): Promise<HistoryRead | undefined> {
-    const history = this.historyOptions(room);
-    if (history === undefined || this.historyStore === undefined) return undefined;
-    // Without `since` only the position matters; one message is the least a read can ask for.
-    // With it, a page at a time: a replay reads the next page as the client drains the last.
-    return this.historyStore.read(room, {
-      since,
-      limit: since === undefined ? 1 : Math.min(REPLAY_PAGE, history.size),
-      ttlMs: history.ttlMs,
-    });
+  unsubscribe(user: string, room: string): Promise<void> {
+    return this.rooms.unsubscribe(user, room);
   }
 
-  async sendJson(user: string, dataJson: string, from = ""): Promise<void> {
-    if (user === "") throw new ProtocolError("bad_request", "user must not be empty");
-    const envelope: Envelope = { kind: "direct", user, node: this.nodeId, data: dataJson };
-    if (from !== "") envelope.from = from;
-    await this.broker.publish(this.names.user(user), envelope);
+  roomPresence(room: string): Promise<Member[]> {
+    return this.queries.presence(room);
   }
 
-  async disconnect(target: { user: string } | { client: string }, code: number, reason: string): Promise<void> {
-    const envelope: Envelope = { kind: "disconnect", node: this.nodeId, code, reason, data: "" };
-    if ("user" in target) {
-      envelope.user = target.user;
-      await this.broker.publish(this.names.user(target.user), envelope);
-    } else {
-      envelope.client = target.client;
-      await this.broker.publish(this.names.control(), envelope);
-    }
-  }
-
-  async unsubscribe(user: string, room: string): Promise<void> {
-    const envelope: Envelope = { kind: "unsubscribe", user, room, node: this.nodeId, data: "" };
-    await this.broker.publish(this.names.user(user), envelope);
-  }
-
-  async presence(room: string, session?: SessionView): Promise<Member[]> {
-    if (!this.policy.options(room).presence || this.presenceStore === undefined) {
-      throw new ProtocolError(
-        "bad_request",
-        `presence is not enabled in ${this.policy.describe(room)}: set "presence": true in its namespace configuration`,
-      );
-    }
-    // A client sees who is in a room only if it could be there itself.
-    if (session !== undefined) await this.authorize(session, room, "subscribe");
-    return this.presenceStore.list(room);
-  }
-
-  roomJoined(session: SessionView, room: string): Promise<void> {
-    // Left (closed, or unsubscribed by the server) while subscribing: not a member any more.
-    if (session.closeCode !== undefined || !session.rooms.has(room)) return Promise.resolve();
-    const member: Member = { user: session.user, client: session.id };
-    if (session.identity.info !== undefined) member.info = session.identity.info;
-    return this.presenceTracker.joined(room, member);
-  }
-
-  roomLeft(session: SessionView, room: string): void {
-    this.presenceTracker.left(room, session.id);
-  }
-
-  async history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply> {
-    const history = this.historyOptions(room);
-    if (history === undefined || this.historyStore === undefined) {
-      throw new ProtocolError(
-        "bad_request",
-        `history is not kept in ${this.policy.describe(room)}: set "history": {"size": N, "ttl": "10m"} in its namespace configuration`,
-      );
-    }
-    const read = await this.historyStore.read(room, {
-      since,
-      limit: Math.min(limit ?? 100, history.size),
-      ttlMs: history.ttlMs,
-    });
-    return {
-      op: "history",
-      room,
-      offset: read.position.offset,
-      epoch: read.position.epoch,
-      messages: read.messages.map((message) => {
-        const entry: HistoryMessage = {
-          room,
-          data: JSON.parse(message.data) as JsonValue,
-          offset: message.offset ?? 0,
-        };
-        if (message.from !== undefined && message.from !== "") entry.from = message.from;
-        return entry;
-      }),
-    };
+  history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply> {
+    return this.queries.history(room, since, limit);
   }
 
   /** This instance and every live one in the cluster. */
@@ -458,41 +372,10 @@ export class CrierNode implements SessionHost, ApiHost {
     );
   }
 
-  authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity> {
-    return this.gate.authenticate(request, command);
-  }
-
-  refresh(session: SessionView, token: string): Promise<Identity> {
-    return this.gate.refresh(session, token);
-  }
-
-  authorize(session: SessionView, room: string, action: RoomAction): Promise<void> {
-    return this.gate.authorize(session, room, action);
-  }
-
-  async admitUser(session: SessionView, user: string): Promise<void> {
-    if (user === "") return;
-    const max = this.config.limits.maxConnectionsPerUser;
-    if (!(await this.userConnections.acquire(user, max))) {
-      this.refusals.record("max_connections_per_user", { user }, "connection refused: per-user limit reached");
-      throw new ProtocolError(
-        "rate_limited",
-        `user ${user} already has ${max} connections (limits.maxConnectionsPerUser): close one, or try again later`,
-      );
-    }
-    // Closed while counting: sessionClosed has been and gone, so give the slot back here.
-    if (!this.sessions.has(session)) this.userConnections.release(user);
-    else this.admittedUsers.set(session, user);
-  }
-
   sessionClosed(session: SessionView): void {
     this.sessions.delete(session);
-    const user = this.admittedUsers.get(session);
-    if (user !== undefined) {
-      this.admittedUsers.delete(session);
-      this.userConnections.release(user);
-    }
-    const code = session.closeCode ?? 1006;
+    this.limits.release(session);
+    const code = session.closeCode ?? CloseCode.Abnormal;
     this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
   }
 
@@ -537,7 +420,7 @@ export class CrierNode implements SessionHost, ApiHost {
     if (metricsServer !== undefined) await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
     await this.userConnections.close();
     // The closed sessions' leaves: entries removed and leave events published before disconnecting.
-    await this.presenceTracker.drain();
+    await this.presence.drain();
     await this.membership.close();
     await this.historyStore?.close();
     await this.presenceStore?.close();

@@ -1,10 +1,23 @@
-// The backplane seam (DESIGN.md "The backplane contract"). A broker carries
-// envelopes between instances on named channels. The hub reference-counts local
-// members and calls subscribe() for a channel's first member and unsubscribe()
-// after its last; a broker applies those calls in the order they were made, so a
-// join and a leave racing with a round trip end in the state of the last call.
+// The backplane seam (ARCHITECTURE.md "Seams"). A broker carries envelopes
+// between instances on named channels. The hub reference-counts local members
+// and calls subscribe() for a channel's first member and unsubscribe() after
+// its last; a broker applies those calls in the order they were made, so a join
+// and a leave racing with a round trip end in the state of the last call.
+//
+// Appending to a room's history and publishing are one operation of the
+// engine (append()), not a store publishing behind the broker's back: every
+// publication passes through the broker, is counted by it, and an engine that
+// offers history offers the same gap-free numbering.
 
+import type { StreamPosition } from "crier-protocol";
+import type { HistoryOptions } from "../history/history.js";
+import { DEFAULT_PREFIX } from "../redis/connection.js";
 import type { Envelope } from "./envelope.js";
+
+/** Where append() keeps a publication: the room's history and how much of it to retain. */
+export interface AppendOptions extends HistoryOptions {
+  room: string;
+}
 
 /** Running totals, for metrics and tests. */
 export interface BrokerStats {
@@ -43,6 +56,14 @@ export interface Broker {
    * never a false success.
    */
   publish(channel: string, envelope: Envelope): Promise<void>;
+  /**
+   * The history capability: appends `envelope` to `options.room`'s history,
+   * assigning the next offset (and the epoch), then publishes it with them on
+   * `channel`, atomically: nothing can be published to the room in between.
+   * Rejects like publish(). Absent on an engine that keeps no history: a
+   * configuration that asks for history is then refused at start.
+   */
+  append?(channel: string, envelope: Envelope, options: AppendOptions): Promise<StreamPosition>;
   /** Whether the backplane is reachable now. */
   isReady(): boolean;
   /** Called on every change of readiness. */
@@ -57,7 +78,7 @@ export interface Broker {
 /** Channel names under a configurable prefix: one per room and one per user. */
 export class ChannelNames {
   readonly prefix: string;
-  constructor(prefix: string) {
+  constructor(prefix: string = DEFAULT_PREFIX) {
     this.prefix = prefix;
   }
   room(room: string): string {

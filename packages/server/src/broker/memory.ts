@@ -1,15 +1,35 @@
 // The embedded default broker: one process, no Redis. Delivery is asynchronous
-// (a microtask later) like a real backplane, and in publish order.
+// (a microtask later) like a real backplane, and in publish order. It keeps
+// rooms' history in this process too (a MemoryHistory it owns).
 
-import { ProtocolError } from "crier-protocol";
-import { type Broker, type BrokerStats, type DeliveryHandler, emptyBrokerStats, type ReadyListener } from "./broker.js";
+import { ProtocolError, type StreamPosition } from "crier-protocol";
+import { MemoryHistory, type MemoryHistoryOptions } from "../history/memory.js";
+import {
+  type AppendOptions,
+  type Broker,
+  type BrokerStats,
+  type DeliveryHandler,
+  emptyBrokerStats,
+  type ReadyListener,
+} from "./broker.js";
 import type { Envelope } from "./envelope.js";
 
+export interface MemoryBrokerOptions {
+  /** Options of the history this broker appends to (a clock for tests, the sweep interval). */
+  history?: MemoryHistoryOptions;
+}
+
 export class MemoryBroker implements Broker {
+  /** The history append() writes to; the node reads rooms' history from it. */
+  readonly history: MemoryHistory;
   private handler: DeliveryHandler | undefined;
   private readonly channels = new Set<string>();
   private closed = false;
   private readonly counts: BrokerStats = emptyBrokerStats();
+
+  constructor(options: MemoryBrokerOptions = {}) {
+    this.history = new MemoryHistory(options.history);
+  }
 
   async start(handler: DeliveryHandler): Promise<void> {
     this.handler = handler;
@@ -29,8 +49,26 @@ export class MemoryBroker implements Broker {
       throw new ProtocolError("unavailable", "the broker is closed");
     }
     this.counts.published++;
-    // Subscription is checked at delivery time, as a broker would: a channel
-    // dropped before delivery receives nothing.
+    this.deliverLater(channel, envelope);
+  }
+
+  /** Nothing awaits between the append and queueing the delivery, so offsets are in delivery order. */
+  async append(channel: string, envelope: Envelope, options: AppendOptions): Promise<StreamPosition> {
+    if (this.closed) {
+      this.counts.publishFailed++;
+      throw new ProtocolError("unavailable", "the broker is closed");
+    }
+    const { sent, position } = this.history.append(options.room, envelope, options);
+    this.counts.published++;
+    this.deliverLater(channel, sent);
+    return position;
+  }
+
+  /**
+   * Subscription is checked at delivery time, as a broker would: a channel
+   * dropped before delivery receives nothing.
+   */
+  private deliverLater(channel: string, envelope: Envelope): void {
     queueMicrotask(() => {
       if (!this.channels.has(channel)) return;
       this.counts.received++;
@@ -58,5 +96,6 @@ export class MemoryBroker implements Broker {
   async close(): Promise<void> {
     this.closed = true;
     this.channels.clear();
+    await this.history.close();
   }
 }

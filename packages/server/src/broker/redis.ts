@@ -1,14 +1,37 @@
 // The Redis pub/sub backplane: one connection publishes, one listens. It keeps
 // the set of wanted channels itself, so an outage ends with exactly those
 // channels subscribed again, and it is ready only while both connections are.
+// Publications to rooms with history are one Lua script on the publish
+// connection (append to the room's stream, then PUBLISH), so offsets are
+// assigned in the order every instance receives them.
 
-import { ProtocolError } from "crier-protocol";
+import { ProtocolError, type StreamPosition } from "crier-protocol";
 import type { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
-import { backoffDelay, createRedis, quit, redactUrl } from "../redis/connection.js";
+import { messageOf } from "../describe-error.js";
+import { META_MIN_TTL_MS, newEpoch } from "../history/history.js";
+import { historyKeys, PUBLISH_SCRIPT } from "../history/redis-scripts.js";
+import {
+  checkKeyPrefix,
+  connectionOptions,
+  createRedis,
+  DEFAULT_PREFIX,
+  defineScript,
+  quit,
+  redactUrl,
+  redisFailure,
+  type ScriptCall,
+} from "../redis/connection.js";
 import { redisUrlProblem } from "../redis/url.js";
-import { type Broker, type BrokerStats, type DeliveryHandler, emptyBrokerStats, type ReadyListener } from "./broker.js";
-import { decodeEnvelope, type Envelope, encodeEnvelope } from "./envelope.js";
+import {
+  type AppendOptions,
+  type Broker,
+  type BrokerStats,
+  type DeliveryHandler,
+  emptyBrokerStats,
+  type ReadyListener,
+} from "./broker.js";
+import { decodeEnvelope, type Envelope, encodeEnvelope, encodeEnvelopeParts } from "./envelope.js";
 
 export interface RedisBrokerOptions {
   /** redis:// or rediss:// URL. */
@@ -25,13 +48,11 @@ export interface RedisBrokerOptions {
   healthCheckMs?: number;
   /** Prefix of CLIENT SETNAME, to find these connections in CLIENT LIST (default "crier"). */
   connectionName?: string;
+  /** Prefix of the rooms' history keys (default "crier:"); no braces, so a room's keys hash on the room alone. */
+  prefix?: string;
 }
 
 export type RedisBrokerStats = BrokerStats;
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 export class RedisBroker implements Broker {
   private readonly url: string;
@@ -41,6 +62,8 @@ export class RedisBroker implements Broker {
   private readonly healthCheckMs: number;
   private readonly pub: Redis;
   private readonly sub: Redis;
+  private readonly prefix: string;
+  private readonly appendScript: ScriptCall;
 
   private handler: DeliveryHandler | undefined;
   /** The channels the hub wants, in the state its last call left them: the source of truth on reconnect. */
@@ -74,32 +97,22 @@ export class RedisBroker implements Broker {
     this.startTimeoutMs = options.startTimeoutMs ?? 5000;
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.healthCheckMs = options.healthCheckMs ?? 5000;
-    const baseMs = options.retryBaseMs ?? 100;
-    const maxMs = options.retryMaxMs ?? 5000;
+    this.prefix = options.prefix ?? DEFAULT_PREFIX;
+    checkKeyPrefix("redis broker", this.prefix);
     const name = options.connectionName ?? "crier";
-    const common = {
-      lazyConnect: true,
-      connectTimeout: this.timeoutMs,
-      commandTimeout: this.timeoutMs,
-      retryStrategy: (attempt: number) => backoffDelay(attempt, baseMs, maxMs),
-      // No queueing while down: a publish gets `unavailable` now rather than a late
-      // (or duplicate, if resent) delivery the publisher was never told about.
-      enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      // Resubscription is ours (see onSubscriberReady): ioredis's autoResubscribe
-      // does not tell us when it is confirmed, and readiness must wait for that.
-      autoResubscribe: false,
-      maxRetriesPerRequest: 0,
-      // How long disconnect() waits for a graceful close before destroying the socket:
-      // short, so a forced reconnect of a dead socket and close() while down are quick.
-      disconnectTimeout: 200,
+    const policy = {
+      timeoutMs: this.timeoutMs,
+      retryBaseMs: options.retryBaseMs ?? 100,
+      retryMaxMs: options.retryMaxMs ?? 5000,
     };
-    // Pipelined as every ioredis connection is: a publish is written at once,
-    // without waiting for earlier replies. ioredis's auto-pipelining (one write
-    // per tick) is off: its per-tick Pipeline cost more CPU than it saved
-    // (`npm run bench -- sparse`, with a profile: bench/profile.ts).
-    this.pub = createRedis(options.url, { ...common, connectionName: `${name}-pub` });
-    this.sub = createRedis(options.url, { ...common, connectionName: `${name}-sub` });
+    this.pub = createRedis(options.url, connectionOptions({ ...policy, connectionName: `${name}-pub` }));
+    // Resubscription is ours (see onSubscriberReady): ioredis's autoResubscribe
+    // does not tell us when it is confirmed, and readiness must wait for that.
+    this.sub = createRedis(options.url, {
+      ...connectionOptions({ ...policy, connectionName: `${name}-sub` }),
+      autoResubscribe: false,
+    });
+    this.appendScript = defineScript(this.pub, "crierHistoryPublish", 2, PUBLISH_SCRIPT);
     this.watch(this.pub, "pub");
     this.watch(this.sub, "sub");
     this.sub.on("message", (channel: string, text: string) => this.onMessage(channel, text));
@@ -182,6 +195,54 @@ export class RedisBroker implements Broker {
       this.counters.publishFailed++;
       throw err;
     }
+  }
+
+  /**
+   * Appends to the room's history stream and publishes in one script. Error
+   * replies that are not transient (a key of the wrong type) are `internal`;
+   * everything else that fails is `unavailable`.
+   */
+  async append(channel: string, envelope: Envelope, options: AppendOptions): Promise<StreamPosition> {
+    if (!this.ready) {
+      this.counters.publishFailed++;
+      const why = this.closed ? "the broker is closed" : `redis at ${this.url} is unreachable`;
+      throw new ProtocolError("unavailable", why);
+    }
+    const { head, tail } = encodeEnvelopeParts(envelope);
+    const [stream, meta] = historyKeys(this.prefix, options.room);
+    const what = `publish to ${options.room}`;
+    let reply: unknown;
+    try {
+      reply = await this.roundTrip(
+        "pub",
+        this.appendScript(
+          stream,
+          meta,
+          newEpoch(),
+          options.size,
+          options.ttlMs,
+          Math.max(options.ttlMs, META_MIN_TTL_MS),
+          channel,
+          head,
+          tail,
+        ),
+        what,
+      );
+    } catch (err) {
+      this.counters.publishFailed++;
+      throw err;
+    }
+    const [offset, epoch] = Array.isArray(reply) ? (reply as unknown[]) : [];
+    if (typeof offset !== "number" || typeof epoch !== "string") {
+      this.counters.publishFailed++;
+      this.log.error(
+        { reply: JSON.stringify(reply).slice(0, 500) },
+        "unexpected reply from the history publish script",
+      );
+      throw new ProtocolError("internal", "unexpected reply from the history publish script");
+    }
+    this.counters.published++;
+    return { offset, epoch };
   }
 
   isReady(): boolean {
@@ -306,15 +367,18 @@ export class RedisBroker implements Broker {
   }
 
   /**
-   * Awaits a command, turning any failure into ProtocolError("unavailable"), and
-   * rejects at once if the connection drops or the broker closes first, rather
-   * than leave the caller to ioredis's queue handling or the command timeout.
+   * Awaits a command, turning a failure into ProtocolError("unavailable") (or
+   * "internal" for an error reply that is a bug), and rejects at once if the
+   * connection drops or the broker closes first, rather than leave the caller
+   * to ioredis's queue handling or the command timeout.
    */
   private roundTrip<T>(role: "pub" | "sub", command: Promise<T>, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const fail = (err: Error): void => {
         this.inFlight[role].delete(fail);
-        reject(new ProtocolError("unavailable", `${what} failed: ${err.message}`));
+        const { error, bug } = redisFailure(what, err);
+        if (bug) this.log.error({ err }, `${what} failed`);
+        reject(error);
       };
       this.inFlight[role].add(fail);
       command.then(

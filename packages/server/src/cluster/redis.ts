@@ -6,7 +6,8 @@
 import { ProtocolError } from "crier-protocol";
 import type { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
-import { backoffDelay, createRedis, quit, redactUrl } from "../redis/connection.js";
+import { messageOf } from "../describe-error.js";
+import { connectionOptions, createRedis, DEFAULT_PREFIX, quit, redactUrl } from "../redis/connection.js";
 import { type Membership, type NodeInfo, parseNodeInfo } from "./membership.js";
 
 export interface RedisMembershipOptions {
@@ -64,24 +65,21 @@ export class RedisMembership implements Membership {
         `membership: nodeTimeoutMs (${this.nodeTimeoutMs}) must exceed heartbeatMs (${this.heartbeatMs}) > 0, or live nodes would expire between heartbeats`,
       );
     }
-    const prefix = options.prefix ?? "crier:";
+    const prefix = options.prefix ?? DEFAULT_PREFIX;
     this.indexKey = `${prefix}nodes`;
     this.entryPrefix = nodeKeyPrefix(prefix);
     this.url = redactUrl(options.url);
     this.log = (options.logger ?? pino({ enabled: false })).child({ component: "membership" });
-    const timeoutMs = options.timeoutMs ?? 2000;
-    this.redis = createRedis(options.url, {
-      lazyConnect: true,
-      connectTimeout: timeoutMs,
-      commandTimeout: timeoutMs,
-      retryStrategy: (attempt: number) => backoffDelay(attempt, 100, 5000),
-      // A heartbeat that cannot go now is dropped, not queued: the next one carries fresher counts.
-      enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 0,
-      disconnectTimeout: 200,
-      connectionName: "crier-membership",
-    });
+    // A heartbeat that cannot go now is dropped, not queued: the next one carries fresher counts.
+    this.redis = createRedis(
+      options.url,
+      connectionOptions({
+        timeoutMs: options.timeoutMs ?? 2000,
+        retryBaseMs: 100,
+        retryMaxMs: 5000,
+        connectionName: "crier-membership",
+      }),
+    );
     this.redis.on("error", (err: Error) => this.log.debug({ err }, "redis connection error"));
   }
 
@@ -186,8 +184,4 @@ export class RedisMembership implements Membership {
       this.failing = true;
     }
   }
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,6 +1,7 @@
-// The history contract (DESIGN.md "Delivery", PROTOCOL.md "Delivery semantics"),
-// run against every HistoryStore: the same tests, so the embedded memory store
-// and Redis number, retain and recover the same way.
+// The history contract (docs/protocol.md "Delivery semantics"), run against
+// every engine that keeps history: appends through its broker (Broker.append),
+// reads through its HistoryStore; the same tests, so the embedded memory
+// engine and Redis number, retain and recover the same way.
 
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
@@ -12,8 +13,7 @@ import type { Broker } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
 import { MemoryBroker } from "../broker/memory.js";
 import { RedisBroker } from "../broker/redis.js";
-import type { HistoryOptions, HistoryStore } from "./history.js";
-import { MemoryHistory } from "./memory.js";
+import type { HistoryOptions, HistoryRead, HistoryStore, ReadOptions } from "./history.js";
 import { RedisHistory } from "./redis.js";
 
 /** What a broker delivered on one channel; waits for deliveries by event, with a deadline. */
@@ -23,11 +23,31 @@ class Inbox extends Collector<Envelope> {
   }
 }
 
-/** The stores and broker one test uses, on a backing shared the way separate crier instances would share it. */
+/** One instance's view of an engine's history: append+publish through its broker, reads through its store. */
+interface EngineHistory {
+  publish(room: string, channel: string, envelope: Envelope, options: HistoryOptions): Promise<StreamPosition>;
+  read(room: string, options: ReadOptions & { ttlMs: number }): Promise<HistoryRead>;
+  close(): Promise<void>;
+}
+
+function engineHistory(broker: Broker, store: HistoryStore): EngineHistory {
+  return {
+    publish(room, channel, envelope, options) {
+      if (broker.append === undefined) throw new Error("this broker keeps no history");
+      return broker.append(channel, envelope, { room, ...options });
+    },
+    read: (room, options) => store.read(room, options),
+    async close() {
+      await Promise.all([broker.close(), store.close()]);
+    },
+  };
+}
+
+/** The engines one test uses, on a backing shared the way separate crier instances would share it. */
 interface World {
-  store: HistoryStore;
-  /** Another instance's store on the same backing (for memory, one process: the same store). */
-  peer: HistoryStore;
+  store: EngineHistory;
+  /** Another instance's view on the same backing (for memory, one process: the same engine). */
+  peer: EngineHistory;
   /** Subscribes a broker of the store's kind to `channel`. */
   listen(channel: string): Promise<Inbox>;
   /** Lets time pass by a step: a fake clock moves; a real one needs nothing. */
@@ -60,7 +80,7 @@ const offsetsOf = (envelopes: readonly Envelope[]): Array<number | undefined> =>
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 async function publishAll(
-  store: HistoryStore,
+  store: EngineHistory,
   room: string,
   channel: string,
   count: number,
@@ -279,15 +299,15 @@ async function listenOn(broker: Broker, inboxes: Map<string, Inbox>, channel: st
 }
 
 historyContract({
-  name: "MemoryHistory",
+  name: "memory engine",
   async setup() {},
   async teardown() {},
   async world() {
     let now = 1_700_000_000_000;
     const { inboxes, handler } = dispatcher();
-    const broker = new MemoryBroker();
+    const broker = new MemoryBroker({ history: { now: () => now } });
     await broker.start(handler);
-    const store = new MemoryHistory(broker, { now: () => now });
+    const store = engineHistory(broker, broker.history);
     return {
       store,
       peer: store,
@@ -295,10 +315,7 @@ historyContract({
       tick: () => {
         now += 50;
       },
-      async close() {
-        await store.close();
-        await broker.close();
-      },
+      close: () => store.close(),
     };
   },
 });
@@ -306,7 +323,7 @@ historyContract({
 let redis: RedisProcess | undefined;
 
 historyContract({
-  name: "RedisHistory",
+  name: "Redis engine",
   async setup() {
     redis = await startRedis();
   },
@@ -315,11 +332,16 @@ historyContract({
   },
   async world() {
     const url = redis?.url ?? "";
-    const store = new RedisHistory({ url, prefix: "crier-test:" });
-    const peer = new RedisHistory({ url, prefix: "crier-test:" });
+    const prefix = "crier-test:";
+    const instance = async (): Promise<EngineHistory> => {
+      const appender = new RedisBroker({ url, prefix });
+      const reader = new RedisHistory({ url, prefix });
+      await Promise.all([appender.start(() => {}), reader.start()]);
+      return engineHistory(appender, reader);
+    };
     const { inboxes, handler } = dispatcher();
     const broker = new RedisBroker({ url });
-    await Promise.all([broker.start(handler), store.start(), peer.start()]);
+    const [store, peer] = await Promise.all([instance(), instance(), broker.start(handler)]);
     return {
       store,
       peer,
@@ -332,16 +354,16 @@ historyContract({
   },
 });
 
-// MemoryHistory beyond the contract: bounded memory over time, and a broker that is gone.
+// The memory engine beyond the contract: bounded memory over time, and a broker that is gone.
 describe("MemoryHistory housekeeping", () => {
   const HOUR = 60 * 60 * 1000;
 
   test("a room idle for max(ttl, 24h) is dropped by the sweep; before that its epoch and offset stay", async () => {
     let now = 0;
-    const broker = new MemoryBroker();
-    const store = new MemoryHistory(broker, { now: () => now, sweepIntervalMs: 0 });
+    const broker = new MemoryBroker({ history: { now: () => now, sweepIntervalMs: 0 } });
+    const store = broker.history;
     const { room, channel } = freshRoom("sweep");
-    const position = await store.publish(room, channel, message(room, "x"), { size: 10, ttlMs: 1000 });
+    const position = await broker.append(channel, message(room, "x"), { room, size: 10, ttlMs: 1000 });
     await store.read(freshRoom("read-only").room, { ttlMs: 1000 });
     assert.equal(store.roomCount(), 2);
 
@@ -361,9 +383,10 @@ describe("MemoryHistory housekeeping", () => {
 
   test("a ttl longer than 24h keeps the room that long", async () => {
     let now = 0;
-    const store = new MemoryHistory(new MemoryBroker(), { now: () => now, sweepIntervalMs: 0 });
+    const broker = new MemoryBroker({ history: { now: () => now, sweepIntervalMs: 0 } });
+    const store = broker.history;
     const { room, channel } = freshRoom("long-ttl");
-    await store.publish(room, channel, message(room, "x"), { size: 10, ttlMs: 48 * HOUR });
+    await broker.append(channel, message(room, "x"), { room, size: 10, ttlMs: 48 * HOUR });
     now += 47 * HOUR;
     store.sweep();
     assert.equal(store.roomCount(), 1);
@@ -374,18 +397,17 @@ describe("MemoryHistory housekeeping", () => {
     await store.close();
   });
 
-  test("with the broker closed, publish is unavailable and nothing is appended", async () => {
+  test("with the broker closed, append is unavailable, counted as failed, and nothing is appended", async () => {
     const broker = new MemoryBroker();
-    const store = new MemoryHistory(broker);
     const { room, channel } = freshRoom("broker-gone");
+    await broker.append(channel, message(room, "kept"), { room, ...KEEP });
     await broker.close();
-    await assert.rejects(store.publish(room, channel, message(room, "lost"), KEEP), (err: unknown) => {
+    await assert.rejects(broker.append(channel, message(room, "lost"), { room, ...KEEP }), (err: unknown) => {
       assert.ok(err instanceof ProtocolError);
       assert.equal(err.code, "unavailable");
       return true;
     });
-    const read = await store.read(room, READ_TTL);
-    assert.deepEqual([read.position.offset, read.messages], [0, []]);
-    await store.close();
+    assert.deepEqual([broker.stats().published, broker.stats().publishFailed], [1, 1]);
+    assert.throws(() => broker.history.append(room, message(room, "late"), KEEP), ProtocolError);
   });
 });

@@ -1,7 +1,8 @@
-// The history seam (DESIGN.md "Delivery"): per-room offsets, an epoch, and the
-// retained messages of rooms whose namespace keeps history. A store appends
-// and publishes in one step, so the order of offsets is the order every
-// subscriber sees, on every instance.
+// The history seam (ARCHITECTURE.md "Seams"): per-room offsets, an epoch, and
+// the retained messages of rooms whose namespace keeps history. Messages are
+// appended by the engine's broker (Broker.append: append and publish in one
+// step, so the order of offsets is the order every subscriber sees, on every
+// instance); a store reads them back.
 
 import { randomBytes } from "node:crypto";
 import type { StreamPosition } from "crier-protocol";
@@ -38,13 +39,6 @@ export interface HistoryStore {
   start(): Promise<void>;
   /** Whether the store is reachable now. */
   isReady(): boolean;
-  /**
-   * Appends `envelope` to `room`'s history, assigning the next offset (and the
-   * epoch), then publishes it with them on `channel`, atomically: nothing can
-   * be published to the room between the two. Rejects with
-   * ProtocolError("unavailable") when the store is unreachable.
-   */
-  publish(room: string, channel: string, envelope: Envelope, options: HistoryOptions): Promise<StreamPosition>;
   /** Reads retained messages and the current position. */
   read(room: string, options: ReadOptions & { ttlMs: number }): Promise<HistoryRead>;
   /** Idempotent. */

@@ -1,10 +1,9 @@
 // History kept in this process, for the embedded single-instance setup: per
-// room an epoch, the last offset and the retained messages. It pairs with the
-// MemoryBroker; with a shared backplane every instance would number a room on
-// its own, so node.ts uses RedisHistory there.
+// room an epoch, the last offset and the retained messages. The MemoryBroker
+// owns one and appends to it as it publishes; with a shared backplane every
+// instance would number a room on its own, so Redis keeps history there.
 
 import { ProtocolError, type StreamPosition } from "crier-protocol";
-import type { Broker } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
 import {
   type HistoryOptions,
@@ -14,8 +13,6 @@ import {
   newEpoch,
   type ReadOptions,
 } from "./history.js";
-
-/** How long a room's epoch and offset outlive its last publish or read, at least (RedisHistory keeps the same). */
 
 export interface MemoryHistoryOptions {
   /** The clock, in ms (default Date.now); injectable so tests can let time pass. */
@@ -40,17 +37,13 @@ interface RoomHistory {
   touchedAt: number;
 }
 
-/** 72 random bits, base64url: unique per room lifetime, and safe in JSON without escaping. */
-
 export class MemoryHistory implements HistoryStore {
-  private readonly broker: Broker;
   private readonly now: () => number;
   private readonly rooms = new Map<string, RoomHistory>();
   private readonly timer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(broker: Broker, options: MemoryHistoryOptions = {}) {
-    this.broker = broker;
+  constructor(options: MemoryHistoryOptions = {}) {
     this.now = options.now ?? Date.now;
     const interval = options.sweepIntervalMs ?? 60_000;
     if (interval > 0) {
@@ -59,21 +52,19 @@ export class MemoryHistory implements HistoryStore {
     }
   }
 
-  /**
-   * Async only for the interface: from the append to the broker's publish call
-   * nothing awaits, so no other publish can take an offset in between, and the
-   * MemoryBroker queues deliveries in call order, which is offset order.
-   */
   async start(): Promise<void> {}
 
   isReady(): boolean {
     return !this.closed;
   }
 
-  async publish(room: string, channel: string, envelope: Envelope, options: HistoryOptions): Promise<StreamPosition> {
+  /**
+   * Appends `envelope` to `room`, assigning the next offset, and returns it
+   * numbered. Synchronous, so the MemoryBroker can append and queue the
+   * delivery with nothing in between: offsets are assigned in publish order.
+   */
+  append(room: string, envelope: Envelope, options: HistoryOptions): { sent: Envelope; position: StreamPosition } {
     if (this.closed) throw new ProtocolError("unavailable", "the history store is closed");
-    // Checked before appending, so a message nobody could be sent is not kept either.
-    if (!this.broker.isReady()) throw new ProtocolError("unavailable", "the broker is unreachable");
     const now = this.now();
     const state = this.roomOf(room, options.ttlMs, now);
     state.offset += 1;
@@ -81,11 +72,7 @@ export class MemoryHistory implements HistoryStore {
     state.messages.push({ envelope: sent, at: now });
     dropExpired(state, now);
     if (state.messages.length > options.size) state.messages.splice(0, state.messages.length - options.size);
-    const position = { offset: state.offset, epoch: state.epoch };
-    // If this rejects the message stays in history: live subscribers miss it and
-    // see the gap in offsets; recovery from history still delivers it.
-    await this.broker.publish(channel, sent);
-    return position;
+    return { sent, position: { offset: state.offset, epoch: state.epoch } };
   }
 
   async read(room: string, options: ReadOptions & { ttlMs: number }): Promise<HistoryRead> {

@@ -1,6 +1,15 @@
-// The Lua scripts of RedisHistory. Each runs atomically in Redis: appending,
-// numbering and publishing a message happen in one step, so every instance and
-// every reader agree on offsets.
+// The Lua scripts of a room's history in Redis: the append+publish that
+// RedisBroker.append runs, and the read of RedisHistory. Each runs atomically,
+// so appending, numbering and publishing a message happen in one step and
+// every instance and every reader agree on offsets.
+
+/**
+ * A room's history keys: its stream and its meta hash (epoch, last offset).
+ * The room in braces is their hash tag, so both live in one Redis Cluster slot.
+ */
+export function historyKeys(prefix: string, room: string): [stream: string, meta: string] {
+  return [`${prefix}history:{${room}}`, `${prefix}meta:{${room}}`];
+}
 
 // KEYS[1] the stream, KEYS[2] the meta hash.
 // ARGV[1] an epoch for a room that has none, ARGV[2] MAXLEN, ARGV[3] stream ttl ms,

@@ -1,15 +1,17 @@
-// RedisHistory beyond the shared contract: the exact bytes on the channel, the
-// keys and their expiry, error classification, and a Redis that stalls, dies
-// (SIGKILL) and comes back empty.
+// History in Redis beyond the shared contract (RedisBroker.append writes,
+// RedisHistory reads): the exact bytes on the channel, the keys and their
+// expiry, error classification, and a Redis that stalls, dies (SIGKILL) and
+// comes back empty.
 
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
-import { ProtocolError } from "crier-protocol";
+import { ProtocolError, type StreamPosition } from "crier-protocol";
 import { Redis } from "ioredis";
 import { freePort, type RedisProcess, startRedis } from "../../../../test/support/redis.js";
 import { waitUntil } from "../../../../test/support/wait.js";
 import { type Envelope, encodeEnvelope } from "../broker/envelope.js";
-import type { HistoryOptions } from "./history.js";
+import { RedisBroker } from "../broker/redis.js";
+import type { HistoryOptions, HistoryRead, ReadOptions } from "./history.js";
 import { RedisHistory, type RedisHistoryOptions } from "./redis.js";
 
 const PREFIX = "crier-test:";
@@ -26,15 +28,41 @@ function assertCode(code: string): (err: unknown) => true {
   };
 }
 
+/** The Redis engine's history half: appends through a broker, reads through the store, as a crier instance does. */
+class RedisHistoryEngine {
+  readonly broker: RedisBroker;
+  readonly store: RedisHistory;
+  constructor(options: RedisHistoryOptions) {
+    this.store = new RedisHistory(options);
+    const { url, prefix, timeoutMs, retryBaseMs, retryMaxMs } = options;
+    this.broker = new RedisBroker({ url, prefix, timeoutMs, retryBaseMs, retryMaxMs, healthCheckMs: 0 });
+  }
+  async start(timeoutMs?: number): Promise<void> {
+    await Promise.all([this.broker.start(() => {}), this.store.start(timeoutMs)]);
+  }
+  publish(room: string, channel: string, envelope: Envelope, options: HistoryOptions): Promise<StreamPosition> {
+    return this.broker.append(channel, envelope, { room, ...options });
+  }
+  read(room: string, options: ReadOptions & { ttlMs: number }): Promise<HistoryRead> {
+    return this.store.read(room, options);
+  }
+  isReady(): boolean {
+    return this.broker.isReady() && this.store.isReady();
+  }
+  async close(): Promise<void> {
+    await Promise.all([this.broker.close(), this.store.close()]);
+  }
+}
+
 test("the constructor rejects a key prefix with braces, which would break the rooms' hash tags", () => {
   assert.throws(() => new RedisHistory({ url: "redis://127.0.0.1:1", prefix: "app{x}:" }), /must not contain braces/);
 });
 
 test("with no Redis there, start rejects naming the URL and calls are unavailable at once", async () => {
   const port = await freePort();
-  const store = new RedisHistory({ url: `redis://127.0.0.1:${port}`, retryBaseMs: 20 });
+  const store = new RedisHistoryEngine({ url: `redis://127.0.0.1:${port}`, retryBaseMs: 20 });
   await assert.rejects(
-    store.start(300),
+    store.store.start(300),
     new RegExp(`cannot reach Redis at redis://127\\.0\\.0\\.1:${port} within 300`),
   );
   const began = Date.now();
@@ -65,8 +93,8 @@ describe("RedisHistory against a real redis-server", () => {
     return { room, channel: `${PREFIX}room:${room}` };
   };
 
-  async function store(options: Partial<RedisHistoryOptions> = {}): Promise<RedisHistory> {
-    const s = new RedisHistory({ url: redis.url, prefix: PREFIX, retryBaseMs: 20, retryMaxMs: 200, ...options });
+  async function store(options: Partial<RedisHistoryOptions> = {}): Promise<RedisHistoryEngine> {
+    const s = new RedisHistoryEngine({ url: redis.url, prefix: PREFIX, retryBaseMs: 20, retryMaxMs: 200, ...options });
     open.push(s);
     await s.start();
     return s;

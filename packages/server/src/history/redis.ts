@@ -1,21 +1,15 @@
 // History in Redis, shared by every instance: per room a stream of retained
-// messages and a hash with the epoch and the last offset. A publication is one
-// Lua script (append, then PUBLISH on the room's channel), so the offsets'
-// order is the order every subscriber on every instance sees.
+// messages and a hash with the epoch and the last offset. RedisBroker.append
+// writes them (append, then PUBLISH, in one script); this store reads them.
 
-import { ProtocolError, type StreamPosition } from "crier-protocol";
+import { ProtocolError } from "crier-protocol";
 import type { Logger } from "pino";
-import { decodeEnvelope, type Envelope, encodeEnvelopeParts } from "../broker/envelope.js";
+import { decodeEnvelope, type Envelope } from "../broker/envelope.js";
+import { messageOf } from "../describe-error.js";
+import { checkKeyPrefix, DEFAULT_PREFIX } from "../redis/connection.js";
 import { type ScriptCall, StoreConnection } from "../redis/store-connection.js";
-import {
-  type HistoryOptions,
-  type HistoryRead,
-  type HistoryStore,
-  META_MIN_TTL_MS,
-  newEpoch,
-  type ReadOptions,
-} from "./history.js";
-import { PUBLISH_SCRIPT, READ_SCRIPT } from "./redis-scripts.js";
+import { type HistoryRead, type HistoryStore, META_MIN_TTL_MS, newEpoch, type ReadOptions } from "./history.js";
+import { historyKeys, READ_SCRIPT } from "./redis-scripts.js";
 
 export interface RedisHistoryOptions {
   /** redis:// or rediss:// URL. */
@@ -30,24 +24,16 @@ export interface RedisHistoryOptions {
   retryMaxMs?: number;
 }
 
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 export class RedisHistory implements HistoryStore {
   private readonly conn: StoreConnection;
   private readonly url: string;
   private readonly prefix: string;
   private readonly log: Logger;
-  private readonly publishScript: ScriptCall;
   private readonly readScript: ScriptCall;
 
   constructor(options: RedisHistoryOptions) {
-    const prefix = options.prefix ?? "crier:";
-    if (/[{}]/.test(prefix)) {
-      // The room in braces is the keys' hash tag; a brace in the prefix would move or break it.
-      throw new Error(`redis history: the key prefix "${prefix}" must not contain braces`);
-    }
+    const prefix = options.prefix ?? DEFAULT_PREFIX;
+    checkKeyPrefix("redis history", prefix);
     this.prefix = prefix;
     this.conn = new StoreConnection({
       url: options.url,
@@ -59,7 +45,6 @@ export class RedisHistory implements HistoryStore {
     });
     this.url = this.conn.url;
     this.log = this.conn.log;
-    this.publishScript = this.conn.script("crierHistoryPublish", 2, PUBLISH_SCRIPT);
     this.readScript = this.conn.script("crierHistoryRead", 2, READ_SCRIPT);
   }
 
@@ -71,32 +56,11 @@ export class RedisHistory implements HistoryStore {
     return this.conn.start(timeoutMs);
   }
 
-  async publish(room: string, channel: string, envelope: Envelope, options: HistoryOptions): Promise<StreamPosition> {
-    const { head, tail } = encodeEnvelopeParts(envelope);
-    const reply = await this.conn.call(`publish to ${room}`, () =>
-      this.publishScript(
-        this.streamKey(room),
-        this.metaKey(room),
-        newEpoch(),
-        options.size,
-        options.ttlMs,
-        Math.max(options.ttlMs, META_MIN_TTL_MS),
-        channel,
-        head,
-        tail,
-      ),
-    );
-    const [offset, epoch] = Array.isArray(reply) ? (reply as unknown[]) : [];
-    if (typeof offset !== "number" || typeof epoch !== "string") throw this.malformed("publish", reply);
-    return { offset, epoch };
-  }
-
   async read(room: string, options: ReadOptions & { ttlMs: number }): Promise<HistoryRead> {
     const { since, limit } = options;
     const reply = await this.conn.call(`read of ${room}`, () =>
       this.readScript(
-        this.streamKey(room),
-        this.metaKey(room),
+        ...historyKeys(this.prefix, room),
         newEpoch(),
         options.ttlMs,
         Math.max(options.ttlMs, META_MIN_TTL_MS),
@@ -131,14 +95,6 @@ export class RedisHistory implements HistoryStore {
 
   close(): Promise<void> {
     return this.conn.close();
-  }
-
-  private streamKey(room: string): string {
-    return `${this.prefix}history:{${room}}`;
-  }
-
-  private metaKey(room: string): string {
-    return `${this.prefix}meta:{${room}}`;
   }
 
   private malformed(what: string, reply: unknown): ProtocolError {

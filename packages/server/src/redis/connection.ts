@@ -2,8 +2,82 @@
 // becomes a connection (one Redis, or a master found through Sentinel),
 // reconnect backoff, URL redaction for logs, and closing without hanging.
 
+import { ProtocolError } from "crier-protocol";
 import { Redis, type RedisOptions } from "ioredis";
 import { parseSentinelUrl, SENTINEL_SCHEME } from "./url.js";
+
+/** The prefix of every channel and key crier names in Redis, unless configured (`redisPrefix`). */
+export const DEFAULT_PREFIX = "crier:";
+
+/** Replies Redis gives while it cannot serve writes for now: unavailable, not a bug. */
+const TRANSIENT_REPLY = /^(LOADING|OOM|READONLY|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b/;
+
+export interface ConnectionPolicy {
+  /** Bound on connecting and on every command. */
+  timeoutMs: number;
+  /** Reconnect backoff: first delay and cap, with jitter. */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** CLIENT SETNAME, to find the connection in CLIENT LIST. */
+  connectionName: string;
+}
+
+/**
+ * The ioredis options every crier connection shares: nothing queued or resent
+ * while Redis is down, so a call fails fast with `unavailable` rather than
+ * become a late (or, if resent, duplicate) write its caller was never told of;
+ * reconnects with backoff and jitter; a short graceful close. Commands are
+ * pipelined as on every ioredis connection; ioredis's auto-pipelining (one
+ * write per tick) stays off: its per-tick Pipeline cost more CPU than it saved
+ * (`npm run bench -- sparse`, profiled with bench/profile.ts).
+ */
+export function connectionOptions(policy: ConnectionPolicy): RedisOptions {
+  return {
+    lazyConnect: true,
+    connectTimeout: policy.timeoutMs,
+    commandTimeout: policy.timeoutMs,
+    retryStrategy: (attempt: number) => backoffDelay(attempt, policy.retryBaseMs, policy.retryMaxMs),
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 0,
+    // How long disconnect() waits for a graceful close before destroying the socket:
+    // short, so a forced reconnect of a dead socket and close() while down are quick.
+    disconnectTimeout: 200,
+    connectionName: policy.connectionName,
+  };
+}
+
+export type ScriptCall = (...args: Array<string | number>) => Promise<unknown>;
+
+/** Defines a Lua script as a command on `redis` (EVALSHA, and EVAL once after a NOSCRIPT, e.g. after a Redis restart). */
+export function defineScript(redis: Redis, name: string, numberOfKeys: number, lua: string): ScriptCall {
+  redis.defineCommand(name, { numberOfKeys, lua });
+  const command: unknown = Reflect.get(redis, name);
+  if (typeof command !== "function") throw new Error(`redis: defining the ${name} script failed`);
+  return (...args) => Promise.resolve(command.apply(redis, args));
+}
+
+/**
+ * What a failed command means for its caller. Unreachable, timed out or
+ * refusing writes for now: `unavailable` (a timed-out call may still have run:
+ * a false failure, never a false success). Any other error reply is a bug:
+ * `internal`, and `bug` says so, so the caller logs it.
+ */
+export function redisFailure(what: string, err: unknown): { error: ProtocolError; bug: boolean } {
+  if (err instanceof ProtocolError) return { error: err, bug: false };
+  const cause = err instanceof Error ? err : new Error(String(err));
+  if (cause.name === "ReplyError" && !TRANSIENT_REPLY.test(cause.message)) {
+    return { error: new ProtocolError("internal", `${what} failed: ${cause.message}`), bug: true };
+  }
+  return { error: new ProtocolError("unavailable", `${what} failed: ${cause.message}`), bug: false };
+}
+
+/** Throws when `prefix` would move or break the hash tag `{room}` that keeps a room's keys in one slot. */
+export function checkKeyPrefix(component: string, prefix: string): void {
+  if (/[{}]/.test(prefix)) {
+    throw new Error(`${component}: the key prefix "${prefix}" must not contain braces`);
+  }
+}
 
 /**
  * A connection to `url`: redis:// or rediss:// as ioredis takes them, or

@@ -9,12 +9,17 @@
 import { ProtocolError } from "crier-protocol";
 import type { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
-import { backoffDelay, createRedis, quit, redactUrl } from "./connection.js";
+import {
+  connectionOptions,
+  createRedis,
+  defineScript,
+  quit,
+  redactUrl,
+  redisFailure,
+  type ScriptCall,
+} from "./connection.js";
 
-/** Replies Redis gives while it cannot serve writes for now: unavailable, not a bug. */
-const TRANSIENT_REPLY = /^(LOADING|OOM|READONLY|MASTERDOWN|BUSY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b/;
-
-export type ScriptCall = (...args: Array<string | number>) => Promise<unknown>;
+export type { ScriptCall };
 
 export interface StoreConnectionOptions {
   url: string;
@@ -50,22 +55,15 @@ export class StoreConnection {
     this.component = options.component;
     this.url = redactUrl(options.url);
     this.log = (options.logger ?? pino({ enabled: false })).child({ component: options.component, redis: this.url });
-    const timeoutMs = options.timeoutMs ?? 2000;
-    const baseMs = options.retryBaseMs ?? 100;
-    const maxMs = options.retryMaxMs ?? 5000;
-    this.redis = createRedis(options.url, {
-      lazyConnect: true,
-      connectTimeout: timeoutMs,
-      commandTimeout: timeoutMs,
-      retryStrategy: (attempt: number) => backoffDelay(attempt, baseMs, maxMs),
-      enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 0,
-      disconnectTimeout: 200,
-      // No auto-pipelining: see RedisBroker's publish connection (commands are
-      // still pipelined, written without waiting for earlier replies).
-      connectionName: `crier-${options.component}`,
-    });
+    this.redis = createRedis(
+      options.url,
+      connectionOptions({
+        timeoutMs: options.timeoutMs ?? 2000,
+        retryBaseMs: options.retryBaseMs ?? 100,
+        retryMaxMs: options.retryMaxMs ?? 5000,
+        connectionName: `crier-${options.component}`,
+      }),
+    );
     this.firstAttempt = new Promise((resolve) => {
       const settle = (): void => {
         this.firstAttemptDone = true;
@@ -120,16 +118,9 @@ export class StoreConnection {
     return this.redis.status === "ready" && this.redis.stream?.writable === true;
   }
 
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
   /** Defines a Lua script as a command (EVALSHA, and EVAL once after a NOSCRIPT, e.g. after a Redis restart). */
   script(name: string, numberOfKeys: number, lua: string): ScriptCall {
-    this.redis.defineCommand(name, { numberOfKeys, lua });
-    const command: unknown = Reflect.get(this.redis, name);
-    if (typeof command !== "function") throw new Error(`redis ${this.component}: defining the ${name} script failed`);
-    return (...args) => Promise.resolve(command.apply(this.redis, args));
+    return defineScript(this.redis, name, numberOfKeys, lua);
   }
 
   /** Runs `run`, failing fast with `unavailable` while Redis is unreachable. */
@@ -155,19 +146,11 @@ export class StoreConnection {
     });
   }
 
-  /**
-   * Unreachable, timed out or refusing writes for now: `unavailable`. A timed
-   * out call may still have run: the caller hears `unavailable` and the write
-   * can appear anyway, which is a false failure, never a false success. Any
-   * other error reply is a bug: `internal`, logged.
-   */
+  /** `unavailable` or `internal` (see redisFailure); a bug is logged. */
   private classify(what: string, err: Error): ProtocolError {
-    if (err instanceof ProtocolError) return err;
-    if (err.name === "ReplyError" && !TRANSIENT_REPLY.test(err.message)) {
-      this.log.error({ err }, `redis ${this.component} ${what} failed`);
-      return new ProtocolError("internal", `${what} failed: ${err.message}`);
-    }
-    return new ProtocolError("unavailable", `${what} failed: ${err.message}`);
+    const { error, bug } = redisFailure(what, err);
+    if (bug) this.log.error({ err }, `redis ${this.component} ${what} failed`);
+    return error;
   }
 
   private settleInFlight(why: string): void {

@@ -1,4 +1,4 @@
-// The HTTP API for backends (PROTOCOL.md "HTTP API") and the health endpoints.
+// The HTTP API for backends (docs/protocol.md "HTTP API") and the health endpoints.
 // Bodies are size-limited on every route and validated with a schema; an
 // address that keeps sending wrong keys is refused for a while (brute force);
 // every error is {"error":{"code","message"}} with a status that fits.
@@ -20,7 +20,7 @@ export interface ApiHost {
   sendJson(user: string, dataJson: string): Promise<void>;
   disconnect(target: { user: string } | { client: string }, code: number, reason: string): Promise<void>;
   unsubscribe(user: string, room: string): Promise<void>;
-  presence(room: string): Promise<Member[]>;
+  roomPresence(room: string): Promise<Member[]>;
   history(
     room: string,
     since: { offset: number; epoch: string } | undefined,
@@ -255,7 +255,7 @@ export class HttpApi {
       case "/api/presence": {
         expect("GET");
         const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
-        return this.json(response, 200, { members: await this.host.presence(target) });
+        return this.json(response, 200, { members: await this.host.roomPresence(target) });
       }
       case "/api/history": {
         expect("GET");
