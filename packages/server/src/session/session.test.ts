@@ -252,6 +252,22 @@ describe("rooms and users", () => {
     client.close();
   });
 
+  test("subscribe sent right behind connect, without waiting for connected, runs after it", async () => {
+    const client = await TestClient.open(server.url);
+    client.send({ op: "connect", id: 1 });
+    client.send({ op: "subscribe", room: "behind-connect", id: 2 });
+    const subscribed = await client.seen((f) => "id" in f && f.id === 2, "the subscribe's reply");
+    assert.equal(subscribed.op, "subscribed");
+    client.close();
+  });
+
+  test("subscribe queued behind a connect that fails closes with 4001", async () => {
+    const client = await TestClient.open(server.url);
+    client.send({ op: "connect", id: 1, info: { big: "x".repeat(5000) } });
+    client.send({ op: "subscribe", room: "behind-connect", id: 2 });
+    assert.equal((await client.closed).code, 4001);
+  });
+
   test("subscribe then publish without waiting keeps their order", async () => {
     const client = await server.client();
     client.send({ op: "subscribe", room: "order", id: 10 });

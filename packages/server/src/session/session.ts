@@ -123,7 +123,9 @@ export class Session implements HubMember, SessionView {
       this.close(CloseCode.BadFrame, decoded.reason);
       return;
     }
-    if (this.state === "connecting" && !(decoded.kind === "command" && decoded.command.op === "connect")) {
+    // Behind a connect still in flight (busy), commands wait their turn like behind any barrier.
+    const isConnect = decoded.kind === "command" && decoded.command.op === "connect";
+    if (this.state === "connecting" && !this.busy && !isConnect) {
       if (decoded.kind === "invalid" && decoded.op === "connect") {
         this.error(decoded.id, decoded.error.code, decoded.error.message);
         return;
@@ -166,6 +168,11 @@ export class Session implements HubMember, SessionView {
 
   private async dispatch(command: ClientCommand): Promise<void> {
     const host = this.host;
+    if (this.state === "connecting" && command.op !== "connect") {
+      // Queued behind a connect that did not succeed.
+      this.close(CloseCode.ConnectExpected, "connect did not succeed: send connect first");
+      return;
+    }
     switch (command.op) {
       case "connect":
         return this.onConnect(command);
