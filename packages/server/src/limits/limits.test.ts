@@ -81,6 +81,8 @@ describe("a connection flood from many loopback addresses", () => {
   before(async () => {
     server = await startNode({
       limits: { maxConnections: 60, connectionsPerSecond: 40, connectionsPerSecondPerIp: 5, maxConnectionsPerIp: 20 },
+      // The flood's sockets never send connect; on a slow machine the flood outlasts the default 10 s.
+      timeouts: { connect: 600 },
     });
   });
   after(() => server.close());
