@@ -91,4 +91,8 @@ export class ChannelNames {
   control(): string {
     return `${this.prefix}control`;
   }
+  /** One instance's own channel, for requests to it and replies to its requests (cluster/control.ts). */
+  node(id: string): string {
+    return `${this.prefix}ask:${id}`;
+  }
 }

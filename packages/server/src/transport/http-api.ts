@@ -8,11 +8,12 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { type ErrorCode, type HistoryReply, isValidRoom, type Member, ProtocolError } from "crier-protocol";
 import type { Logger } from "pino";
 import { z } from "zod";
+import { type ConsoleViews, VIEW_LIMIT } from "../console/views.js";
 import { RateWindow } from "../limits/rate-window.js";
 import type { Refusals } from "../limits/refusals.js";
 import type { PublishResult } from "../session/host.js";
 import { clientAddress } from "./client-address.js";
-import { DASHBOARD_HTML } from "./dashboard.js";
+import { DashboardFiles } from "./dashboard.js";
 
 export interface ApiHost {
   isReady(): boolean;
@@ -27,6 +28,8 @@ export interface ApiHost {
     limit: number | undefined,
   ): Promise<HistoryReply>;
   info(): Promise<unknown>;
+  /** The console's cluster-wide views. */
+  readonly views: ConsoleViews;
   metrics(): Promise<{ contentType: string; body: string }>;
 }
 
@@ -35,7 +38,7 @@ export interface ApiOptions {
   apiKeys: readonly string[];
   maxBodyBytes: number;
   logger: Logger;
-  /** Serve GET /dashboard (a page that reads /api/info with a key the user types). */
+  /** Serve GET /dashboard (the console, which calls /api/ with a key the user types). */
   dashboard: boolean;
   /** Serve GET /metrics here (false when it has a listener of its own). */
   metrics: boolean;
@@ -99,12 +102,14 @@ export class HttpApi {
   private readonly options: ApiOptions;
   private readonly keyDigests: Buffer[];
   private readonly authFailures: RateWindow;
+  private readonly dashboard: DashboardFiles | undefined;
 
   constructor(host: ApiHost, options: ApiOptions) {
     this.host = host;
     this.options = options;
     this.keyDigests = options.apiKeys.map(digest);
     this.authFailures = new RateWindow(options.authFailuresPerMinute, { windowMs: 60_000 });
+    this.dashboard = options.dashboard ? new DashboardFiles() : undefined;
   }
 
   /** Handles the request when its path belongs to the API; returns false otherwise. */
@@ -115,7 +120,7 @@ export class HttpApi {
       path === "/healthz" ||
       path === "/readyz" ||
       (path === "/metrics" && this.options.metrics) ||
-      (path === "/dashboard" && this.options.dashboard) ||
+      (this.dashboard !== undefined && (path === "/dashboard" || path.startsWith("/dashboard/"))) ||
       path.startsWith("/api/");
     if (!ours) return false;
     if (!this.bodyWithinLimit(request, response)) return true;
@@ -132,17 +137,7 @@ export class HttpApi {
       this.json(response, ready ? 200 : 503, { status: ready ? "ready" : "not ready" });
       return true;
     }
-    if (path === "/dashboard") {
-      response.writeHead(200, {
-        "Content-Type": "text/html; charset=utf-8",
-        // Its own inline script and style, and requests to this origin only.
-        "Content-Security-Policy":
-          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
-        "Cache-Control": "no-store",
-      });
-      response.end(DASHBOARD_HTML);
-      return true;
-    }
+    if (this.dashboard?.serve(path, response)) return true;
     this.route(request, response, url).catch((error: unknown) => this.fail(response, error));
     return true;
   }
@@ -274,6 +269,31 @@ export class HttpApi {
       case "/api/info": {
         expect("GET");
         return this.json(response, 200, await this.host.info());
+      }
+      case "/api/stats": {
+        expect("GET");
+        const since = url.searchParams.get("since");
+        return this.json(response, 200, await this.host.views.stats(since === null ? 0 : integer(since, "since", 0)));
+      }
+      case "/api/rooms": {
+        expect("GET");
+        const limit = url.searchParams.get("limit");
+        const count = limit === null ? 20 : Math.min(integer(limit, "limit", 1), VIEW_LIMIT);
+        return this.json(response, 200, await this.host.views.rooms(url.searchParams.get("search") ?? "", count));
+      }
+      case "/api/subscribers": {
+        expect("GET");
+        const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
+        return this.json(response, 200, await this.host.views.subscribers(target));
+      }
+      case "/api/connections": {
+        expect("GET");
+        const target = parse(user, url.searchParams.get("user") ?? undefined, "user");
+        return this.json(response, 200, await this.host.views.connections(target));
+      }
+      case "/api/warnings": {
+        expect("GET");
+        return this.json(response, 200, await this.host.views.warnings());
       }
       default:
         throw new HttpError("bad_request", `no API endpoint ${path}`, 404);

@@ -23,6 +23,8 @@ export interface EndpointOptions {
   trustProxy: number;
   refusals: Refusals;
   logger: Logger;
+  /** Told of each refused upgrade an operator should hear about (the console's warnings). */
+  onRefused?: (kind: "origin_refused" | "connection_limit", detail: string) => void;
 }
 
 export type ConnectionHandler = (ws: WebSocket, socket: Socket, request: IncomingMessage) => void;
@@ -64,6 +66,7 @@ export class WsEndpoint {
     const origin = request.headers.origin;
     if (!this.options.originAllowed(origin, request.headers.host)) {
       this.options.refusals.record("origin", { origin }, "connection refused: origin not allowed");
+      this.options.onRefused?.("origin_refused", `origin ${origin} from ${socket.remoteAddress ?? "unknown"}`);
       reject(
         socket,
         403,
@@ -80,6 +83,7 @@ export class WsEndpoint {
     const address = clientAddress(request, this.options.trustProxy);
     const refusal = this.options.admission.admit(address);
     if (refusal !== undefined) {
+      this.options.onRefused?.("connection_limit", `${address}: ${refusal.message}`);
       reject(socket, refusal.status, STATUS_TEXT[refusal.status], refusal.message, refusal.retryAfter);
       return true;
     }
