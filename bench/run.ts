@@ -62,7 +62,13 @@ export async function runTarget(target: TargetName, plan: Plan, options: RunOpti
 /** crier's configuration for the bench: limits out of the way of the load, JWT when users need tokens. */
 function crierConfig(jwtSecret: string | undefined): Record<string, unknown> {
   return {
-    limits: { maxConnectionsPerIp: 1_000_000, commandsPerSecond: 1_000_000 },
+    limits: {
+      maxConnectionsPerIp: 1_000_000,
+      maxConnections: 1_000_000,
+      connectionsPerSecond: 1_000_000,
+      connectionsPerSecondPerIp: 1_000_000,
+      commandsPerSecond: 1_000_000,
+    },
     timeouts: { connect: 60 },
     clientSend: "all",
     ...(jwtSecret === undefined ? {} : { jwt: { secret: jwtSecret } }),

@@ -33,6 +33,7 @@ export const EXTERNAL_TIMEOUT_MS = 30_000;
 /** crier's defaults a deployment may still have (docs/configuration.md): past them, expect refusals. */
 const DEFAULT_MAX_CONNECTIONS_PER_IP = 1000;
 const DEFAULT_COMMANDS_PER_SECOND = 100;
+const DEFAULT_CONNECTIONS_PER_SECOND_PER_IP = 100;
 
 const ROOM_CHARS = /^[A-Za-z0-9_\-:.@/=]*$/;
 
@@ -306,6 +307,12 @@ function warnings(plan: Plan, target: ExternalTarget): string[] {
     notes.push(
       `  note: ${most} connections to one host from this machine; crier's default limits.maxConnectionsPerIp ` +
         `is ${DEFAULT_MAX_CONNECTIONS_PER_IP} (more get HTTP 429 unless the deployment raised it)`,
+    );
+  }
+  if (most > DEFAULT_CONNECTIONS_PER_SECOND_PER_IP) {
+    notes.push(
+      `  note: connections are set up faster than crier's default limits.connectionsPerSecondPerIp ` +
+        `(${DEFAULT_CONNECTIONS_PER_SECOND_PER_IP}); unless the deployment raised it, some connections get HTTP 429`,
     );
   }
   const perPublisher = plan.publishers.length > 0 ? plan.rate / plan.publishers.length : 0;

@@ -80,7 +80,12 @@ let siteUrl = "";
 let browser: Browser;
 
 before(async () => {
-  config = await writeConfig({ allowAnonymous: true, namespaces: { chat: { history: { size: 50, ttl: "10m" } } } });
+  // The page is served from another port of 127.0.0.1: another origin, which crier refuses by default.
+  config = await writeConfig({
+    allowAnonymous: true,
+    allowedOrigins: ["http://127.0.0.1:*"],
+    namespaces: { chat: { history: { size: 50, ttl: "10m" } } },
+  });
   crier = await startCrier({ args: ["--config", config.path] });
   // The SDK and its MessagePack entry point, bundled as a browser app would bundle them.
   const bundle = await build({

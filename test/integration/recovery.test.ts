@@ -41,7 +41,12 @@ const OUTBOUND_QUEUE_BYTES = 262_144;
 
 const CONFIG = {
   namespaces: { chat: { history: { size: 10_000, ttl: "10m" } } },
-  limits: { maxConnectionsPerIp: 100_000, commandsPerSecond: 10_000, outboundQueueBytes: OUTBOUND_QUEUE_BYTES },
+  limits: {
+    maxConnectionsPerIp: 100_000,
+    connectionsPerSecondPerIp: 100_000,
+    commandsPerSecond: 10_000,
+    outboundQueueBytes: OUTBOUND_QUEUE_BYTES,
+  },
 };
 
 let redis: RedisProcess;

@@ -15,6 +15,8 @@ import { nodeKeyPrefix, RedisMembership } from "./cluster/redis.js";
 import type { CrierConfig } from "./config/schema.js";
 import type { HistoryStore } from "./history/history.js";
 import { RedisHistory } from "./history/redis.js";
+import { MemoryUserConnections, type UserConnections } from "./limits/user-connections.js";
+import { RedisUserConnections } from "./limits/user-connections-redis.js";
 import { MemoryPresence } from "./presence/memory.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { RedisPresence } from "./presence/redis.js";
@@ -80,4 +82,16 @@ export function createBackends(config: CrierConfig, nodeId: string, logger: Logg
         })
       : undefined,
   };
+}
+
+/** Per-user connection counts: this instance's own without a backplane, the cluster's in Redis. */
+export function createUserConnections(config: CrierConfig, nodeId: string, logger: Logger): UserConnections {
+  if (config.redis === undefined) return new MemoryUserConnections();
+  return new RedisUserConnections({
+    url: config.redis,
+    prefix: config.redisPrefix,
+    nodeId,
+    nodeKeyPrefix: nodeKeyPrefix(config.redisPrefix),
+    logger,
+  });
 }

@@ -13,6 +13,8 @@ export interface MetricSources {
   ready(): boolean;
   /** Connections closed so far, by close code. */
   closes(): ReadonlyMap<number, number>;
+  /** Connections and API requests refused by a limit or the origin policy, by reason. */
+  refusals(): ReadonlyMap<string, number>;
 }
 
 /** A counter that mirrors an external running total: on each scrape it adds what the total grew by. */
@@ -26,6 +28,30 @@ function mirror(registry: Registry, name: string, help: string, read: () => numb
       const now = read();
       if (now > seen) this.inc(now - seen);
       seen = now;
+    },
+  });
+}
+
+/** Like mirror(), for running totals kept per label value. */
+function mirrorByLabel<K extends string | number>(
+  registry: Registry,
+  name: string,
+  help: string,
+  label: string,
+  read: () => ReadonlyMap<K, number>,
+): void {
+  const seen = new Map<K, number>();
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      for (const [key, count] of read()) {
+        const before = seen.get(key) ?? 0;
+        if (count > before) this.inc({ [label]: String(key) }, count - before);
+        seen.set(key, count);
+      }
     },
   });
 }
@@ -89,20 +115,16 @@ export function createMetrics(sources: MetricSources, labels: Record<string, str
     "Times the backplane came back after an outage.",
     () => sources.broker().recoveries,
   );
-  const seen = new Map<number, number>();
-  new Counter({
-    name: "crier_disconnects_total",
-    help: "Client connections closed, by close code.",
-    labelNames: ["code"],
-    registers: [registry],
-    collect() {
-      for (const [code, count] of sources.closes()) {
-        const before = seen.get(code) ?? 0;
-        if (count > before) this.inc({ code: String(code) }, count - before);
-        seen.set(code, count);
-      }
-    },
-  });
+  mirrorByLabel(registry, "crier_disconnects_total", "Client connections closed, by close code.", "code", () =>
+    sources.closes(),
+  );
+  mirrorByLabel(
+    registry,
+    "crier_refused_total",
+    "Connections and HTTP API requests refused by a limit or the origin policy, by reason (docs/security.md).",
+    "reason",
+    () => sources.refusals(),
+  );
   return registry;
 }
 

@@ -12,7 +12,7 @@ import type { Registry } from "prom-client";
 import { AuthGate, type CrierHooks } from "./auth/gate.js";
 import { TokenVerifier } from "./auth/jwt.js";
 import { RoomPolicy } from "./auth/policy.js";
-import { createBackends } from "./backends.js";
+import { createBackends, createUserConnections } from "./backends.js";
 import { type Broker, ChannelNames } from "./broker/broker.js";
 import { Control } from "./cluster/control.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
@@ -23,6 +23,10 @@ import type { ConsoleMethods, ConsoleViews } from "./console/views.js";
 import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
 import { createLogger } from "./log.js";
+import { ConnectionAdmission } from "./limits/admission.js";
+import { Refusals } from "./limits/refusals.js";
+import type { UserConnections } from "./limits/user-connections.js";
+import { UserConnectionLimit } from "./limits/user-limit.js";
 import { createMetrics, proxyMetrics } from "./metrics.js";
 import type { PresenceStats, PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
@@ -36,6 +40,7 @@ import { Session } from "./session/session.js";
 import { WriteBatcher } from "./session/write-batcher.js";
 import { type ApiHost, HttpApi } from "./transport/http-api.js";
 import { SseEndpoint, type SseMethods } from "./transport/sse-endpoint.js";
+import { originPolicy } from "./transport/origin.js";
 import { WsConnection } from "./transport/ws-connection.js";
 import { WsEndpoint } from "./transport/ws-endpoint.js";
 
@@ -69,6 +74,7 @@ export class CrierNode implements SessionHost, ApiHost {
   readonly queries: RoomQueries;
   readonly presence: PresenceTracker;
   readonly auth: AuthGate;
+  readonly limits: UserConnectionLimit<SessionView>;
   /** The application's backend, when `proxy` is configured. */
   readonly proxy: BackendProxy | undefined;
   /** The HTTP API key: configured, or generated at start (see apiKeyGenerated). */
@@ -91,6 +97,9 @@ export class CrierNode implements SessionHost, ApiHost {
   private readonly endpoint: WsEndpoint;
   private readonly sse: SseEndpoint;
   private readonly api: HttpApi;
+  private readonly refusals: Refusals;
+  private readonly userConnections: UserConnections;
+  private metricsServer: Server | undefined;
   private readonly sessions = new Set<SessionView>();
   private readonly closes = new Map<number, number>();
   private readonly registry: Registry;
@@ -160,6 +169,9 @@ export class CrierNode implements SessionHost, ApiHost {
       announce: (room, envelope) => this.broker.publish(this.names.room(room), envelope),
       logger: this.logger,
     });
+    this.refusals = new Refusals(this.logger);
+    this.userConnections = createUserConnections(config, this.nodeId, this.logger);
+    this.limits = new UserConnectionLimit(this.userConnections, config.limits.maxConnectionsPerUser, this.refusals);
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
     this.registry = createMetrics(
@@ -170,6 +182,7 @@ export class CrierNode implements SessionHost, ApiHost {
         brokerChannels: () => this.broker.channelCount(),
         ready: () => this.isReady(),
         closes: () => this.closes,
+        refusals: () => this.refusals.totals(),
       },
       { node: this.nodeId },
     );
@@ -185,8 +198,10 @@ export class CrierNode implements SessionHost, ApiHost {
       {
         path: config.path,
         maxFrameBytes: config.limits.maxFrameBytes,
-        maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
-        allowedOrigins: config.allowedOrigins,
+        originAllowed: originPolicy(config.allowedOrigins),
+        admission: new ConnectionAdmission(config.limits, this.refusals),
+        trustProxy: config.trustProxy,
+        refusals: this.refusals,
         logger: this.logger,
         onRefused: (kind, detail) => this.console.warn(kind, detail),
       },
@@ -216,10 +231,15 @@ export class CrierNode implements SessionHost, ApiHost {
     this.control.handle("sse.frames", (request) => this.sse.receiveForwarded(request));
 
     this.api = new HttpApi(this, {
-      apiKey: this.apiKey,
+      apiKeys: [this.apiKey, ...(config.apiKeys ?? [])],
       maxBodyBytes: config.limits.maxHttpBodyBytes,
       logger: this.logger,
       dashboard: config.dashboard,
+      metrics: config.metricsPort === undefined,
+      metricsRequireKey: config.metricsRequireKey,
+      authFailuresPerMinute: config.limits.apiAuthFailuresPerMinute,
+      trustProxy: config.trustProxy,
+      refusals: this.refusals,
     });
   }
 
@@ -256,6 +276,7 @@ export class CrierNode implements SessionHost, ApiHost {
     });
     await this.historyStore?.start();
     await this.presenceStore?.start();
+    await this.userConnections.start();
     this.broker.onReadyChange((ready) => {
       // Rooms with history check whether they missed anything while disconnected.
       if (ready) this.hub.resync();
@@ -271,7 +292,18 @@ export class CrierNode implements SessionHost, ApiHost {
       this.presenceStore?.rewrite().catch((error: unknown) => {
         this.logger.warn({ err: error }, "could not write presence entries again after rejoining the cluster");
       });
+      this.userConnections.rewrite().catch((error: unknown) => {
+        this.logger.warn(
+          { err: error },
+          "could not write per-user connection counts again after rejoining the cluster",
+        );
+      });
     });
+    if (this.config.allowedOrigins?.includes("*")) {
+      this.logger.warn(
+        'allowedOrigins has "*": pages of any site may open connections with their visitors\' cookies (list your origins instead)',
+      );
+    }
     if (this.verifier === undefined && this.auth.allowAnonymous) {
       this.logger.warn("no JWT key configured: anonymous connections are allowed (set jwt.secret to require tokens)");
     }
@@ -321,6 +353,9 @@ export class CrierNode implements SessionHost, ApiHost {
     const server = createServer();
     // Keep-alive sockets of API callers should not hold a shutdown for long.
     server.keepAliveTimeout = 5000;
+    // A client that dribbles its headers or body (slowloris) is cut off, not waited for.
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
     this.attach(server);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -333,7 +368,29 @@ export class CrierNode implements SessionHost, ApiHost {
     const address = server.address() as AddressInfo;
     this.port = address.port;
     this.logger.info({ port: address.port, host: address.address, path: this.config.path }, "crier listening");
+    if (this.config.metricsPort !== undefined) await this.listenMetrics(this.config.metricsPort);
     return address;
+  }
+
+  /** The port of the /metrics listener (metricsPort), once listening. */
+  metricsAddress(): AddressInfo | undefined {
+    return (this.metricsServer?.address() ?? undefined) as AddressInfo | undefined;
+  }
+
+  private async listenMetrics(port: number): Promise<void> {
+    const server = createServer((request, response) => {
+      if ((request.url ?? "/").split("?")[0] === "/metrics") this.api.serveMetrics(request, response);
+      else response.writeHead(404, { "Content-Type": "text/plain" }).end("only /metrics here\n");
+    });
+    this.metricsServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, this.config.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    this.logger.info({ port: (server.address() as AddressInfo).port }, "metrics listening");
   }
 
   // ---- publishing (library API) --------------------------------------------
@@ -416,6 +473,7 @@ export class CrierNode implements SessionHost, ApiHost {
 
   sessionClosed(session: SessionView): void {
     this.sessions.delete(session);
+    this.limits.release(session);
     const code = session.closeCode ?? CloseCode.Abnormal;
     if (code === CloseCode.SlowConsumer) {
       this.console.warn("slow_consumer", `client ${session.id} (user '${session.user}') closed with 4503`);
@@ -462,6 +520,9 @@ export class CrierNode implements SessionHost, ApiHost {
     clearTimeout(deadline);
     this.endpoint.close();
     this.console.close();
+    const metricsServer = this.metricsServer;
+    if (metricsServer !== undefined) await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+    await this.userConnections.close();
     // The closed sessions' leaves: entries removed and leave events published before disconnecting.
     await this.presence.drain();
     await this.membership.close();

@@ -63,10 +63,18 @@ describe("defaults", () => {
       commandsPerSecond: 100,
       maxSubscriptions: 256,
       maxConnectionsPerIp: 1000,
+      maxConnections: 100_000,
+      connectionsPerSecond: 2000,
+      connectionsPerSecondPerIp: 100,
+      maxConnectionsPerUser: 100,
+      apiAuthFailuresPerMinute: 20,
       outboundQueueBytes: 4 * 1024 * 1024,
       maxHttpBodyBytes: 1024 * 1024,
       maxInfoBytes: 2048,
     });
+    assert.equal(config.allowedOrigins, undefined);
+    assert.equal(config.metricsPort, undefined);
+    assert.equal(config.metricsRequireKey, false);
     assert.deepEqual(config.timeouts, { connectMs: 10_000, pingMs: 25_000, pongMs: 10_000 });
     assert.deepEqual(config.cluster, { heartbeatMs: 2000, nodeTimeoutMs: 10_000 });
   });
@@ -314,6 +322,20 @@ describe("errors name the key, where it came from and what is allowed", () => {
     ]) {
       assert.ok(allowed.includes(key), `allowed keys should include ${key}: ${message}`);
     }
+  });
+
+  test("an allowedOrigins entry that is not an origin says how to write one", () => {
+    const message = problem({ values: { allowedOrigins: ["app.example.com"] } });
+    assert.match(
+      message,
+      /config key "allowedOrigins.0".*"app.example.com" is not an origin: write scheme:\/\/host\[:port\]/,
+    );
+    assert.equal(loadConfig({ values: { allowedOrigins: ["*", "https://*.example.com"] } }).allowedOrigins?.length, 2);
+  });
+
+  test("CRIER_API_KEYS is a comma-separated list of further keys", () => {
+    const config = loadConfig({ env: { CRIER_API_KEY: "new-key-123", CRIER_API_KEYS: "old-key-123, older-key-1" } });
+    assert.deepEqual(config.apiKeys, ["old-key-123", "older-key-1"]);
   });
 
   test("several unknown keys are reported together", () => {

@@ -49,6 +49,27 @@ export const SETTINGS: readonly Setting[] = [
     help: "HTTP API key (default: a random key printed once at start)",
   },
   {
+    path: ["apiKeys"],
+    env: "CRIER_API_KEYS",
+    flag: "api-keys",
+    kind: "list",
+    help: "comma-separated further HTTP API keys accepted besides --api-key (key rotation)",
+  },
+  {
+    path: ["metricsPort"],
+    env: "CRIER_METRICS_PORT",
+    flag: "metrics-port",
+    kind: "number",
+    help: "serve GET /metrics on this port only (default: on --port)",
+  },
+  {
+    path: ["metricsRequireKey"],
+    env: "CRIER_METRICS_REQUIRE_KEY",
+    flag: "metrics-require-key",
+    kind: "boolean",
+    help: "GET /metrics needs the API key (default: open)",
+  },
+  {
     path: ["redis"],
     env: "CRIER_REDIS_URL",
     flag: "redis",
@@ -111,7 +132,14 @@ export const SETTINGS: readonly Setting[] = [
     env: "CRIER_ALLOWED_ORIGINS",
     flag: "allowed-origins",
     kind: "list",
-    help: "comma-separated Origin values allowed to connect (default: any)",
+    help: "comma-separated origins browsers may connect from, patterns like https://*.example.com, or * for any (default: the same host only)",
+  },
+  {
+    path: ["trustProxy"],
+    env: "CRIER_TRUST_PROXY",
+    flag: "trust-proxy",
+    kind: "number",
+    help: "proxies in front whose X-Forwarded-For is believed for per-address limits (default 0: none)",
   },
   {
     path: ["nodeId"],

@@ -4,6 +4,7 @@
 
 import { z } from "zod";
 import { redisUrlProblem, SENTINEL_SCHEME } from "../redis/url.js";
+import { originEntryProblem } from "../transport/origin.js";
 import { parseDuration } from "./duration.js";
 
 const duration = z.union([z.number().positive(), z.string()]).transform((value, ctx) => {
@@ -93,6 +94,16 @@ export const limitsSchema = z
     commandsPerSecond: z.number().positive().max(1_000_000).default(100),
     maxSubscriptions: z.number().int().positive().max(1_000_000).default(256),
     maxConnectionsPerIp: z.number().int().positive().default(1000),
+    /** Open connections on this instance (each process of --workers counts apart). */
+    maxConnections: z.number().int().positive().default(100_000),
+    /** New connections per second on this instance. */
+    connectionsPerSecond: z.number().int().positive().default(2000),
+    /** New connections per second from one address. */
+    connectionsPerSecondPerIp: z.number().int().positive().default(100),
+    /** Connections of one user (JWT `sub`) across the cluster; anonymous connections are not counted. */
+    maxConnectionsPerUser: z.number().int().positive().default(100),
+    /** HTTP API requests with a wrong or missing key per address per minute, after which the address gets 429. */
+    apiAuthFailuresPerMinute: z.number().int().positive().default(20),
     outboundQueueBytes: z
       .number()
       .int()
@@ -132,6 +143,8 @@ export const configSchema = z
       .regex(/^[A-Za-z0-9_.:-]{1,64}$/, "must be 1-64 characters of A-Z a-z 0-9 _ . : -")
       .optional(),
     apiKey: z.string().min(8, "must be at least 8 characters").optional(),
+    /** More keys accepted besides apiKey: two at once during a rotation. */
+    apiKeys: z.array(z.string().min(8, "must be at least 8 characters")).max(16).optional(),
     redis: z
       .string()
       .regex(
@@ -148,10 +161,29 @@ export const configSchema = z
     jwt: jwtSchema.default({}),
     proxy: proxySchema.optional(),
     allowAnonymous: z.boolean().optional(),
-    allowedOrigins: z.array(z.string().min(1)).optional(),
+    /**
+     * Proxies in front of crier whose X-Forwarded-For to believe (0: none, the
+     * TCP peer is the client); per-address limits then count the client's address.
+     */
+    trustProxy: z.number().int().min(0).max(10).default(0),
+    allowedOrigins: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .superRefine((entry, context) => {
+            const problem = originEntryProblem(entry);
+            if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+          }),
+      )
+      .optional(),
     clientSend: z.enum(["all", "authenticated", "none"]).default("authenticated"),
     /** Serve GET /dashboard: the operator's console, which calls /api/ with the API key typed into it. */
     dashboard: z.boolean().default(true),
+    /** Serve GET /metrics on this port only (absent: on the main port, beside the API). */
+    metricsPort: z.number().int().min(0).max(65_535).optional(),
+    /** GET /metrics needs the API key, like /api/*. */
+    metricsRequireKey: z.boolean().default(false),
     namespaces: z
       .record(z.string().regex(/^[A-Za-z0-9_\-.@/=]*$/, "is not a valid namespace name"), namespaceSchema)
       .default({}),

@@ -130,7 +130,7 @@ describe("thousands of sessions", () => {
     const gc = runInNewContext("gc") as () => void;
     let counter = 0;
     const server = await startNode(
-      { limits: { maxConnectionsPerIp: 10_000 } },
+      { limits: { maxConnectionsPerIp: 10_000, connectionsPerSecondPerIp: 10_000 } },
       { authenticate: () => ({ user: `user-${counter++ % 300}` }) },
     );
     const round = async (): Promise<void> => {

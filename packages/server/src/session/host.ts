@@ -74,6 +74,17 @@ export interface SessionPresence {
   left(room: string, client: string): void;
 }
 
+/** Limits on who may stay connected (limits/user-limit.ts). */
+export interface SessionLimits {
+  /**
+   * Counts a connection of `user` against limits.maxConnectionsPerUser
+   * (cluster-wide; "" is not counted) until the session closes. Throws
+   * ProtocolError("rate_limited") over the limit, ("unavailable") when the
+   * count cannot be read.
+   */
+  admit(session: SessionView, user: string): Promise<void>;
+}
+
 export interface SessionHost {
   readonly nodeId: string;
   readonly logger: Logger;
@@ -88,6 +99,8 @@ export interface SessionHost {
   readonly proxy: BackendProxy | undefined;
   /** Something an operator should see in the console's recent warnings. */
   warning(kind: "rate_limited" | "auth_failed", detail: string): void;
+  /** limits.maxConnectionsPerUser (limits/user-limit.ts). */
+  readonly limits: SessionLimits;
   /** Called once, when the session has closed and left every index. */
   sessionClosed(session: SessionView): void;
 }

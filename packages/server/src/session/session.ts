@@ -199,6 +199,11 @@ export class Session implements HubMember, SessionView {
 
   private async dispatch(command: ClientCommand): Promise<void> {
     const host = this.host;
+    if (this.state === "connecting" && command.op !== "connect") {
+      // Queued behind a connect that did not succeed.
+      this.close(CloseCode.ConnectExpected, "connect did not succeed: send connect first");
+      return;
+    }
     switch (command.op) {
       case "connect":
         return this.onConnect(command);
@@ -287,6 +292,19 @@ export class Session implements HubMember, SessionView {
         this.host.warning("auth_failed", `${this.address || "unknown address"}: ${error.message}`);
       }
       this.refuseConnect(command.id, error);
+      return;
+    }
+    if (this.isClosed()) return;
+    try {
+      await this.host.limits.admit(this, identity.user);
+    } catch (error) {
+      // Over the per-user limit: transient, the SDK retries with backoff and gets in once a connection closes.
+      const limited = error instanceof ProtocolError && error.code === "rate_limited";
+      this.fail(command.id, error);
+      this.close(
+        limited ? CloseCode.RateLimited : CloseCode.ServerError,
+        limited ? "too many connections for this user" : "try again",
+      );
       return;
     }
     if (this.isClosed()) return;

@@ -2,6 +2,7 @@
 // and that what it publishes reaches WebSocket clients.
 
 import assert from "node:assert/strict";
+import { request as httpRequest } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { API_KEY, startNode, type TestNode } from "../../../../test/support/node.js";
 import { JWT_SECRET, token } from "../../../../test/support/tokens.js";
@@ -221,5 +222,90 @@ describe("GET /dashboard", () => {
     assert.equal(loadConfig({ env: { CRIER_DASHBOARD: "off" } }).dashboard, false);
     assert.equal(loadConfig({}).dashboard, true);
     assert.throws(() => loadConfig({ flags: { dashboard: "maybe" } }), /dashboard/);
+  });
+});
+
+/** A GET from `localAddress` with `headers`, through node:http (fetch cannot choose the source address). */
+function request(
+  url: string,
+  options: { localAddress?: string; headers?: Record<string, string>; method?: string; body?: string } = {},
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      url,
+      { method: options.method ?? "GET", headers: options.headers, localAddress: options.localAddress },
+      (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      },
+    );
+    req.on("error", reject);
+    req.end(options.body);
+  });
+}
+
+describe("HTTP API hardening", () => {
+  const OLD_KEY = "old-api-key-456";
+  let server: TestNode;
+  before(async () => {
+    server = await startNode({
+      apiKeys: [OLD_KEY],
+      metricsRequireKey: true,
+      limits: { apiAuthFailuresPerMinute: 3, maxHttpBodyBytes: 1024 },
+    });
+  });
+  after(() => server.close());
+
+  test("during a rotation both keys are accepted", async () => {
+    for (const key of [API_KEY, OLD_KEY]) {
+      assert.equal(await request(`${server.httpUrl}/api/info`, { headers: { Authorization: `Bearer ${key}` } }), 200);
+    }
+  });
+
+  test("an address that keeps sending wrong keys gets 429, even with the right key; other addresses do not", async () => {
+    const from = { localAddress: "127.0.0.3" };
+    const wrong = { ...from, headers: { Authorization: "Bearer guess-0001" } };
+    for (let i = 0; i < 3; i++) assert.equal(await request(`${server.httpUrl}/api/info`, wrong), 401);
+    assert.equal(await request(`${server.httpUrl}/api/info`, wrong), 429);
+    const right = { headers: { Authorization: `Bearer ${API_KEY}` } };
+    assert.equal(await request(`${server.httpUrl}/api/info`, { ...from, ...right }), 429);
+    assert.equal(await request(`${server.httpUrl}/api/info`, { localAddress: "127.0.0.4", ...right }), 200);
+  });
+
+  test("a body over the limit is 413 on routes that take none, too", async () => {
+    const big = "x".repeat(5000);
+    assert.equal(await request(`${server.httpUrl}/healthz`, { method: "POST", body: big }), 413);
+    assert.equal(
+      await request(`${server.httpUrl}/api/info`, {
+        headers: { Authorization: `Bearer ${API_KEY}` },
+        method: "POST",
+        body: big,
+      }),
+      413,
+    );
+  });
+
+  test("metricsRequireKey: /metrics needs the key", async () => {
+    assert.equal(await request(`${server.httpUrl}/metrics`, { localAddress: "127.0.0.5" }), 401);
+    const response = await fetch(`${server.httpUrl}/metrics`, { headers: { Authorization: `Bearer ${API_KEY}` } });
+    assert.equal(response.status, 200);
+    assert.match(await response.text(), /crier_connections/);
+  });
+});
+
+describe("metricsPort", () => {
+  test("/metrics moves to its own listener", async () => {
+    const server = await startNode({ metricsPort: 0 });
+    try {
+      assert.equal((await fetch(`${server.httpUrl}/metrics`)).status, 404);
+      const port = server.node.metricsAddress()?.port;
+      assert.ok(port !== undefined && port !== server.port);
+      const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+      assert.equal(response.status, 200);
+      assert.match(await response.text(), /crier_refused_total|crier_connections/);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/api/info`)).status, 404);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -1,6 +1,7 @@
 // The HTTP API for backends (docs/protocol.md "HTTP API") and the health endpoints.
-// Bodies are size-limited and validated with a schema; every error is
-// {"error":{"code","message"}} with a status that fits.
+// Bodies are size-limited on every route and validated with a schema; an
+// address that keeps sending wrong keys is refused for a while (brute force);
+// every error is {"error":{"code","message"}} with a status that fits.
 
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -9,7 +10,10 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { type ConsoleViews, VIEW_LIMIT } from "../console/views.js";
 import type { PresenceStats } from "../presence/presence.js";
+import { RateWindow } from "../limits/rate-window.js";
+import type { Refusals } from "../limits/refusals.js";
 import type { PublishResult } from "../session/host.js";
+import { clientAddress } from "./client-address.js";
 import { DashboardFiles } from "./dashboard.js";
 
 export interface ApiHost {
@@ -32,11 +36,21 @@ export interface ApiHost {
 }
 
 export interface ApiOptions {
-  apiKey: string;
+  /** Every key accepted (more than one during a rotation). */
+  apiKeys: readonly string[];
   maxBodyBytes: number;
   logger: Logger;
   /** Serve GET /dashboard (the console, which calls /api/ with a key the user types). */
   dashboard: boolean;
+  /** Serve GET /metrics here (false when it has a listener of its own). */
+  metrics: boolean;
+  /** GET /metrics needs the API key. */
+  metricsRequireKey: boolean;
+  /** Requests with a wrong or missing key per address per minute before the address is refused with 429. */
+  authFailuresPerMinute: number;
+  /** Proxies whose X-Forwarded-For is believed (client-address.ts). */
+  trustProxy: number;
+  refusals: Refusals;
 }
 
 const STATUS: Record<ErrorCode, number> = {
@@ -88,13 +102,15 @@ function digest(text: string): Buffer {
 export class HttpApi {
   private readonly host: ApiHost;
   private readonly options: ApiOptions;
-  private readonly keyDigest: Buffer;
+  private readonly keyDigests: Buffer[];
+  private readonly authFailures: RateWindow;
   private readonly dashboard: DashboardFiles | undefined;
 
   constructor(host: ApiHost, options: ApiOptions) {
     this.host = host;
     this.options = options;
-    this.keyDigest = digest(options.apiKey);
+    this.keyDigests = options.apiKeys.map(digest);
+    this.authFailures = new RateWindow(options.authFailuresPerMinute, { windowMs: 60_000 });
     this.dashboard = options.dashboard ? new DashboardFiles() : undefined;
   }
 
@@ -102,6 +118,18 @@ export class HttpApi {
   handle(request: IncomingMessage, response: ServerResponse): boolean {
     const url = new URL(request.url ?? "/", "http://localhost");
     const path = url.pathname;
+    const ours =
+      path === "/healthz" ||
+      path === "/readyz" ||
+      (path === "/metrics" && this.options.metrics) ||
+      (this.dashboard !== undefined && (path === "/dashboard" || path.startsWith("/dashboard/"))) ||
+      path.startsWith("/api/");
+    if (!ours) return false;
+    if (!this.bodyWithinLimit(request, response)) return true;
+    if (path === "/metrics") {
+      this.serveMetrics(request, response);
+      return true;
+    }
     if (path === "/healthz") {
       this.json(response, 200, { status: "ok" });
       return true;
@@ -111,19 +139,59 @@ export class HttpApi {
       this.json(response, ready ? 200 : 503, { status: ready ? "ready" : "not ready" });
       return true;
     }
-    if (path === "/metrics") {
-      this.host.metrics().then(
-        ({ contentType, body }) => {
-          response.writeHead(200, { "Content-Type": contentType });
-          response.end(body);
-        },
-        (error: unknown) => this.fail(response, error),
-      );
-      return true;
-    }
     if (this.dashboard?.serve(path, response)) return true;
-    if (!path.startsWith("/api/")) return false;
     this.route(request, response, url).catch((error: unknown) => this.fail(response, error));
+    return true;
+  }
+
+  /** GET /metrics (on the main port, or on its own listener through this method). */
+  serveMetrics(request: IncomingMessage, response: ServerResponse): void {
+    try {
+      if (this.options.metricsRequireKey) this.authenticate(request);
+    } catch (error) {
+      this.fail(response, error);
+      return;
+    }
+    this.host.metrics().then(
+      ({ contentType, body }) => {
+        response.writeHead(200, { "Content-Type": contentType });
+        response.end(body);
+      },
+      (error: unknown) => this.fail(response, error),
+    );
+  }
+
+  /**
+   * Refuses a declared body over the limit on any route, and cuts off an
+   * undeclared (chunked) one that grows past it: Node reads and discards the
+   * body of a request nobody reads, and would do so without end.
+   */
+  private bodyWithinLimit(request: IncomingMessage, response: ServerResponse): boolean {
+    const limit = this.options.maxBodyBytes;
+    const declared = Number(request.headers["content-length"]);
+    if (Number.isFinite(declared) && declared > limit) {
+      response.setHeader("Connection", "close");
+      this.fail(response, new HttpError("too_large", `request body over ${limit} bytes (limits.maxHttpBodyBytes)`));
+      return false;
+    }
+    if (request.headers["transfer-encoding"] !== undefined) {
+      let size = 0;
+      const watch = (chunk: Buffer): void => {
+        size += chunk.length;
+        if (size > limit) {
+          request.off("data", watch);
+          if (!response.headersSent) {
+            response.setHeader("Connection", "close");
+            this.fail(
+              response,
+              new HttpError("too_large", `request body over ${limit} bytes (limits.maxHttpBodyBytes)`),
+            );
+          }
+          request.socket.destroySoon();
+        }
+      };
+      request.on("data", watch);
+    }
     return true;
   }
 
@@ -240,15 +308,25 @@ export class HttpApi {
   }
 
   private authenticate(request: IncomingMessage): void {
+    const address = clientAddress(request, this.options.trustProxy);
     const header = request.headers.authorization ?? "";
     const match = /^Bearer\s+(.+)$/i.exec(header);
-    // Compare digests: constant time whatever the length of the given key.
-    if (match?.[1] === undefined || !timingSafeEqual(digest(match[1].trim()), this.keyDigest)) {
+    const given = match?.[1] === undefined ? undefined : digest(match[1].trim());
+    // Compare digests, with every key: constant time whatever the given key's length or which key it is.
+    let valid = false;
+    for (const key of this.keyDigests) if (given !== undefined && timingSafeEqual(given, key)) valid = true;
+    if (valid && !this.authFailures.blocked(address)) return;
+    if (!valid && this.authFailures.take(address)) {
       throw new HttpError(
         "unauthorized",
         match === null ? "missing API key: send 'Authorization: Bearer API_KEY'" : "invalid API key",
       );
     }
+    this.options.refusals.record("api_auth_failures", { address }, "HTTP API request refused: too many wrong keys");
+    throw new HttpError(
+      "rate_limited",
+      `too many requests with a wrong API key from this address (limits.apiAuthFailuresPerMinute = ${this.options.authFailuresPerMinute}): wait a minute`,
+    );
   }
 
   private body(request: IncomingMessage): Promise<unknown> {

@@ -1,19 +1,27 @@
 // The WebSocket endpoint: accepts upgrades on the configured path, applies the
-// origin policy and the per-address connection limit before any WebSocket is
-// made, negotiates the subprotocol and hands each socket to `onConnection`.
+// origin policy (origin.ts) and the connection limits (limits/admission.ts)
+// before any WebSocket is made, negotiates the subprotocol and hands each
+// socket to `onConnection`.
 
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK } from "crier-protocol";
 import type { Logger } from "pino";
 import { type WebSocket, WebSocketServer } from "ws";
+import type { ConnectionAdmission } from "../limits/admission.js";
+import type { Refusals } from "../limits/refusals.js";
+import { clientAddress } from "./client-address.js";
+import type { OriginPolicy } from "./origin.js";
 
 export interface EndpointOptions {
   path: string;
   maxFrameBytes: number;
-  maxConnectionsPerIp: number;
-  /** Origin header values allowed to connect; undefined or ["*"] allows any. */
-  allowedOrigins: readonly string[] | undefined;
+  /** Whether a browser page of the request's Origin may connect (origin.ts). */
+  originAllowed: OriginPolicy;
+  admission: ConnectionAdmission;
+  /** Proxies whose X-Forwarded-For is believed (client-address.ts). */
+  trustProxy: number;
+  refusals: Refusals;
   logger: Logger;
   /** Told of each refused upgrade an operator should hear about (the console's warnings). */
   onRefused?: (kind: "origin_refused" | "connection_limit", detail: string) => void;
@@ -26,7 +34,6 @@ const SUPPORTED = [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK];
 export class WsEndpoint {
   private readonly wss: WebSocketServer;
   private readonly options: EndpointOptions;
-  private readonly perAddress = new Map<string, number>();
   private readonly onConnection: ConnectionHandler;
   private accepting = true;
 
@@ -57,11 +64,15 @@ export class WsEndpoint {
       return true;
     }
     const origin = request.headers.origin;
-    const allowed = this.options.allowedOrigins;
-    if (origin !== undefined && allowed !== undefined && !allowed.includes("*") && !allowed.includes(origin)) {
-      this.options.logger.info({ origin }, "connection refused: origin not allowed");
+    if (!this.options.originAllowed(origin, request.headers.host)) {
+      this.options.refusals.record("origin", { origin }, "connection refused: origin not allowed");
       this.options.onRefused?.("origin_refused", `origin ${origin} from ${socket.remoteAddress ?? "unknown"}`);
-      reject(socket, 403, "Forbidden", `origin ${origin} is not allowed (allowedOrigins)`);
+      reject(
+        socket,
+        403,
+        "Forbidden",
+        `origin ${origin} is not allowed: only pages of this host may connect unless allowedOrigins lists the origin`,
+      );
       return true;
     }
     const offered = request.headers["sec-websocket-protocol"];
@@ -69,36 +80,20 @@ export class WsEndpoint {
       reject(socket, 400, "Bad Request", `unsupported subprotocol; this server speaks ${SUPPORTED.join(", ")}`);
       return true;
     }
-    const address = socket.remoteAddress ?? "unknown";
-    const count = this.perAddress.get(address) ?? 0;
-    if (count >= this.options.maxConnectionsPerIp) {
-      this.options.logger.warn({ address }, "connection refused: per-address limit reached");
-      this.options.onRefused?.("connection_limit", `${address} over limits.maxConnectionsPerIp`);
-      reject(socket, 429, "Too Many Requests", "too many connections from this address (limits.maxConnectionsPerIp)");
+    const address = clientAddress(request, this.options.trustProxy);
+    const refusal = this.options.admission.admit(address);
+    if (refusal !== undefined) {
+      this.options.onRefused?.("connection_limit", `${address}: ${refusal.message}`);
+      reject(socket, refusal.status, STATUS_TEXT[refusal.status], refusal.message, refusal.retryAfter);
       return true;
     }
-    this.countUntilClosed(address, socket, count);
+    this.options.admission.hold(address, socket);
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       // Disable Nagle: frames are already coalesced per tick by the session.
       socket.setNoDelay(true);
       this.onConnection(ws, socket, request);
     });
     return true;
-  }
-
-  /**
-   * Counts `socket` against its address until it closes. A method of its own
-   * so that the listener's closure holds the address only: one made in
-   * handleUpgrade would share its scope, and keep the upgrade request and its
-   * headers alive for as long as the connection lives.
-   */
-  private countUntilClosed(address: string, socket: Socket, count: number): void {
-    this.perAddress.set(address, count + 1);
-    socket.once("close", () => {
-      const left = (this.perAddress.get(address) ?? 1) - 1;
-      if (left <= 0) this.perAddress.delete(address);
-      else this.perAddress.set(address, left);
-    });
   }
 
   /** Refuses new connections from now on (graceful shutdown). */
@@ -108,7 +103,7 @@ export class WsEndpoint {
 
   /** Number of addresses with open connections (for tests of the per-address index). */
   addressCount(): number {
-    return this.perAddress.size;
+    return this.options.admission.addressCount();
   }
 
   close(): void {
@@ -118,11 +113,13 @@ export class WsEndpoint {
 }
 
 const CODES: Record<number, string> = { 400: "bad_request", 403: "forbidden", 429: "rate_limited", 503: "unavailable" };
+const STATUS_TEXT = { 429: "Too Many Requests", 503: "Service Unavailable" } as const;
 
 /** Answers an upgrade request with an HTTP error instead of a WebSocket. */
-function reject(socket: Socket, status: number, text: string, message: string): void {
+function reject(socket: Socket, status: number, text: string, message: string, retryAfter?: number): void {
   const body = JSON.stringify({ error: { code: CODES[status] ?? "bad_request", message } });
+  const retry = retryAfter === undefined ? "" : `Retry-After: ${retryAfter}\r\n`;
   socket.end(
-    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\n${retry}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }
