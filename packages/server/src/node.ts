@@ -22,11 +22,11 @@ import { NodeConsole } from "./console/console.js";
 import type { ConsoleMethods, ConsoleViews } from "./console/views.js";
 import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
-import { createLogger } from "./log.js";
 import { ConnectionAdmission } from "./limits/admission.js";
 import { Refusals } from "./limits/refusals.js";
 import type { UserConnections } from "./limits/user-connections.js";
 import { UserConnectionLimit } from "./limits/user-limit.js";
+import { createLogger } from "./log.js";
 import { createMetrics, proxyMetrics } from "./metrics.js";
 import type { PresenceStats, PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
@@ -39,8 +39,8 @@ import type { SessionHost, SessionSettings, SessionView } from "./session/host.j
 import { Session } from "./session/session.js";
 import { WriteBatcher } from "./session/write-batcher.js";
 import { type ApiHost, HttpApi } from "./transport/http-api.js";
-import { SseEndpoint, type SseMethods } from "./transport/sse-endpoint.js";
 import { originPolicy } from "./transport/origin.js";
+import { SseEndpoint, type SseMethods } from "./transport/sse-endpoint.js";
 import { WsConnection } from "./transport/ws-connection.js";
 import { WsEndpoint } from "./transport/ws-endpoint.js";
 

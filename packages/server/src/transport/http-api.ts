@@ -9,9 +9,9 @@ import { type ErrorCode, type HistoryReply, isValidRoom, type Member, ProtocolEr
 import type { Logger } from "pino";
 import { z } from "zod";
 import { type ConsoleViews, VIEW_LIMIT } from "../console/views.js";
-import type { PresenceStats } from "../presence/presence.js";
 import { RateWindow } from "../limits/rate-window.js";
 import type { Refusals } from "../limits/refusals.js";
+import type { PresenceStats } from "../presence/presence.js";
 import type { PublishResult } from "../session/host.js";
 import { clientAddress } from "./client-address.js";
 import { DashboardFiles } from "./dashboard.js";
