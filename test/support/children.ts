@@ -29,3 +29,42 @@ export function track(child: ChildProcess): void {
   running.add(child);
   child.once("exit", () => running.delete(child));
 }
+
+/**
+ * Resolves when `proc` prints `line` (on stdout or stderr); rejects with the
+ * tail of its output if it exits first or takes longer than `timeoutMs`.
+ * `what` names the process in those errors, e.g. "redis-server on port 6379".
+ */
+export function waitForLine(proc: ChildProcess, line: string, what: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let output = "";
+    let settled = false;
+    const finish = (error?: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (error) {
+        proc.kill("SIGKILL");
+        reject(error);
+      } else {
+        resolve();
+      }
+    };
+    const onData = (chunk: Buffer): void => {
+      // Keep only the tail: enough to explain a failure, bounded however chatty the server is.
+      output = (output + chunk.toString("utf8")).slice(-4000);
+      if (output.includes(line)) finish();
+    };
+    // The pipes must keep being read after ready, or a full pipe would block the server.
+    proc.stdout?.on("data", onData);
+    proc.stderr?.on("data", onData);
+    proc.once("error", (err) => finish(new Error(`cannot run ${what}: ${err.message}`)));
+    proc.once("exit", (code, signal) =>
+      finish(new Error(`${what} exited (${signal ?? code}) before ready:\n${output}`)),
+    );
+    const timer = setTimeout(
+      () => finish(new Error(`${what} not ready within ${timeoutMs} ms:\n${output}`)),
+      timeoutMs,
+    );
+  });
+}

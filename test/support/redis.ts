@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { track } from "./children.js";
+import { track, waitForLine } from "./children.js";
 
 export interface StartRedisOptions {
   /** Port to listen on; a free one is picked when absent. */
@@ -74,7 +74,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     const proc = spawn(REDIS_BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
     track(proc);
     child = proc;
-    await waitReady(proc, port, readyTimeoutMs);
+    await waitForLine(proc, READY_LINE, `redis-server on port ${port}`, readyTimeoutMs);
   };
 
   const kill = async (signal: NodeJS.Signals = "SIGKILL"): Promise<void> => {
@@ -103,39 +103,4 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** Resolves when the server logs that it accepts connections; rejects with its output if it exits or takes too long. */
-function waitReady(proc: ChildProcess, port: number, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let output = "";
-    let settled = false;
-    const finish = (error?: Error): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (error) {
-        proc.kill("SIGKILL");
-        reject(error);
-      } else {
-        resolve();
-      }
-    };
-    const onData = (chunk: Buffer): void => {
-      // Keep only the tail: enough to explain a failure, bounded however chatty the server is.
-      output = (output + chunk.toString("utf8")).slice(-4000);
-      if (output.includes(READY_LINE)) finish();
-    };
-    // The pipes must keep being read after ready, or a full pipe would block the server.
-    proc.stdout?.on("data", onData);
-    proc.stderr?.on("data", onData);
-    proc.once("error", (err) => finish(new Error(`cannot run ${REDIS_BINARY}: ${err.message}`)));
-    proc.once("exit", (code, signal) =>
-      finish(new Error(`redis-server on port ${port} exited (${signal ?? code}) before ready:\n${output}`)),
-    );
-    const timer = setTimeout(
-      () => finish(new Error(`redis-server on port ${port} not ready within ${timeoutMs} ms:\n${output}`)),
-      timeoutMs,
-    );
-  });
 }

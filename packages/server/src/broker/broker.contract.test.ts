@@ -1,15 +1,18 @@
 // The backplane contract (DESIGN.md), run against every Broker implementation:
-// the same tests, so the embedded memory broker and Redis behave the same.
+// the same tests, so the embedded memory broker, Redis and NATS behave the same.
 
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { ProtocolError } from "crier-protocol";
 import { Redis } from "ioredis";
 import { Collector } from "../../../../test/support/collector.js";
+import { type NatsProcess, startNats } from "../../../../test/support/nats.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { NatsLink } from "../nats/connection.js";
 import type { Broker } from "./broker.js";
 import type { Envelope } from "./envelope.js";
 import { MemoryBroker } from "./memory.js";
+import { NatsBroker } from "./nats.js";
 import { RedisBroker } from "./redis.js";
 
 interface Delivery {
@@ -273,4 +276,23 @@ brokerContract<RedisBroker>({
     if (!Array.isArray(reply)) throw new Error(`PUBSUB NUMSUB answered ${String(reply)}`);
     return Number(reply[1]);
   },
+});
+
+let nats: NatsProcess | undefined;
+
+brokerContract<NatsBroker>({
+  name: "NatsBroker",
+  async setup() {
+    nats = await startNats();
+  },
+  async teardown() {
+    await nats?.stop();
+  },
+  async instance(inbox) {
+    const link = new NatsLink("broker", { url: nats?.url ?? "" });
+    const broker = new NatsBroker({ link, startTimeoutMs: 3000 });
+    await broker.start(inbox.handler);
+    return broker;
+  },
+  wireReceived: (broker) => broker.stats().received,
 });

@@ -1,19 +1,23 @@
 // The history contract (docs/protocol.md "Delivery semantics"), run against
 // every engine that keeps history: appends through its broker (Broker.append),
 // reads through its HistoryStore; the same tests, so the embedded memory
-// engine and Redis number, retain and recover the same way.
+// engine, Redis and NATS (JetStream) number, retain and recover the same way.
 
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { ProtocolError, type StreamPosition } from "crier-protocol";
 import { Collector } from "../../../../test/support/collector.js";
+import { type NatsProcess, startNats } from "../../../../test/support/nats.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
 import { waitUntil } from "../../../../test/support/wait.js";
 import type { Broker } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
 import { MemoryBroker } from "../broker/memory.js";
+import { NatsBroker } from "../broker/nats.js";
 import { RedisBroker } from "../broker/redis.js";
+import { NatsLink } from "../nats/connection.js";
 import type { HistoryOptions, HistoryRead, HistoryStore, ReadOptions } from "./history.js";
+import { NatsHistory } from "./nats.js";
 import { RedisHistory } from "./redis.js";
 
 /** What a broker delivered on one channel; waits for deliveries by event, with a deadline. */
@@ -341,6 +345,40 @@ historyContract({
     };
     const { inboxes, handler } = dispatcher();
     const broker = new RedisBroker({ url });
+    const [store, peer] = await Promise.all([instance(), instance(), broker.start(handler)]);
+    return {
+      store,
+      peer,
+      listen: (channel) => listenOn(broker, inboxes, channel),
+      tick: () => {},
+      async close() {
+        await Promise.all([store.close(), peer.close(), broker.close()]);
+      },
+    };
+  },
+});
+
+let nats: NatsProcess | undefined;
+
+historyContract({
+  name: "NATS engine (JetStream)",
+  async setup() {
+    nats = await startNats();
+  },
+  async teardown() {
+    await nats?.stop();
+  },
+  async world() {
+    const url = nats?.url ?? "";
+    const prefix = "crier-test:";
+    const instance = async (): Promise<EngineHistory> => {
+      const appender = new NatsBroker({ link: new NatsLink("broker", { url }), prefix });
+      const reader = new NatsHistory({ link: new NatsLink("history", { url }), prefix });
+      await Promise.all([appender.start(() => {}), reader.start()]);
+      return engineHistory(appender, reader);
+    };
+    const { inboxes, handler } = dispatcher();
+    const broker = new NatsBroker({ link: new NatsLink("broker", { url }), prefix });
     const [store, peer] = await Promise.all([instance(), instance(), broker.start(handler)]);
     return {
       store,
