@@ -176,6 +176,19 @@ export class NatsLink {
   }
 }
 
+/**
+ * The keys of a KV bucket that have a stored message (a value, or a delete
+ * marker: check the entry's operation), matching `filter`. One stream-info
+ * request, bounded by the link's timeout, where the client's keys() would
+ * start a consumer and wait on it.
+ */
+export async function bucketKeys(link: NatsLink, bucket: string, filter = ">"): Promise<string[]> {
+  const { manager } = await link.jetstream();
+  const prefix = `$KV.${bucket}.`;
+  const info = await manager.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` });
+  return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+}
+
 function connectionOptions(options: NatsOptions, component: string, timeoutMs: number): ConnectionOptions {
   const target = parseNatsUrl(options.url);
   const opts: ConnectionOptions = {
