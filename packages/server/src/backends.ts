@@ -1,5 +1,6 @@
 // The backplane-facing parts, chosen by configuration: the embedded in-memory
-// ones for a single instance, Redis-backed ones when `redis` is set. History
+// ones for a single instance, Redis-backed ones when `redis` is set, NATS
+// ones when `nats` is (nats/backends.ts). History
 // and presence stores exist only when some namespace uses them. An engine
 // that cannot keep a promise the configuration asks for is refused here, at
 // start, with an error that says what to configure instead.
@@ -14,6 +15,7 @@ import { nodeKeyPrefix, RedisMembership } from "./cluster/redis.js";
 import type { CrierConfig } from "./config/schema.js";
 import type { HistoryStore } from "./history/history.js";
 import { RedisHistory } from "./history/redis.js";
+import { natsBackends } from "./nats/backends.js";
 import { MemoryPresence } from "./presence/memory.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { RedisPresence } from "./presence/redis.js";
@@ -26,6 +28,7 @@ export interface Backends {
 }
 
 export function createBackends(config: CrierConfig, logger: Logger, broker?: Broker): Backends {
+  if (config.nats !== undefined) return natsBackends(config, config.nats, logger, broker);
   const url = config.redis;
   const prefix = config.redisPrefix;
   const namespaces = Object.values(config.namespaces);

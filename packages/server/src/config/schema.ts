@@ -3,6 +3,7 @@
 // the parsed values and never read config or env themselves.
 
 import { z } from "zod";
+import { natsUrlProblem } from "../nats/url.js";
 import { redisUrlProblem, SENTINEL_SCHEME } from "../redis/url.js";
 import { parseDuration } from "./duration.js";
 
@@ -105,6 +106,26 @@ export const configSchema = z
       })
       .optional(),
     redisPrefix: z.string().max(64).default("crier:"),
+    /** NATS servers of the backplane; with JetStream, history, presence and membership too (docs/configuration.md). */
+    nats: z
+      .string()
+      .superRefine((url, context) => {
+        const problem = natsUrlProblem(url);
+        if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+      })
+      .optional(),
+    /** A NATS .creds file (user JWT and NKey seed). */
+    natsCreds: z.string().min(1).optional(),
+    /** PEM files for TLS to NATS: the CA to trust, and a client certificate and key if the server asks for one. */
+    natsTls: z
+      .object({
+        ca: z.string().min(1).optional(),
+        cert: z.string().min(1).optional(),
+        key: z.string().min(1).optional(),
+      })
+      .strict()
+      .refine((tls) => (tls.cert === undefined) === (tls.key === undefined), "cert and key go together")
+      .optional(),
     jwt: jwtSchema.default({}),
     allowAnonymous: z.boolean().optional(),
     allowedOrigins: z.array(z.string().min(1)).optional(),
@@ -152,12 +173,21 @@ export const configSchema = z
   })
   .strict()
   .superRefine((config, ctx) => {
-    if (config.workers > 1 && config.redis === undefined) {
+    for (const key of ["natsCreds", "natsTls"] as const) {
+      if (config[key] !== undefined && config.nats === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: "applies to NATS only: set nats (or CRIER_NATS_URL) too",
+        });
+      }
+    }
+    if (config.workers > 1 && config.redis === undefined && config.nats === undefined) {
       ctx.addIssue({
         code: "custom",
         path: ["workers"],
         message:
-          "more than one worker needs redis: the workers of a host share rooms and users through it (set redis or CRIER_REDIS_URL)",
+          "more than one worker needs redis or nats: the workers of a host share rooms and users through it (set redis, CRIER_REDIS_URL, nats or CRIER_NATS_URL)",
       });
     }
   });
