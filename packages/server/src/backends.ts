@@ -17,6 +17,7 @@ import { RedisHistory } from "./history/redis.js";
 import { MemoryPresence } from "./presence/memory.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { RedisPresence } from "./presence/redis.js";
+import { isClusterUrl } from "./redis/url.js";
 
 export interface Backends {
   broker: Broker;
@@ -64,7 +65,7 @@ export function createBackends(config: CrierConfig, logger: Logger, broker?: Bro
     }),
     history: keepsHistory ? new RedisHistory({ url, prefix, logger }) : undefined,
     presence: keepsPresence
-      ? new RedisPresence({ url, prefix, nodeKeyPrefix: nodeKeyPrefix(prefix), logger })
+      ? new RedisPresence({ url, prefix, nodeKeyPrefix: nodeKeyPrefix(prefix, isClusterUrl(url)), logger })
       : undefined,
   };
 }

@@ -8,6 +8,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 import { ProtocolError, type StreamPosition } from "crier-protocol";
 import { Collector } from "../../../../test/support/collector.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { type RedisClusterProcess, startRedisCluster } from "../../../../test/support/redis-cluster.js";
 import { waitUntil } from "../../../../test/support/wait.js";
 import type { Broker } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
@@ -66,7 +67,8 @@ let roomSeq = 0;
 function freshRoom(name: string): { room: string; channel: string } {
   roomSeq += 1;
   const room = `test:${process.pid}:${roomSeq}:${name}`;
-  return { room, channel: `crier-test:room:${room}` };
+  // The room as hash tag, as crier names channels on Redis Cluster (harmless on one Redis).
+  return { room, channel: `crier-test:room:{${room}}` };
 }
 
 function message(room: string, data: string): Envelope {
@@ -320,6 +322,29 @@ historyContract({
   },
 });
 
+/** The Redis engine's world on the server `url()` names: two instances appending, a third listening. */
+async function redisWorld(url: string): Promise<World & { close(): Promise<void> }> {
+  const prefix = "crier-test:";
+  const instance = async (): Promise<EngineHistory> => {
+    const appender = new RedisBroker({ url, prefix });
+    const reader = new RedisHistory({ url, prefix });
+    await Promise.all([appender.start(() => {}), reader.start()]);
+    return engineHistory(appender, reader);
+  };
+  const { inboxes, handler } = dispatcher();
+  const broker = new RedisBroker({ url });
+  const [store, peer] = await Promise.all([instance(), instance(), broker.start(handler)]);
+  return {
+    store,
+    peer,
+    listen: (channel) => listenOn(broker, inboxes, channel),
+    tick: () => {},
+    async close() {
+      await Promise.all([store.close(), peer.close(), broker.close()]);
+    },
+  };
+}
+
 let redis: RedisProcess | undefined;
 
 historyContract({
@@ -330,28 +355,20 @@ historyContract({
   async teardown() {
     await redis?.stop();
   },
-  async world() {
-    const url = redis?.url ?? "";
-    const prefix = "crier-test:";
-    const instance = async (): Promise<EngineHistory> => {
-      const appender = new RedisBroker({ url, prefix });
-      const reader = new RedisHistory({ url, prefix });
-      await Promise.all([appender.start(() => {}), reader.start()]);
-      return engineHistory(appender, reader);
-    };
-    const { inboxes, handler } = dispatcher();
-    const broker = new RedisBroker({ url });
-    const [store, peer] = await Promise.all([instance(), instance(), broker.start(handler)]);
-    return {
-      store,
-      peer,
-      listen: (channel) => listenOn(broker, inboxes, channel),
-      tick: () => {},
-      async close() {
-        await Promise.all([store.close(), peer.close(), broker.close()]);
-      },
-    };
+  world: () => redisWorld(redis?.url ?? ""),
+});
+
+let cluster: RedisClusterProcess | undefined;
+
+historyContract({
+  name: "Redis Cluster engine",
+  async setup() {
+    cluster = await startRedisCluster();
   },
+  async teardown() {
+    await cluster?.stop();
+  },
+  world: () => redisWorld(cluster?.url ?? ""),
 });
 
 // The memory engine beyond the contract: bounded memory over time, and a broker that is gone.
