@@ -51,7 +51,8 @@ export function nodeKeyPrefix(prefix: string, cluster = false): string {
   return cluster ? `${prefix}{nodes}:` : `${prefix}node:`;
 }
 
-function nodeIndexKey(prefix: string, cluster: boolean): string {
+/** The set of node ids, beside their entries (see nodeKeyPrefix). */
+export function nodeIndexKey(prefix: string, cluster: boolean): string {
   return cluster ? `${prefix}{nodes}` : `${prefix}nodes`;
 }
 

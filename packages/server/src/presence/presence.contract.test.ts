@@ -5,7 +5,6 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { type Member, ProtocolError } from "crier-protocol";
-import { Redis } from "ioredis";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
 import { type RedisClusterProcess, startRedisCluster } from "../../../../test/support/redis-cluster.js";
 import { nodeKeyPrefix as nodeKeys } from "../cluster/redis.js";
