@@ -19,6 +19,7 @@ import { natsBackends } from "./nats/backends.js";
 import { MemoryPresence } from "./presence/memory.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { RedisPresence } from "./presence/redis.js";
+import { isClusterUrl } from "./redis/url.js";
 
 export interface Backends {
   broker: Broker;
@@ -67,7 +68,7 @@ export function createBackends(config: CrierConfig, logger: Logger, broker?: Bro
     }),
     history: keepsHistory ? new RedisHistory({ url, prefix, logger }) : undefined,
     presence: keepsPresence
-      ? new RedisPresence({ url, prefix, nodeKeyPrefix: nodeKeyPrefix(prefix), logger })
+      ? new RedisPresence({ url, prefix, nodeKeyPrefix: nodeKeyPrefix(prefix, isClusterUrl(url)), logger })
       : undefined,
   };
 }

@@ -33,6 +33,7 @@ import { Hub } from "./hub/hub.js";
 import { createMetrics } from "./metrics.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
+import { isClusterUrl } from "./redis/url.js";
 import { type DisconnectTarget, type PublishResult, RoomService } from "./service/room-service.js";
 import type { SessionHost, SessionSettings, SessionView } from "./session/host.js";
 import { Session } from "./session/session.js";
@@ -111,7 +112,8 @@ export class CrierNode implements SessionHost, ApiHost {
       maxInfoBytes: config.limits.maxInfoBytes,
       clientSend: config.clientSend,
     };
-    this.names = new ChannelNames(config.redisPrefix);
+    // On Redis Cluster a channel carries its room's (or user's) hash tag.
+    this.names = new ChannelNames(config.redisPrefix, config.redis !== undefined && isClusterUrl(config.redis));
     this.port = config.port;
     const backends = createBackends(config, this.logger, options.broker);
     this.broker = backends.broker;

@@ -4,7 +4,7 @@
 
 import { z } from "zod";
 import { natsUrlProblem } from "../nats/url.js";
-import { redisUrlProblem, SENTINEL_SCHEME } from "../redis/url.js";
+import { isClusterUrl, redisUrlProblem, SENTINEL_SCHEME } from "../redis/url.js";
 import { parseDuration } from "./duration.js";
 
 const duration = z.union([z.number().positive(), z.string()]).transform((value, ctx) => {
@@ -96,11 +96,11 @@ export const configSchema = z
     redis: z
       .string()
       .regex(
-        /^(rediss?|redis\+sentinel):\/\//,
-        'must be a redis://, rediss:// or redis+sentinel:// URL, e.g. "redis://127.0.0.1:6379" or "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster"',
+        /^(rediss?|redis\+sentinel|rediss?\+cluster):\/\//,
+        'must be a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL, e.g. "redis://127.0.0.1:6379", "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster" or "redis+cluster://10.0.0.1:7000,10.0.0.2:7000"',
       )
       .superRefine((url, context) => {
-        if (!url.startsWith(SENTINEL_SCHEME)) return;
+        if (!url.startsWith(SENTINEL_SCHEME) && !isClusterUrl(url)) return;
         const problem = redisUrlProblem(url);
         if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
       })

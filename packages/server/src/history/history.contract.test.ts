@@ -9,6 +9,7 @@ import { ProtocolError, type StreamPosition } from "crier-protocol";
 import { Collector } from "../../../../test/support/collector.js";
 import { type NatsProcess, startNats } from "../../../../test/support/nats.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { type RedisClusterProcess, startRedisCluster } from "../../../../test/support/redis-cluster.js";
 import { waitUntil } from "../../../../test/support/wait.js";
 import type { Broker } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
@@ -70,7 +71,8 @@ let roomSeq = 0;
 function freshRoom(name: string): { room: string; channel: string } {
   roomSeq += 1;
   const room = `test:${process.pid}:${roomSeq}:${name}`;
-  return { room, channel: `crier-test:room:${room}` };
+  // The room as hash tag, as crier names channels on Redis Cluster (harmless on one Redis).
+  return { room, channel: `crier-test:room:{${room}}` };
 }
 
 function message(room: string, data: string): Envelope {
@@ -324,6 +326,29 @@ historyContract({
   },
 });
 
+/** The Redis engine's world on the server `url()` names: two instances appending, a third listening. */
+async function redisWorld(url: string): Promise<World & { close(): Promise<void> }> {
+  const prefix = "crier-test:";
+  const instance = async (): Promise<EngineHistory> => {
+    const appender = new RedisBroker({ url, prefix });
+    const reader = new RedisHistory({ url, prefix });
+    await Promise.all([appender.start(() => {}), reader.start()]);
+    return engineHistory(appender, reader);
+  };
+  const { inboxes, handler } = dispatcher();
+  const broker = new RedisBroker({ url });
+  const [store, peer] = await Promise.all([instance(), instance(), broker.start(handler)]);
+  return {
+    store,
+    peer,
+    listen: (channel) => listenOn(broker, inboxes, channel),
+    tick: () => {},
+    async close() {
+      await Promise.all([store.close(), peer.close(), broker.close()]);
+    },
+  };
+}
+
 let redis: RedisProcess | undefined;
 
 historyContract({
@@ -334,28 +359,20 @@ historyContract({
   async teardown() {
     await redis?.stop();
   },
-  async world() {
-    const url = redis?.url ?? "";
-    const prefix = "crier-test:";
-    const instance = async (): Promise<EngineHistory> => {
-      const appender = new RedisBroker({ url, prefix });
-      const reader = new RedisHistory({ url, prefix });
-      await Promise.all([appender.start(() => {}), reader.start()]);
-      return engineHistory(appender, reader);
-    };
-    const { inboxes, handler } = dispatcher();
-    const broker = new RedisBroker({ url });
-    const [store, peer] = await Promise.all([instance(), instance(), broker.start(handler)]);
-    return {
-      store,
-      peer,
-      listen: (channel) => listenOn(broker, inboxes, channel),
-      tick: () => {},
-      async close() {
-        await Promise.all([store.close(), peer.close(), broker.close()]);
-      },
-    };
+  world: () => redisWorld(redis?.url ?? ""),
+});
+
+let cluster: RedisClusterProcess | undefined;
+
+historyContract({
+  name: "Redis Cluster engine",
+  async setup() {
+    cluster = await startRedisCluster();
   },
+  async teardown() {
+    await cluster?.stop();
+  },
+  world: () => redisWorld(cluster?.url ?? ""),
 });
 
 let nats: NatsProcess | undefined;

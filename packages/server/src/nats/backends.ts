@@ -13,6 +13,7 @@ import type { CrierConfig } from "../config/schema.js";
 import { NatsHistory } from "../history/nats.js";
 import { NatsPresence } from "../presence/nats.js";
 import { RedisPresence } from "../presence/redis.js";
+import { isClusterUrl } from "../redis/url.js";
 import { NatsLink, type NatsOptions } from "./connection.js";
 
 export function natsBackends(config: CrierConfig, nats: string, logger: Logger, broker?: Broker): Backends {
@@ -47,7 +48,7 @@ export function natsBackends(config: CrierConfig, nats: string, logger: Logger, 
       membership: new RedisMembership({ url: redis, prefix, heartbeatMs, nodeTimeoutMs, logger }),
       history,
       presence: keepsPresence
-        ? new RedisPresence({ url: redis, prefix, nodeKeyPrefix: nodeKeyPrefix(prefix), logger })
+        ? new RedisPresence({ url: redis, prefix, nodeKeyPrefix: nodeKeyPrefix(prefix, isClusterUrl(redis)), logger })
         : undefined,
     };
   }

@@ -5,11 +5,13 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { type Member, ProtocolError } from "crier-protocol";
-import { Redis } from "ioredis";
 import { type NatsProcess, startNats } from "../../../../test/support/nats.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { type RedisClusterProcess, startRedisCluster } from "../../../../test/support/redis-cluster.js";
 import { nodesBucket } from "../cluster/nats.js";
+import { nodeKeyPrefix as nodeKeys } from "../cluster/redis.js";
 import { encodeToken, NatsLink } from "../nats/connection.js";
+import { createClient } from "../redis/connection.js";
 import { MemoryPresence } from "./memory.js";
 import { NatsPresence } from "./nats.js";
 import type { PresenceEntry, PresenceStore } from "./presence.js";
@@ -180,8 +182,37 @@ presenceContract({
   },
 });
 
-let redis: RedisProcess | undefined;
 let worldSeq = 0;
+
+/** Two RedisPresence instances on `url`; node keys set as RedisMembership lays them out there. */
+async function redisWorld(url: string, cluster: boolean): Promise<World> {
+  worldSeq += 1;
+  // A prefix per world: its own node keys, as if each test ran its own cluster.
+  const prefix = `ptest${worldSeq}:`;
+  const nodeKeyPrefix = nodeKeys(prefix, cluster);
+  const admin = createClient(url, { lazyConnect: true });
+  await admin.connect();
+  const setLive = async (node: string, live: boolean): Promise<void> => {
+    if (live) await admin.set(nodeKeyPrefix + node, "{}");
+    else await admin.del(nodeKeyPrefix + node);
+  };
+  await setLive("n1", true);
+  await setLive("n2", true);
+  const store = new RedisPresence({ url, prefix, nodeKeyPrefix });
+  const peer = new RedisPresence({ url, prefix, nodeKeyPrefix });
+  await Promise.all([store.start(), peer.start()]);
+  return {
+    store,
+    peer,
+    setLive,
+    async close() {
+      await Promise.all([store.close(), peer.close()]);
+      await admin.quit();
+    },
+  };
+}
+
+let redis: RedisProcess | undefined;
 
 presenceContract({
   name: "redis",
@@ -191,32 +222,20 @@ presenceContract({
   async teardown() {
     await redis?.stop();
   },
-  async world() {
-    if (redis === undefined) throw new Error("redis is not started");
-    worldSeq += 1;
-    // A prefix per world: its own node keys, as if each test ran its own cluster.
-    const prefix = `ptest${worldSeq}:`;
-    const nodeKeyPrefix = `${prefix}node:`;
-    const admin = new Redis(redis.url);
-    const setLive = async (node: string, live: boolean): Promise<void> => {
-      if (live) await admin.set(nodeKeyPrefix + node, "{}");
-      else await admin.del(nodeKeyPrefix + node);
-    };
-    await setLive("n1", true);
-    await setLive("n2", true);
-    const store = new RedisPresence({ url: redis.url, prefix, nodeKeyPrefix });
-    const peer = new RedisPresence({ url: redis.url, prefix, nodeKeyPrefix });
-    await Promise.all([store.start(), peer.start()]);
-    return {
-      store,
-      peer,
-      setLive,
-      async close() {
-        await Promise.all([store.close(), peer.close()]);
-        await admin.quit();
-      },
-    };
+  world: () => redisWorld(redis?.url ?? "", false),
+});
+
+let cluster: RedisClusterProcess | undefined;
+
+presenceContract({
+  name: "redis cluster",
+  async setup() {
+    cluster = await startRedisCluster();
   },
+  async teardown() {
+    await cluster?.stop();
+  },
+  world: () => redisWorld(cluster?.url ?? "", true),
 });
 
 let nats: NatsProcess | undefined;

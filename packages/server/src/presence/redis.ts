@@ -1,16 +1,21 @@
 // Presence in Redis, shared by every instance: per room one hash,
 // `${prefix}presence:{ROOM}`, field = client id, value = JSON
-// {user, client, info, node}. An entry lives as long as its instance does:
+// {user, client, info, node, w}. An entry lives as long as its instance does:
 // list() keeps the entries whose instance still has its membership key
-// (cluster/redis.ts) and deletes the others in the same script, so a crashed
-// instance's members disappear once it drops out of the cluster, without
-// per-entry heartbeats. As a safety net against hashes nobody lists again, each
+// (cluster/redis.ts) and deletes the others, so a crashed instance's members
+// disappear once it drops out of the cluster, without per-entry heartbeats.
+// The node keys live in another hash slot than the room's hash (on Redis
+// Cluster, another shard), so no one script may touch both: list() reads the
+// hash, checks the nodes, then deletes each dead entry only if it still holds
+// the very value it read. `w`, unique to each write, makes a rewrite (an
+// instance that rejoined and wrote its entries again meanwhile) a different
+// value, which that deletion leaves alone. As a safety net against hashes nobody lists again, each
 // hash has a TTL that the instances with members in the room keep pushing back.
 
 import { type Member, ProtocolError } from "crier-protocol";
-import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { parseJsonObject } from "../json-object.js";
+import type { RedisClient } from "../redis/connection.js";
 import { type ScriptCall, StoreConnection } from "../redis/store-connection.js";
 import { compareMembers, type PresenceEntry, type PresenceStore } from "./presence.js";
 import { drop, put, type Rooms } from "./rooms.js";
@@ -43,38 +48,29 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1`;
 
-// Returns the entries whose node is live and deletes the rest (and anything
-// that is not an entry), in one atomic step: an instance that announces itself
-// again before rewriting its entries never has the rewritten ones pruned.
-// Node keys come from ARGV, which is fine on one Redis (as in the membership);
-// Redis Cluster would need them under the room's hash tag.
-const LIST_SCRIPT = `
-local fields = redis.call('HGETALL', KEYS[1])
-local live = {}
-local out = {}
-for i = 1, #fields, 2 do
-  local value = fields[i + 1]
-  local ok, entry = pcall(cjson.decode, value)
-  local node = ok and type(entry) == 'table' and entry.node or nil
-  if type(node) == 'string' then
-    if live[node] == nil then live[node] = redis.call('EXISTS', ARGV[1] .. node) == 1 end
-    if live[node] then out[#out + 1] = value else redis.call('HDEL', KEYS[1], fields[i]) end
-  else
-    redis.call('HDEL', KEYS[1], fields[i])
+// Deletes each field of ARGV (field, value pairs) that still holds that value.
+const PRUNE_SCRIPT = `
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    n = n + redis.call('HDEL', KEYS[1], ARGV[i])
   end
 end
-return out`;
+return n`;
+
+/** Tells apart every write of this process, so a rewritten entry never equals the one it replaced. */
+let writes = 0;
 
 export class RedisPresence implements PresenceStore {
   private readonly conn: StoreConnection;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly url: string;
   private readonly prefix: string;
   private readonly nodeKeyPrefix: string;
   private readonly ttlMs: number;
   private readonly log: Logger;
   private readonly addScript: ScriptCall;
-  private readonly listScript: ScriptCall;
+  private readonly pruneScript: ScriptCall;
   /** Entries this instance added and did not remove: rewritten after a reconnect or a rejoin, and kept from expiring. */
   private readonly own: Rooms = new Map();
   /** Removals that may not have reached Redis (it was unreachable): done again once it is back. */
@@ -104,7 +100,7 @@ export class RedisPresence implements PresenceStore {
     this.url = this.conn.url;
     this.log = this.conn.log;
     this.addScript = this.conn.script("crierPresenceAdd", 1, ADD_SCRIPT);
-    this.listScript = this.conn.script("crierPresenceList", 1, LIST_SCRIPT);
+    this.pruneScript = this.conn.script("crierPresencePrune", 1, PRUNE_SCRIPT);
     this.timer = setInterval(() => this.refresh(), options.refreshMs ?? Math.max(1, Math.floor(this.ttlMs / 3)));
     this.timer.unref();
   }
@@ -123,7 +119,7 @@ export class RedisPresence implements PresenceStore {
     forget(this.unsure, room, entry.client);
     try {
       await this.conn.call(`presence add in ${room}`, () =>
-        this.addScript(this.key(room), entry.client, JSON.stringify(entry), this.ttlMs),
+        this.addScript(this.key(room), entry.client, stored(entry), this.ttlMs),
       );
     } catch (err) {
       // Not added as far as the caller knows; if the write did land, the next reconcile takes it out.
@@ -145,18 +141,51 @@ export class RedisPresence implements PresenceStore {
     }
   }
 
+  /** The entries whose node is live; the others (and anything that is not an entry) are deleted. */
   async list(room: string): Promise<Member[]> {
-    const reply = await this.conn.call(`presence list of ${room}`, () =>
-      this.listScript(this.key(room), this.nodeKeyPrefix),
-    );
-    if (!Array.isArray(reply)) throw this.malformed(reply);
-    const members: Member[] = [];
-    for (const text of reply) {
-      const member = typeof text === "string" ? parseMember(text) : undefined;
-      if (member === undefined) this.log.warn({ entry: String(text).slice(0, 200) }, "ignored a malformed entry");
-      else members.push(member);
+    const what = `presence list of ${room}`;
+    const key = this.key(room);
+    const fields = await this.conn.call(what, () => this.redis.hgetall(key));
+    if (typeof fields !== "object" || fields === null) throw this.malformed(fields);
+    const entries: Array<{ field: string; text: string; node: string | undefined; member: Member | undefined }> = [];
+    for (const [field, text] of Object.entries(fields)) {
+      if (typeof text !== "string") throw this.malformed(fields);
+      const node = parseJsonObject(text)?.node;
+      entries.push({ field, text, node: typeof node === "string" ? node : undefined, member: parseMember(text) });
     }
+    const live = await this.liveNodes(
+      what,
+      entries.map((entry) => entry.node),
+    );
+    const members: Member[] = [];
+    const dead: string[] = [];
+    for (const { field, text, node, member } of entries) {
+      if (node !== undefined && member !== undefined && live.has(node)) members.push(member);
+      else {
+        if (member === undefined) this.log.warn({ entry: text.slice(0, 200) }, "deleted a malformed entry");
+        dead.push(field, text);
+      }
+    }
+    if (dead.length > 0) await this.conn.call(what, () => this.pruneScript(key, ...dead));
     return members.sort(compareMembers);
+  }
+
+  /** Which of `nodes` still have their membership key. */
+  private async liveNodes(what: string, nodes: Array<string | undefined>): Promise<Set<string>> {
+    const distinct = [...new Set(nodes.filter((node) => node !== undefined))];
+    const live = new Set<string>();
+    if (distinct.length === 0) return live;
+    // Every node key shares one hash tag (cluster/redis.ts), so this pipeline goes to one node.
+    const pipeline = this.redis.pipeline();
+    for (const node of distinct) pipeline.exists(this.nodeKeyPrefix + node);
+    const results = await this.conn.call(what, () => pipeline.exec());
+    if (!Array.isArray(results)) throw this.malformed(results);
+    distinct.forEach((node, i) => {
+      const [err, exists] = (results[i] as [Error | null, unknown] | undefined) ?? [new Error("no reply"), 0];
+      if (err !== null) throw this.malformed(err.message);
+      if (exists === 1) live.add(node);
+    });
+    return live;
   }
 
   async rewrite(): Promise<void> {
@@ -165,7 +194,7 @@ export class RedisPresence implements PresenceStore {
       for (const entry of entries.values()) {
         writes.push(
           this.conn.call(`presence add in ${room}`, () =>
-            this.addScript(this.key(room), entry.client, JSON.stringify(entry), this.ttlMs),
+            this.addScript(this.key(room), entry.client, stored(entry), this.ttlMs),
           ),
         );
       }
@@ -229,9 +258,15 @@ export class RedisPresence implements PresenceStore {
   }
 
   private malformed(reply: unknown): ProtocolError {
-    this.log.error({ reply: JSON.stringify(reply).slice(0, 500) }, "unexpected reply from the presence list script");
-    return new ProtocolError("internal", "unexpected reply from the presence list script");
+    this.log.error({ reply: JSON.stringify(reply).slice(0, 500) }, "unexpected reply listing presence");
+    return new ProtocolError("internal", "unexpected reply listing presence");
   }
+}
+
+/** The stored text of `entry`, with a stamp unique to this write (see the top of this file). */
+function stored(entry: PresenceEntry): string {
+  writes++;
+  return JSON.stringify({ ...entry, w: writes });
 }
 
 /** Parses a stored entry into the member clients see; undefined when it is not one. */

@@ -1,0 +1,103 @@
+// The engines (backplanes) crier runs on, as tests start them: each one's real
+// servers on free ports, the configuration crier needs to use it, and what a
+// test may ask the engine itself (how many subscribers a channel has). Tests
+// that must hold on every engine loop over ENGINES; CRIER_TEST_ENGINES
+// ("redis,redis-cluster") narrows the list when running a subset.
+//
+// Adding an engine (NATS): a new EngineKind whose start() runs its servers and
+// whose Engine gives crier's flags and config keys for it.
+
+import { ChannelNames } from "../../packages/server/src/broker/broker.js";
+import { type RedisProcess, startRedis } from "./redis.js";
+import { type RedisClusterProcess, startRedisCluster } from "./redis-cluster.js";
+
+export interface Engine {
+  readonly name: string;
+  /** crier's command-line flags for this engine, e.g. ["--redis", url]. */
+  readonly args: readonly string[];
+  /** The same as configuration keys, for a config file or the library API. */
+  readonly config: { redis?: string };
+  /** The channel names crier uses on this engine, for a test that asks the engine about a room. */
+  readonly names: ChannelNames;
+  /** Subscribers of `channel` across the engine, as the engine itself counts them. */
+  subscribers(channel: string): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export interface RedisEngine extends Engine {
+  readonly name: "redis";
+  readonly redis: RedisProcess;
+}
+
+export interface RedisClusterEngine extends Engine {
+  readonly name: "redis-cluster";
+  readonly cluster: RedisClusterProcess;
+}
+
+export interface EngineKind {
+  readonly name: string;
+  start(options?: { prefix?: string }): Promise<Engine>;
+}
+
+async function redisCli(redis: RedisProcess, ...args: string[]): Promise<unknown> {
+  const { Redis } = await import("ioredis");
+  const conn = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+  try {
+    await conn.connect();
+    const [name = "", ...rest] = args;
+    return await conn.call(name, ...rest);
+  } finally {
+    conn.disconnect();
+  }
+}
+
+/** The count PUBSUB NUMSUB or SHARDNUMSUB gives for the one channel asked about. */
+function countOf(reply: unknown): number {
+  return Array.isArray(reply) ? Number(reply[1]) : 0;
+}
+
+export const REDIS: EngineKind = {
+  name: "redis",
+  async start(options = {}): Promise<RedisEngine> {
+    const redis = await startRedis();
+    return {
+      name: "redis",
+      redis,
+      args: ["--redis", redis.url],
+      config: { redis: redis.url },
+      names: new ChannelNames(options.prefix),
+      subscribers: async (channel) => countOf(await redisCli(redis, "PUBSUB", "NUMSUB", channel)),
+      stop: () => redis.stop(),
+    };
+  },
+};
+
+export const REDIS_CLUSTER: EngineKind = {
+  name: "redis-cluster",
+  async start(options = {}): Promise<RedisClusterEngine> {
+    const cluster = await startRedisCluster();
+    return {
+      name: "redis-cluster",
+      cluster,
+      args: ["--redis", cluster.url],
+      config: { redis: cluster.url },
+      names: new ChannelNames(options.prefix, true),
+      async subscribers(channel) {
+        let total = 0;
+        for (const master of await cluster.masters()) {
+          total += countOf(await cluster.command(master, "PUBSUB", "SHARDNUMSUB", channel));
+        }
+        return total;
+      },
+      stop: () => cluster.stop(),
+    };
+  },
+};
+
+const ALL: readonly EngineKind[] = [REDIS, REDIS_CLUSTER];
+
+/** The engines to test: all of them, or those CRIER_TEST_ENGINES names. */
+export const ENGINES: readonly EngineKind[] = (() => {
+  const wanted = process.env.CRIER_TEST_ENGINES?.split(",").map((name) => name.trim());
+  return wanted === undefined ? ALL : ALL.filter((kind) => wanted.includes(kind.name));
+})();
