@@ -4,10 +4,13 @@
 // that must hold on every engine loop over ENGINES; CRIER_TEST_ENGINES
 // ("redis,redis-cluster") narrows the list when running a subset.
 //
-// Adding an engine (NATS): a new EngineKind whose start() runs its servers and
-// whose Engine gives crier's flags and config keys for it.
+// Adding an engine: a new EngineKind whose start() runs its servers and whose
+// Engine gives crier's flags and config keys for it.
 
 import { ChannelNames } from "../../packages/server/src/broker/broker.js";
+import { natsNames } from "../../packages/server/src/nats/connection.js";
+import { DEFAULT_PREFIX } from "../../packages/server/src/redis/connection.js";
+import { type NatsProcess, startNats } from "./nats.js";
 import { type RedisProcess, startRedis } from "./redis.js";
 import { type RedisClusterProcess, startRedisCluster } from "./redis-cluster.js";
 
@@ -16,7 +19,7 @@ export interface Engine {
   /** crier's command-line flags for this engine, e.g. ["--redis", url]. */
   readonly args: readonly string[];
   /** The same as configuration keys, for a config file or the library API. */
-  readonly config: { redis?: string };
+  readonly config: { redis?: string; nats?: string };
   /** The channel names crier uses on this engine, for a test that asks the engine about a room. */
   readonly names: ChannelNames;
   /** Subscribers of `channel` across the engine, as the engine itself counts them. */
@@ -32,6 +35,11 @@ export interface RedisEngine extends Engine {
 export interface RedisClusterEngine extends Engine {
   readonly name: "redis-cluster";
   readonly cluster: RedisClusterProcess;
+}
+
+export interface NatsEngine extends Engine {
+  readonly name: "nats";
+  readonly nats: NatsProcess;
 }
 
 export interface EngineKind {
@@ -94,7 +102,30 @@ export const REDIS_CLUSTER: EngineKind = {
   },
 };
 
-const ALL: readonly EngineKind[] = [REDIS, REDIS_CLUSTER];
+export const NATS: EngineKind = {
+  name: "nats",
+  async start(options = {}): Promise<NatsEngine> {
+    const nats = await startNats({ monitor: true });
+    const subjects = natsNames(options.prefix ?? DEFAULT_PREFIX);
+    return {
+      name: "nats",
+      nats,
+      args: ["--nats", nats.url],
+      config: { nats: nats.url },
+      names: new ChannelNames(options.prefix),
+      // Connections (one broker connection per instance) subscribed to the channel's subject.
+      async subscribers(channel) {
+        const subject = subjects.live(channel);
+        const reply = await fetch(`${nats.monitorUrl ?? ""}/connz?subs=1&limit=1024`);
+        const body = (await reply.json()) as { connections?: Array<{ subscriptions_list?: string[] }> };
+        return (body.connections ?? []).filter((c) => c.subscriptions_list?.includes(subject) === true).length;
+      },
+      stop: () => nats.stop(),
+    };
+  },
+};
+
+const ALL: readonly EngineKind[] = [REDIS, REDIS_CLUSTER, NATS];
 
 /** The engines to test: all of them, or those CRIER_TEST_ENGINES names. */
 export const ENGINES: readonly EngineKind[] = (() => {

@@ -14,11 +14,15 @@ export interface StartNatsOptions {
   readyTimeoutMs?: number;
   /** Extra nats-server arguments, e.g. ["--user", "u", "--pass", "p"]. */
   args?: string[];
+  /** Also serve the HTTP monitoring endpoints (/connz, /subsz) on a free port. */
+  monitor?: boolean;
 }
 
 export interface NatsProcess {
   readonly url: string;
   readonly port: number;
+  /** Base URL of the monitoring endpoints, when asked for. */
+  readonly monitorUrl?: string;
   /** Sends `signal` (default SIGKILL, a crash) and resolves once the process has exited. */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /**
@@ -37,7 +41,9 @@ export async function startNats(options: StartNatsOptions = {}): Promise<NatsPro
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), "crier-nats-"));
   const readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
-  const args = ["-js", "-sd", dir, "-a", "127.0.0.1", "-p", String(port), ...(options.args ?? [])];
+  const monitorPort = options.monitor === true ? await freePort() : undefined;
+  const monitor = monitorPort === undefined ? [] : ["-m", String(monitorPort)];
+  const args = ["-js", "-sd", dir, "-a", "127.0.0.1", "-p", String(port), ...monitor, ...(options.args ?? [])];
 
   let child: ChildProcess | undefined;
   let stopped = false;
@@ -62,6 +68,7 @@ export async function startNats(options: StartNatsOptions = {}): Promise<NatsPro
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
+    ...(monitorPort === undefined ? {} : { monitorUrl: `http://127.0.0.1:${monitorPort}` }),
     kill,
     async restart(restartOptions = {}) {
       if (stopped) throw new Error(`nats-server on port ${port} was stopped for good; start a new one`);

@@ -27,6 +27,8 @@ export interface NatsBrokerOptions extends Partial<RoomLogOptions> {
   link: NatsLink;
   /** Prefix of channel names (`redisPrefix`, default "crier:"); scopes subjects and the stream. */
   prefix?: string;
+  /** How the node names room channels (default: under `prefix`, no hash tags): a room's history goes out on its channel. */
+  channels?: ChannelNames;
   /** start() rejects if NATS is not reachable within this long (default 5000). */
   startTimeoutMs?: number;
 }
@@ -57,7 +59,7 @@ export class NatsBroker implements Broker {
     this.link = options.link;
     const prefix = options.prefix ?? DEFAULT_PREFIX;
     this.names = natsNames(prefix);
-    this.channels = new ChannelNames(prefix);
+    this.channels = options.channels ?? new ChannelNames(prefix);
     this.log = new RoomLog(this.link, this.names, {
       maxSize: options.maxSize ?? 1000,
       maxTtlMs: options.maxTtlMs ?? 0,

@@ -11,7 +11,7 @@ import { type NatsProcess, startNats } from "../../../../test/support/nats.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
 import { type RedisClusterProcess, startRedisCluster } from "../../../../test/support/redis-cluster.js";
 import { waitUntil } from "../../../../test/support/wait.js";
-import type { Broker } from "../broker/broker.js";
+import { type Broker, ChannelNames } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
 import { MemoryBroker } from "../broker/memory.js";
 import { NatsBroker } from "../broker/nats.js";
@@ -233,6 +233,27 @@ function historyContract(backing: Backing): void {
       assert.deepEqual(offsetsOf(more.messages), range(1, 6));
     });
 
+    test("long reads: a page far behind the head, and the latest many", async () => {
+      const { store, peer } = await open();
+      const { room, channel } = freshRoom("long");
+      const [first] = await publishAll(store, room, channel, 60);
+      const epoch = first?.epoch ?? "";
+      const page = await peer.read(room, { since: { offset: 10, epoch }, limit: 30, ...READ_TTL });
+      assert.deepEqual([page.complete, offsetsOf(page.messages)], [true, range(11, 40)]);
+      assert.deepEqual(
+        page.messages.map((m) => m.data),
+        range(11, 40).map((i) => JSON.stringify(`m${i}`)),
+      );
+      const rest = await peer.read(room, { since: { offset: 40, epoch }, ...READ_TTL });
+      assert.deepEqual([rest.complete, offsetsOf(rest.messages)], [true, range(41, 60)]);
+      const latest = await peer.read(room, { limit: 25, ...READ_TTL });
+      assert.deepEqual(offsetsOf(latest.messages), range(36, 60));
+      const trimmed = await publishAll(store, room, channel, 1, { size: 30, ttlMs: KEEP.ttlMs });
+      assert.equal(trimmed[0]?.offset, 61);
+      const lost = await peer.read(room, { since: { offset: 5, epoch }, ...READ_TTL });
+      assert.deepEqual([lost.complete, offsetsOf(lost.messages)], [false, range(32, 61)]);
+    });
+
     test("messages older than ttl are gone; the epoch and offset outlive them", async () => {
       const { store, tick } = await open();
       const { room, channel } = freshRoom("ttl");
@@ -389,8 +410,10 @@ historyContract({
     const url = nats?.url ?? "";
     const prefix = "crier-test:";
     const instance = async (): Promise<EngineHistory> => {
-      const appender = new NatsBroker({ link: new NatsLink("broker", { url }), prefix });
-      const reader = new NatsHistory({ link: new NatsLink("history", { url }), prefix });
+      // The channels freshRoom() names: hash-tagged.
+      const channels = new ChannelNames(prefix, true);
+      const appender = new NatsBroker({ link: new NatsLink("broker", { url }), prefix, channels });
+      const reader = new NatsHistory({ link: new NatsLink("history", { url }), prefix, channels });
       await Promise.all([appender.start(() => {}), reader.start()]);
       return engineHistory(appender, reader);
     };

@@ -180,6 +180,67 @@ export class RoomLog {
     return { messages: messages.reverse(), oldest };
   }
 
+  /**
+   * Up to `count` messages of the room from offset `from` on, oldest first, as
+   * readWalk but in two steps that do not grow with the distance from the
+   * head: a binary search over stream sequences for the first message at or
+   * after `from` (gets of "the room's next message at or after seq N"),
+   * then one ordered consumer fetching the run from there.
+   */
+  async readForward(
+    jsm: JetStreamManager,
+    js: JetStreamClient,
+    channel: string,
+    head: RoomHead,
+    from: number,
+    count: number,
+    ttlMs: number,
+  ): Promise<{ messages: Envelope[]; oldest: number }> {
+    const subject = this.names.history(channel);
+    const cutoff = Date.now() - ttlMs;
+    const floor = head.offset - head.size;
+    let lo = 1;
+    let hi = head.seq;
+    let start: { seq: number; offset: number } = { seq: head.seq, offset: head.offset };
+    while (lo <= hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const next = await this.next(jsm, subject, mid);
+      if (next === undefined || next.seq > head.seq) {
+        hi = mid - 1;
+        continue;
+      }
+      const offset = storedOf(next).envelope.offset ?? 0;
+      if (offset >= from) {
+        start = { seq: next.seq, offset };
+        hi = mid - 1;
+      } else lo = next.seq + 1;
+    }
+    const wanted = Math.min(count, head.offset - start.offset + 1);
+    const messages: Envelope[] = [];
+    let oldest = head.offset + 1;
+    if (wanted <= 0) return { messages, oldest };
+    const consumer = await js.consumers.get(this.names.stream, { filterSubjects: subject, opt_start_seq: start.seq });
+    const batch = await consumer.fetch({ max_messages: wanted, expires: this.link.timeoutMs });
+    for await (const msg of batch) {
+      const envelope = decodeEnvelope(msg.string());
+      const offset = envelope.offset ?? 0;
+      if (msg.info.timestampNanos / 1_000_000 > cutoff && offset > floor && offset >= from) {
+        if (messages.length === 0) oldest = offset;
+        messages.push(envelope);
+      }
+      if (offset >= head.offset || messages.length >= count) break;
+    }
+    await consumer.delete().catch(() => {});
+    return { messages, oldest };
+  }
+
+  /** The room's first message at or after stream sequence `seq`. */
+  private next(jsm: JetStreamManager, subject: string, seq: number): Promise<StoredMsg | undefined> {
+    // next_by_subj is in the server's MSG.GET API since 2.9; the client's type lists only seq and last_by_subj.
+    const query = { seq, next_by_subj: subject };
+    return this.get(jsm, query);
+  }
+
   /** The epoch of a room with no messages: the marker's, or a new one written as the marker. */
   private async epochOf(jsm: JetStreamManager, js: JetStreamClient, channel: string): Promise<string> {
     const subject = this.names.epoch(channel);

@@ -9,10 +9,15 @@ import { DEFAULT_PREFIX } from "../redis/connection.js";
 import type { HistoryRead, HistoryStore, ReadOptions } from "./history.js";
 import { positionOf, RoomLog, type RoomLogOptions } from "./nats-log.js";
 
+/** Reads of at most this many messages walk back from the head, one get each; longer ones search and fetch. */
+const WALK_AT_MOST = 16;
+
 export interface NatsHistoryOptions extends Partial<RoomLogOptions> {
   link: NatsLink;
   /** Prefix of channel names (`redisPrefix`, default "crier:"), as the broker's. */
   prefix?: string;
+  /** How the node names room channels (default: under `prefix`, no hash tags): a room's history goes out on its channel. */
+  channels?: ChannelNames;
 }
 
 export class NatsHistory implements HistoryStore {
@@ -23,7 +28,7 @@ export class NatsHistory implements HistoryStore {
   constructor(options: NatsHistoryOptions) {
     this.link = options.link;
     const prefix = options.prefix ?? DEFAULT_PREFIX;
-    this.channels = new ChannelNames(prefix);
+    this.channels = options.channels ?? new ChannelNames(prefix);
     this.log = new RoomLog(this.link, natsNames(prefix), {
       maxSize: options.maxSize ?? 1000,
       maxTtlMs: options.maxTtlMs ?? 0,
@@ -50,17 +55,18 @@ export class NatsHistory implements HistoryStore {
         return { position, messages: [], complete: false };
       }
       if (since !== undefined && since.offset === head.offset) return { position, messages: [], complete: true };
-      // Walking back from the head: without `since` the latest `limit`; with it, back to since + 1.
+      // A few messages: walk back from the head; more: search for the first and fetch the run.
       const after = since?.offset ?? 0;
-      const walk = await this.log.walkBack(
-        jsm,
-        head,
-        after,
-        options.ttlMs,
-        since === undefined ? limit : Number.POSITIVE_INFINITY,
-      );
-      const messages: Envelope[] = since === undefined ? walk.messages : walk.messages.slice(0, limit);
-      const complete = since === undefined || since.offset + 1 >= walk.oldest;
+      const wanted = since === undefined ? Math.min(limit, head.size, head.offset) : head.offset - since.offset;
+      let read: { messages: Envelope[]; oldest: number };
+      if (wanted <= WALK_AT_MOST) {
+        read = await this.log.walkBack(jsm, head, after, options.ttlMs, since === undefined ? limit : wanted);
+      } else {
+        const from = since === undefined ? head.offset - wanted + 1 : since.offset + 1;
+        read = await this.log.readForward(jsm, js, channel, head, from, Math.min(limit, wanted), options.ttlMs);
+      }
+      const messages = since === undefined ? read.messages : read.messages.slice(0, limit);
+      const complete = since === undefined || since.offset + 1 >= read.oldest;
       return { position, messages, complete };
     } catch (err) {
       throw this.link.failure(`read of ${room}`, err);
