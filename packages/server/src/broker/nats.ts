@@ -54,6 +54,10 @@ export class NatsBroker implements Broker {
   private started = false;
   private closed = false;
   private wasDown = false;
+  /** JetStream answered on the current connection (the stream is there): appends and reads can work. */
+  private streamReady = false;
+  private readonly readyListeners: ReadyListener[] = [];
+  private lastReady = false;
 
   constructor(options: NatsBrokerOptions) {
     this.link = options.link;
@@ -66,14 +70,13 @@ export class NatsBroker implements Broker {
     });
     this.startTimeoutMs = options.startTimeoutMs ?? 5000;
     this.link.onChange((up) => {
-      if (!up) this.wasDown = true;
-      else if (this.wasDown) {
+      if (!up) {
+        this.wasDown = true;
+        this.streamReady = false;
+        this.notify();
+      } else if (this.wasDown) {
         this.wasDown = false;
-        this.counters.recoveries++;
-        // Heads may be stale (NATS restarted from an older store): reread them;
-        // and a NATS restarted without its store has no stream until it is made again.
-        this.heads.clear();
-        void this.ensureStream();
+        void this.afterReconnect();
       }
     });
   }
@@ -88,6 +91,8 @@ export class NatsBroker implements Broker {
       const js = await this.link.jetstream();
       await this.log.ensureStream(js.manager);
       this.js = js;
+      this.streamReady = true;
+      this.notify();
     } catch (err) {
       await this.close();
       throw new Error(
@@ -155,7 +160,9 @@ export class NatsBroker implements Broker {
     try {
       this.link.live();
       const js = this.js;
-      if (js === undefined) throw new ProtocolError("unavailable", "the nats broker is not started");
+      if (js === undefined || !this.streamReady) {
+        throw new ProtocolError("unavailable", `JetStream at ${this.link.url} is not ready`);
+      }
       if (channel !== this.channels.room(room)) {
         throw new ProtocolError(
           "internal",
@@ -186,20 +193,76 @@ export class NatsBroker implements Broker {
     }
   }
 
-  private async ensureStream(): Promise<void> {
+  /**
+   * Ready again only once JetStream answers on the new connection: a
+   * nats-server accepts clients before it has recovered its streams, and a
+   * NATS restarted without its store has no stream until it is made again.
+   * Until then the hub must not resync rooms from history.
+   */
+  private async afterReconnect(): Promise<void> {
     const js = this.js;
-    if (js === undefined || this.closed) return;
-    await this.log.ensureStream(js.manager).catch((err: unknown) => {
-      this.link.log.warn({ err: messageOf(err) }, "could not check the history stream after a reconnect");
-    });
+    if (js === undefined) return;
+    // A NATS restarted from a store that lost its newest messages must not number them again in the same epoch.
+    const known = [...this.heads];
+    this.heads.clear();
+    for (let attempt = 0; this.link.isReady() && !this.closed; attempt++) {
+      try {
+        await this.log.ensureStream(js.manager);
+        await this.dropRolledBack(known);
+        this.streamReady = true;
+        this.counters.recoveries++;
+        this.notify();
+        return;
+      } catch (err) {
+        if (attempt === 0)
+          this.link.log.warn({ err: messageOf(err) }, "JetStream not usable yet after reconnecting; retrying");
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * 2 ** attempt)).unref());
+      }
+    }
+  }
+
+  /**
+   * A nats-server killed before its store was flushed comes back without its
+   * newest messages. Offsets after the stored head would then be assigned
+   * again to other messages in the same epoch, and a client holding one of
+   * the lost offsets would "recover" past the reused ones. So a room whose
+   * stored head is behind what this instance appended is purged: the next
+   * read or append starts a new epoch, and subscribers are told recovered: false.
+   */
+  private async dropRolledBack(known: Array<[string, RoomHead]>): Promise<void> {
+    const js = this.js;
+    if (js === undefined || known.length === 0) return;
+    for (const [room, head] of known) {
+      const channel = this.channels.room(room);
+      // Sequences are reused after a rollback too: compare the message itself.
+      if (await this.log.holds(js.manager, channel, head)) continue;
+      this.link.log.warn(
+        { room, appended: head.offset },
+        "history came back behind what was appended (nats-server lost unflushed messages): starting a new epoch",
+      );
+      await this.log.purge(js.manager, channel);
+    }
   }
 
   isReady(): boolean {
-    return this.started && this.js !== undefined && this.link.isReady();
+    return this.started && !this.closed && this.streamReady && this.link.isReady();
   }
 
   onReadyChange(listener: ReadyListener): void {
-    this.link.onChange(() => listener(this.isReady()));
+    this.readyListeners.push(listener);
+  }
+
+  private notify(): void {
+    const ready = this.isReady();
+    if (ready === this.lastReady) return;
+    this.lastReady = ready;
+    for (const listener of [...this.readyListeners]) {
+      try {
+        listener(ready);
+      } catch (err) {
+        this.link.log.error({ err }, "ready listener threw");
+      }
+    }
   }
 
   channelCount(): number {
@@ -213,6 +276,7 @@ export class NatsBroker implements Broker {
   async close(): Promise<void> {
     if (this.closed) return this.link.close();
     this.closed = true;
+    this.notify();
     this.subscriptions.clear();
     this.heads.clear();
     await this.link.close();

@@ -144,6 +144,32 @@ export class RoomLog {
     }
   }
 
+  /** Whether the stream still holds `head`'s message (at its sequence, the same envelope), or the room has moved to another epoch. */
+  async holds(jsm: JetStreamManager, channel: string, head: RoomHead): Promise<boolean> {
+    const sent = head.message?.envelope;
+    if (sent === undefined || head.seq === 0) return true;
+    const stored = await this.get(jsm, { seq: head.seq });
+    if (stored === undefined) {
+      // Gone: trimmed by retention behind a newer head, or lost with the store's tail.
+      const room = await this.get(jsm, { last_by_subj: this.names.history(channel) });
+      return room !== undefined && room.seq > head.seq && (storedOf(room).envelope.offset ?? 0) > head.offset;
+    }
+    const { envelope } = storedOf(stored);
+    return (
+      envelope.room === sent.room &&
+      envelope.offset === sent.offset &&
+      envelope.epoch === sent.epoch &&
+      envelope.node === sent.node &&
+      envelope.data === sent.data
+    );
+  }
+
+  /** Forgets the room's history and epoch: the next read or append starts a new epoch. */
+  async purge(jsm: JetStreamManager, channel: string): Promise<void> {
+    await jsm.streams.purge(this.names.stream, { filter: this.names.history(channel) });
+    await jsm.streams.purge(this.names.stream, { filter: this.names.epoch(channel) });
+  }
+
   /** After a room's first message: its epoch now lives in its messages. */
   async dropEpochMarker(jsm: JetStreamManager, channel: string): Promise<void> {
     await jsm.streams.purge(this.names.stream, { filter: this.names.epoch(channel) });

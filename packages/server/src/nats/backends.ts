@@ -1,7 +1,7 @@
 // The parts of the NATS engine, chosen when `nats` is set: live messages on
 // core NATS; history, presence and membership in JetStream, or presence and
-// membership in Redis when `redis` is set too. Each part has its own
-// connection (like the Redis parts), so each closes on its own.
+// membership in Redis when `redis` is set too. History reads share the
+// broker's connection; presence and membership have their own.
 
 import type { Logger } from "pino";
 import type { Backends } from "../backends.js";
@@ -40,8 +40,14 @@ export function natsBackends(config: CrierConfig, nats: string, logger: Logger, 
   };
   const heartbeatMs = config.cluster.heartbeat * 1000;
   const nodeTimeoutMs = config.cluster.nodeTimeout * 1000;
-  const chosenBroker = broker ?? new NatsBroker({ link: link("broker"), prefix, ...retention });
-  const history = histories.length > 0 ? new NatsHistory({ link: link("history"), prefix, ...retention }) : undefined;
+  // The history reads on the broker's connection: when the broker is ready again after an
+  // outage (and the hub resyncs rooms from history) the reads can go out at once.
+  const brokerLink = link("broker");
+  const chosenBroker = broker ?? new NatsBroker({ link: brokerLink, prefix, ...retention });
+  const history =
+    histories.length > 0
+      ? new NatsHistory({ link: broker === undefined ? brokerLink : link("history"), prefix, ...retention })
+      : undefined;
   if (redis !== undefined) {
     return {
       broker: chosenBroker,
