@@ -8,6 +8,7 @@
 // whose Engine gives crier's flags and config keys for it.
 
 import { ChannelNames } from "../../packages/server/src/broker/broker.js";
+import { createClient } from "../../packages/server/src/redis/connection.js";
 import { type RedisProcess, startRedis } from "./redis.js";
 import { type RedisClusterProcess, startRedisCluster } from "./redis-cluster.js";
 
@@ -21,6 +22,8 @@ export interface Engine {
   readonly names: ChannelNames;
   /** Subscribers of `channel` across the engine, as the engine itself counts them. */
   subscribers(channel: string): Promise<number>;
+  /** A Redis command on the node that holds its key (Redis engines only), e.g. ["HEXISTS", key, field]. */
+  redisCommand?(...args: string[]): Promise<unknown>;
   stop(): Promise<void>;
 }
 
@@ -39,9 +42,9 @@ export interface EngineKind {
   start(options?: { prefix?: string }): Promise<Engine>;
 }
 
-async function redisCli(redis: RedisProcess, ...args: string[]): Promise<unknown> {
-  const { Redis } = await import("ioredis");
-  const conn = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+/** One command on a fresh connection to `url` (a Cluster routes it by its key). */
+async function redisCli(url: string, ...args: string[]): Promise<unknown> {
+  const conn = createClient(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
   try {
     await conn.connect();
     const [name = "", ...rest] = args;
@@ -66,7 +69,8 @@ export const REDIS: EngineKind = {
       args: ["--redis", redis.url],
       config: { redis: redis.url },
       names: new ChannelNames(options.prefix),
-      subscribers: async (channel) => countOf(await redisCli(redis, "PUBSUB", "NUMSUB", channel)),
+      subscribers: async (channel) => countOf(await redisCli(redis.url, "PUBSUB", "NUMSUB", channel)),
+      redisCommand: (...args) => redisCli(redis.url, ...args),
       stop: () => redis.stop(),
     };
   },
@@ -89,6 +93,7 @@ export const REDIS_CLUSTER: EngineKind = {
         }
         return total;
       },
+      redisCommand: (...args) => redisCli(cluster.url, ...args),
       stop: () => cluster.stop(),
     };
   },
