@@ -8,8 +8,8 @@
 // Engine gives crier's flags and config keys for it.
 
 import { ChannelNames } from "../../packages/server/src/broker/broker.js";
-import { natsNames } from "../../packages/server/src/nats/connection.js";
-import { DEFAULT_PREFIX } from "../../packages/server/src/redis/connection.js";
+import { encodeToken, NatsLink, natsNames } from "../../packages/server/src/nats/connection.js";
+import { createClient, DEFAULT_PREFIX } from "../../packages/server/src/redis/connection.js";
 import { type NatsProcess, startNats } from "./nats.js";
 import { type RedisProcess, startRedis } from "./redis.js";
 import { type RedisClusterProcess, startRedisCluster } from "./redis-cluster.js";
@@ -24,6 +24,10 @@ export interface Engine {
   readonly names: ChannelNames;
   /** Subscribers of `channel` across the engine, as the engine itself counts them. */
   subscribers(channel: string): Promise<number>;
+  /** A Redis command on the node that holds its key (Redis engines only), e.g. ["HEXISTS", key, field]. */
+  redisCommand?(...args: string[]): Promise<unknown>;
+  /** Whether the engine still stores a presence entry of `client` in `room` (default prefix). */
+  presenceStored(room: string, client: string): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -47,9 +51,9 @@ export interface EngineKind {
   start(options?: { prefix?: string }): Promise<Engine>;
 }
 
-async function redisCli(redis: RedisProcess, ...args: string[]): Promise<unknown> {
-  const { Redis } = await import("ioredis");
-  const conn = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+/** One command on a fresh connection to `url` (a Cluster routes it by its key). */
+async function redisCli(url: string, ...args: string[]): Promise<unknown> {
+  const conn = createClient(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
   try {
     await conn.connect();
     const [name = "", ...rest] = args;
@@ -57,6 +61,11 @@ async function redisCli(redis: RedisProcess, ...args: string[]): Promise<unknown
   } finally {
     conn.disconnect();
   }
+}
+
+/** The presence hash of a room under the default prefix (presence/redis.ts). */
+function presenceKey(room: string): string {
+  return `${DEFAULT_PREFIX}presence:{${room}}`;
 }
 
 /** The count PUBSUB NUMSUB or SHARDNUMSUB gives for the one channel asked about. */
@@ -74,7 +83,9 @@ export const REDIS: EngineKind = {
       args: ["--redis", redis.url],
       config: { redis: redis.url },
       names: new ChannelNames(options.prefix),
-      subscribers: async (channel) => countOf(await redisCli(redis, "PUBSUB", "NUMSUB", channel)),
+      subscribers: async (channel) => countOf(await redisCli(redis.url, "PUBSUB", "NUMSUB", channel)),
+      redisCommand: (...args) => redisCli(redis.url, ...args),
+      presenceStored: async (room, client) => (await redisCli(redis.url, "HEXISTS", presenceKey(room), client)) === 1,
       stop: () => redis.stop(),
     };
   },
@@ -97,6 +108,8 @@ export const REDIS_CLUSTER: EngineKind = {
         }
         return total;
       },
+      redisCommand: (...args) => redisCli(cluster.url, ...args),
+      presenceStored: async (room, client) => (await redisCli(cluster.url, "HEXISTS", presenceKey(room), client)) === 1,
       stop: () => cluster.stop(),
     };
   },
@@ -119,6 +132,17 @@ export const NATS: EngineKind = {
         const reply = await fetch(`${nats.monitorUrl ?? ""}/connz?subs=1&limit=1024`);
         const body = (await reply.json()) as { connections?: Array<{ subscriptions_list?: string[] }> };
         return (body.connections ?? []).filter((c) => c.subscriptions_list?.includes(subject) === true).length;
+      },
+      async presenceStored(room, client) {
+        const link = new NatsLink("test", { url: nats.url });
+        try {
+          await link.start();
+          const kv = await link.live().jetstream().views.kv(subjects.presenceBucket);
+          const entry = await kv.get(`${encodeToken(room)}.${encodeToken(client)}`);
+          return entry !== null && entry.operation === "PUT";
+        } finally {
+          await link.close();
+        }
       },
       stop: () => nats.stop(),
     };

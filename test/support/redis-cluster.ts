@@ -24,7 +24,7 @@ export interface RedisClusterProcess {
   masters(): Promise<RedisProcess[]>;
   /** The master that owns `key`'s slot now. */
   masterOf(key: string): Promise<RedisProcess>;
-  /** Resolves once every running node reports cluster_state:ok and agrees on three masters that cover every slot. */
+  /** Resolves once every running node reports cluster_state:ok and sees three running masters serving the slots. */
   waitHealthy(timeoutMs?: number): Promise<void>;
   /** A command on one node (for PUBSUB SHARDCHANNELS and the like). */
   command(node: RedisProcess, ...args: string[]): Promise<unknown>;
@@ -166,7 +166,10 @@ export async function startRedisCluster(): Promise<RedisClusterProcess> {
               const info = String(await command(node, "CLUSTER", "INFO"));
               if (!info.includes("cluster_state:ok")) return false;
               const entries = await view(node);
-              if (entries.filter((entry) => entry.master && !entry.failed && entry.slots).length !== 3) return false;
+              const masters = entries.filter((entry) => entry.master && !entry.failed && entry.slots);
+              if (masters.length !== 3) return false;
+              // A killed master counts as gone only once a running node has taken its slots.
+              if (!masters.every((entry) => [...alive].some((live) => live.port === entry.port))) return false;
             }
             return true;
           } catch {

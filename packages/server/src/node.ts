@@ -28,11 +28,13 @@ import { type Broker, ChannelNames } from "./broker/broker.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
 import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
+import { messageOf } from "./describe-error.js";
 import type { HistoryOptions, HistoryRead, HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
 import { createMetrics } from "./metrics.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
+import { redactUrl } from "./redis/connection.js";
 import { isClusterUrl } from "./redis/url.js";
 import { type DisconnectTarget, type PublishResult, RoomService } from "./service/room-service.js";
 import type { SessionHost, SessionSettings, SessionView } from "./session/host.js";
@@ -174,9 +176,16 @@ export class CrierNode implements SessionHost, ApiHost {
 
   private async start(): Promise<void> {
     await this.verifier?.ready();
-    await this.broker.start((_channel, envelope) => this.hub.deliver(envelope));
-    await this.historyStore?.start();
-    await this.presenceStore?.start();
+    try {
+      await this.broker.start((_channel, envelope) => this.hub.deliver(envelope));
+      await this.historyStore?.start();
+      await this.presenceStore?.start();
+    } catch (error) {
+      // Name the setting to fix: an unreachable engine is usually a wrong URL.
+      const url = this.config.redis;
+      if (url === undefined) throw error;
+      throw new Error(`config key "redis" (${redactUrl(url)}): ${messageOf(error)}`);
+    }
     this.broker.onReadyChange((ready) => {
       // Rooms with history check whether they missed anything while disconnected.
       if (ready) this.hub.resync();

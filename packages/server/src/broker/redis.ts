@@ -109,7 +109,10 @@ export class RedisBroker implements Broker {
       retryBaseMs: options.retryBaseMs ?? 100,
       retryMaxMs: options.retryMaxMs ?? 5000,
     };
-    this.pub = createClient(options.url, connectionOptions({ ...policy, connectionName: `${name}-pub` }));
+    // Never resent: an append+publish that may have run must not run twice.
+    this.pub = createClient(options.url, connectionOptions({ ...policy, connectionName: `${name}-pub` }), {
+      resend: false,
+    });
     this.pubTrips = new RoundTrips(this.log);
     this.sharded = this.pub instanceof Cluster;
     const hooks = {

@@ -358,7 +358,11 @@ export class ShardedSubscriptions implements Subscriptions {
     if (!changed) return;
     const first = this.owners.length === 0;
     this.owners = owners;
-    if (!first) this.hooks.log.info("the cluster's slot map changed: moving channels to their masters");
+    if (!first) {
+      this.hooks.log.info("the cluster's slot map changed: moving channels to their masters");
+      // Publications follow at once too, rather than fail until ioredis notices.
+      this.cluster.refreshSlotsCache();
+    }
     const moved = new Set<string>();
     for (const channel of this.hooks.wanted) {
       const owner = owners[keySlot(channel)];

@@ -4,6 +4,7 @@
 // dead node listed or drop a live one.
 
 import { ProtocolError } from "crier-protocol";
+import { Cluster } from "ioredis";
 import { type Logger, pino } from "pino";
 import { messageOf } from "../describe-error.js";
 import {
@@ -127,6 +128,8 @@ export class RedisMembership implements Membership {
   async nodes(): Promise<NodeInfo[]> {
     let reply: unknown;
     try {
+      // A cluster client would queue the call until it is back (see createClient).
+      if (this.redis instanceof Cluster && this.redis.status !== "ready") throw new Error("not connected");
       const ids = await this.redis.smembers(this.indexKey);
       const keys = ids.map((id) => this.entryPrefix + id);
       reply = ids.length === 0 ? [] : await this.redis.eval(LIST_LIVE, 1 + ids.length, this.indexKey, ...keys, ...ids);

@@ -105,22 +105,32 @@ export function createRedis(url: string, options: RedisOptions): Redis {
 /**
  * A client for `url`: a Cluster for redis+cluster:// (commands routed by slot,
  * MOVED and ASK followed, the slot map refreshed after a failover), a Redis
- * otherwise (see createRedis).
+ * otherwise (see createRedis). `resend: false` for a client whose writes
+ * must never run twice.
  */
-export function createClient(url: string, options: RedisOptions): RedisClient {
+export function createClient(url: string, options: RedisOptions, { resend = true } = {}): RedisClient {
   if (!isClusterUrl(url)) return createRedis(url, options);
   const { nodes, tls, password, username } = parseClusterUrl(url);
   const { retryStrategy, enableOfflineQueue, lazyConnect, ...nodeOptions } = options;
   return new Cluster(nodes, {
     lazyConnect: true,
-    enableOfflineQueue: false,
+    // Unlike on one Redis, this must stay on: without it ioredis fails the
+    // commands sent to a master whose connection is still being opened
+    // ("Connection is closed"). Nothing waits in it while the cluster is down:
+    // the broker and the stores refuse a call unless the client is ready.
+    enableOfflineQueue: true,
     clusterRetryStrategy: (attempt) => (typeof retryStrategy === "function" ? retryStrategy(attempt) : 100),
-    // A master lost: retry on the slot map refreshed (its replica promoted)
-    // for a bounded number of redirections, then fail with `unavailable`.
-    retryDelayOnFailover: 100,
+    // A command whose master's connection closed under it (a failover) is
+    // sent again once the slot map is read again, unless `resend` is false:
+    // it may have run, and the broker's append+publish must then fail as
+    // `unavailable` rather than risk a duplicate. Reads and the stores'
+    // idempotent writes are resent. Replies that say a command did not run
+    // (CLUSTERDOWN, TRYAGAIN, MOVED, ASK) are retried either way, a bounded
+    // number of times.
+    retryDelayOnFailover: resend ? 100 : 0,
     retryDelayOnClusterDown: 100,
     retryDelayOnTryAgain: 100,
-    maxRedirections: 16,
+    maxRedirections: 8,
     // Notices resharding even on a connection that gets no MOVED.
     slotsRefreshInterval: 2000,
     slotsRefreshTimeout: options.connectTimeout ?? 2000,
