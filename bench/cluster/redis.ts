@@ -8,6 +8,7 @@ import { mkdirSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { startNatsServer, stopNatsServer } from "./nats.js";
 import { freePort, type Started, start, stop, waitUntil } from "./processes.js";
 
 export interface RedisServer extends Started {
@@ -15,11 +16,11 @@ export interface RedisServer extends Started {
   url: string;
 }
 
-/** The engines the bench can start; `nats` is the hook for NATS (bench/cluster/nats.ts, once it exists). */
-export const ENGINE_NAMES = ["redis", "redis-cluster"] as const;
+/** The engines the bench can start (NATS: bench/cluster/nats.ts). */
+export const ENGINE_NAMES = ["redis", "redis-cluster", "nats"] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
 
-/** A running engine: the URL crier and the peers take (`--redis`), and the processes to measure. */
+/** A running engine: the URL crier and the peers take (`--redis`, or `--nats` for NATS), and the processes to measure. */
 export interface EngineServers {
   engine: EngineName;
   url: string;
@@ -34,6 +35,10 @@ export async function startEngine(engine: EngineName, logDir: string): Promise<E
   if (engine === "redis") {
     const redis = await startRedis(logDir);
     return { engine, url: redis.url, pids: [redis.pid], stop: () => stopRedis(redis) };
+  }
+  if (engine === "nats") {
+    const nats = await startNatsServer(logDir);
+    return { engine, url: nats.url, pids: [nats.pid], stop: () => stopNatsServer(nats) };
   }
   const nodes: RedisServer[] = [];
   try {
