@@ -36,10 +36,9 @@ export function natsBackends(config: CrierConfig, nats: string, logger: Logger, 
   const link = (component: string): NatsLink => new NatsLink(component, options);
   const retention = {
     maxSize: Math.max(1, ...histories.map((history) => history.size)),
-    maxTtlMs: Math.max(0, ...histories.map((history) => history.ttl)),
+    maxTtlMs: Math.max(0, ...histories.map((history) => history.ttlMs)),
   };
-  const heartbeatMs = config.cluster.heartbeat * 1000;
-  const nodeTimeoutMs = config.cluster.nodeTimeout * 1000;
+  const { heartbeatMs, nodeTimeoutMs } = config.cluster;
   // The history reads on the broker's connection: when the broker is ready again after an
   // outage (and the hub resyncs rooms from history) the reads can go out at once.
   const brokerLink = link("broker");
