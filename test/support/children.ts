@@ -1,7 +1,7 @@
 // Every child process a test starts dies with the test process, so a failed or
 // interrupted test never leaves a redis-server, crier or nginx behind.
 
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 
 const running = new Set<ChildProcess>();
 let hooked = false;
@@ -67,4 +67,38 @@ export function waitForLine(proc: ChildProcess, line: string, what: string, time
       timeoutMs,
     );
   });
+}
+
+/** A server binary run as a tracked child: launched until it prints its ready line, killed and launched again. */
+export interface ServerChild {
+  /** Starts the process and resolves once it prints `readyLine`. */
+  launch(): Promise<void>;
+  /** Sends `signal` (default SIGKILL, a crash) and resolves once the process has exited. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function serverChild(
+  binary: string,
+  args: readonly string[],
+  readyLine: string,
+  what: string,
+  timeoutMs: number,
+): ServerChild {
+  let child: ChildProcess | undefined;
+  return {
+    async launch() {
+      const proc = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+      track(proc);
+      child = proc;
+      await waitForLine(proc, readyLine, what, timeoutMs);
+    },
+    async kill(signal: NodeJS.Signals = "SIGKILL") {
+      const proc = child;
+      child = undefined;
+      if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+      proc.kill(signal);
+      await exited;
+    },
+  };
 }

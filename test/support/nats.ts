@@ -2,11 +2,10 @@
 // its store in a temporary directory, for tests of the NATS engine (DESIGN.md:
 // no mocks of the backplane), and kills and restarts it for fault tests.
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { track, waitForLine } from "./children.js";
+import { serverChild } from "./children.js";
 import { freePort } from "./redis.js";
 
 export interface StartNatsOptions {
@@ -45,24 +44,9 @@ export async function startNats(options: StartNatsOptions = {}): Promise<NatsPro
   const monitor = monitorPort === undefined ? [] : ["-m", String(monitorPort)];
   const args = ["-js", "-sd", dir, "-a", "127.0.0.1", "-p", String(port), ...monitor, ...(options.args ?? [])];
 
-  let child: ChildProcess | undefined;
+  const server = serverChild(NATS_BINARY, args, READY_LINE, `nats-server on port ${port}`, readyTimeoutMs);
+  const { launch, kill } = server;
   let stopped = false;
-
-  const launch = async (): Promise<void> => {
-    const proc = spawn(NATS_BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
-    track(proc);
-    child = proc;
-    await waitForLine(proc, READY_LINE, `nats-server on port ${port}`, readyTimeoutMs);
-  };
-
-  const kill = async (signal: NodeJS.Signals = "SIGKILL"): Promise<void> => {
-    const proc = child;
-    child = undefined;
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-    proc.kill(signal);
-    await exited;
-  };
 
   await launch();
   return {

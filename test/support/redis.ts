@@ -1,12 +1,11 @@
 // Starts a real redis-server as a child process on a free port, for tests that
 // need the backplane (ARCHITECTURE.md "Tests": no mocks of the backplane), and kills it for fault tests.
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { track, waitForLine } from "./children.js";
+import { serverChild } from "./children.js";
 
 export interface StartRedisOptions {
   /** Port to listen on; a free one is picked when absent. */
@@ -67,24 +66,9 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     ...(options.args ?? []),
   ];
 
-  let child: ChildProcess | undefined;
+  const server = serverChild(REDIS_BINARY, args, READY_LINE, `redis-server on port ${port}`, readyTimeoutMs);
+  const { launch, kill } = server;
   let stopped = false;
-
-  const launch = async (): Promise<void> => {
-    const proc = spawn(REDIS_BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
-    track(proc);
-    child = proc;
-    await waitForLine(proc, READY_LINE, `redis-server on port ${port}`, readyTimeoutMs);
-  };
-
-  const kill = async (signal: NodeJS.Signals = "SIGKILL"): Promise<void> => {
-    const proc = child;
-    child = undefined;
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-    proc.kill(signal);
-    await exited;
-  };
 
   await launch();
   return {
