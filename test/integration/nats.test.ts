@@ -218,8 +218,10 @@ describe("crier serve --nats refuses what it cannot do, saying why", () => {
     const result = await runCli(["serve", "--nats", "nats://127.0.0.1:99999"]);
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /config key "nats" from --nats: server '127\.0\.0\.1:99999' is not HOST:PORT/);
-    const env = await runCli(["serve"], { env: { CRIER_NATS_URL: "http://127.0.0.1:4222" } });
+    const env = await runCli(["serve"], { env: { CRIER_NATS_URL: "http://user:secret@127.0.0.1:4222" } });
     assert.match(env.stderr, /config key "nats" from CRIER_NATS_URL: not a nats:\/\/ or tls:\/\/ URL/);
+    assert.match(env.stderr, /got "http:\/\/\*\*\*@127\.0\.0\.1:4222"/);
+    assert.doesNotMatch(env.stderr, /secret/, "credentials are not echoed");
   });
 
   test("nats with redis and a namespace that keeps history is refused, saying what to configure instead", async () => {

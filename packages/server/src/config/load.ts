@@ -344,7 +344,9 @@ function describe(issue: z.core.$ZodIssue, input: unknown, origin: ReadonlyMap<s
   const key = path.join(".");
   const source = origin.get(key) ?? origin.get(path[0] ?? "");
   const value = valueAt(input, issue.path);
-  const shown = value === undefined ? "" : ` (got ${JSON.stringify(value)})`;
+  // A URL's credentials (redis://:PASS@…, nats://USER:PASS@…) are not echoed.
+  const masked = typeof value === "string" ? value.replace(/^([a-z+]+:\/\/)[^/@]*@/, "$1***@") : value;
+  const shown = value === undefined ? "" : ` (got ${JSON.stringify(masked)})`;
   return `config key "${key}"${source ? ` ${source}` : ""}: ${issue.message}${shown}`;
 }
 
