@@ -59,6 +59,10 @@ test("Redis restarted from an older snapshot: members are closed with 4504 and t
   await redis.restart();
   const closed = await client.waitClosed(20_000);
   assert.equal(closed.code, CloseCode.MessagesLost);
+  // The room's members were closed on this instance, and the metric says so.
+  const metrics = await (await fetch(`${crier.httpUrl}/metrics`)).text();
+  const lost = /^crier_rooms_lost_total(?:\{[^}]*\})? (\d+)/m.exec(metrics);
+  assert.ok(lost !== null && Number(lost[1]) >= 1, `crier_rooms_lost_total in:\n${metrics.slice(0, 2000)}`);
 
   // Resubscribing from where it was: history cannot vouch for it.
   await waitUntil("crier is ready again", async () => (await fetch(`${crier.httpUrl}/readyz`)).status === 200, 20_000);

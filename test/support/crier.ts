@@ -1,5 +1,5 @@
 // Runs the real `crier` CLI as child processes, for tests of what a user sees
-// from a shell and for multi-instance tests (DESIGN.md: real instances as
+// from a shell and for multi-instance tests (ARCHITECTURE.md "Tests": real instances as
 // separate processes, SIGKILL for crash tests). Output is captured line by line
 // and awaited by event with deadlines; every child dies with the test process.
 

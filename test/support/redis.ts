@@ -1,5 +1,5 @@
 // Starts a real redis-server as a child process on a free port, for tests that
-// need the backplane (DESIGN.md: no mocks of the backplane), and kills it for fault tests.
+// need the backplane (ARCHITECTURE.md "Tests": no mocks of the backplane), and kills it for fault tests.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";

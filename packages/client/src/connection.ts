@@ -106,7 +106,7 @@ export class Connection {
     const socket = this.#socket;
     if (socket === undefined) return;
     const codec = this.#settings.codec;
-    // A server that chose none speaks JSON (PROTOCOL.md), which only the JSON codec can read.
+    // A server that chose none speaks JSON (docs/protocol.md), which only the JSON codec can read.
     const chosen = socket.protocol === "" ? (codec.binary ? "none" : codec.protocol) : socket.protocol;
     if (chosen !== codec.protocol) {
       const error = new CrierClientError(

@@ -1,5 +1,5 @@
 // Commands waiting for their reply, by id. A command with an id gets exactly one
-// reply with it (PROTOCOL.md), so each entry settles once: with the reply frame, with
+// reply with it (docs/protocol.md), so each entry settles once: with the reply frame, with
 // a ProtocolError from an `error` frame, with a timeout, or when the connection drops.
 // Callbacks run synchronously inside the frame handler, so a `subscribed` reply is
 // applied before the `message` frames that follow it in the same read.

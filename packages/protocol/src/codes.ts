@@ -26,6 +26,12 @@ export class ProtocolError extends Error {
 }
 
 export const CloseCode = {
+  /** Standard: a normal close (the client or the server is done). */
+  Normal: 1000,
+  /** Standard: the connection ended without a close frame (never sent; what an abrupt end is reported as). */
+  Abnormal: 1006,
+  /** Standard: the server met an error it could not serve the connection through (e.g. backplane down at connect). */
+  ServerError: 1011,
   /** The first frame was not `connect`, or no `connect` came within the connect timeout. */
   ConnectExpected: 4001,
   /** Not JSON, not an object, or a binary frame on the JSON subprotocol. */
@@ -37,7 +43,7 @@ export const CloseCode = {
   ShuttingDown: 4500,
   NoPong: 4502,
   SlowConsumer: 4503,
-  /** Messages of a room were missed and could not be repaired from history: reconnect and recover (an addition to PROTOCOL.md v1). */
+  /** Messages of a room were missed and could not be repaired from history: reconnect and recover (an addition to docs/protocol.md v1). */
   MessagesLost: 4504,
   RateLimited: 4508,
 } as const;
@@ -46,14 +52,14 @@ export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
 
 /**
  * Standard close codes after which a client should reconnect: going away,
- * abnormal, error, restart (PROTOCOL.md), plus "no status" (1005), "try again
+ * abnormal, error, restart (docs/protocol.md), plus "no status" (1005), "try again
  * later" (1013) and "bad gateway" (1014), which proxies in front produce.
  */
 const RECONNECTABLE_STANDARD = new Set([1001, 1005, 1006, 1011, 1012, 1013, 1014]);
 
 /**
  * Whether a client should reconnect on its own after the server closed with `code`.
- * 4000–4499 are terminal, 4500–4999 transient; see PROTOCOL.md "Close codes".
+ * 4000–4499 are terminal, 4500–4999 transient; see docs/protocol.md "Close codes".
  */
 export function shouldReconnect(code: number): boolean {
   if (code >= 4500 && code <= 4999) return true;

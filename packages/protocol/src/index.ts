@@ -1,4 +1,4 @@
-// crier-protocol: the wire format of PROTOCOL.md v1, shared by the server and the SDK.
+// crier-protocol: the wire format of docs/protocol.md v1, shared by the server and the SDK.
 
 export type { CloseCodeValue, ErrorCode } from "./codes.js";
 export { CloseCode, Disconnect, ERROR_CODES, ProtocolError, shouldReconnect } from "./codes.js";

@@ -1,4 +1,4 @@
-// Room names and namespaces (PROTOCOL.md "Rooms, namespaces, users").
+// Room names and namespaces (docs/protocol.md "Rooms, namespaces, users").
 
 export const MAX_ROOM_LENGTH = 200;
 const ROOM_PATTERN = /^[A-Za-z0-9_\-:.@/=]{1,200}$/;

@@ -1,4 +1,4 @@
-// The frames of PROTOCOL.md v1 as discriminated unions on `op`.
+// The frames of docs/protocol.md v1 as discriminated unions on `op`.
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
@@ -140,7 +140,7 @@ export interface LeavePush {
   room: string;
   member: Member;
 }
-/** The server ended a subscription (HTTP `/api/unsubscribe`); an addition to PROTOCOL.md v1. */
+/** The server ended a subscription (HTTP `/api/unsubscribe`); an addition to docs/protocol.md v1. */
 export interface UnsubscribedPush {
   op: "unsubscribed";
   room: string;

@@ -59,8 +59,8 @@ export function createBackends(config: CrierConfig, logger: Logger, broker?: Bro
     membership: new RedisMembership({
       url,
       prefix,
-      heartbeatMs: config.cluster.heartbeat * 1000,
-      nodeTimeoutMs: config.cluster.nodeTimeout * 1000,
+      heartbeatMs: config.cluster.heartbeatMs,
+      nodeTimeoutMs: config.cluster.nodeTimeoutMs,
       logger,
     }),
     history: keepsHistory ? new RedisHistory({ url, prefix, logger }) : undefined,

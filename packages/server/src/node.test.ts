@@ -94,10 +94,10 @@ test("POST /api/broadcast reports per room when only some rooms could be publish
 
 test("a configuration validated by loadConfig is not validated again (durations keep their unit)", async () => {
   const config = loadConfig({ values: { namespaces: { chat: { history: { size: 10, ttl: "10m" } } } } });
-  assert.equal(config.namespaces.chat?.history?.ttl, 600_000);
+  assert.equal(config.namespaces.chat?.history?.ttlMs, 600_000);
   const crier = await CrierNode.create({ config, logger: pino({ level: "silent" }) });
   try {
-    assert.equal(crier.config.namespaces.chat?.history?.ttl, 600_000, "ten minutes, not ten thousand");
+    assert.equal(crier.config.namespaces.chat?.history?.ttlMs, 600_000, "ten minutes, not ten thousand");
   } finally {
     await crier.close();
   }

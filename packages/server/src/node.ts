@@ -6,45 +6,34 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { hostname } from "node:os";
-import {
-  CloseCode,
-  type ConnectCommand,
-  type HistoryMessage,
-  type HistoryReply,
-  isValidRoom,
-  type JsonValue,
-  type Member,
-  ProtocolError,
-  type StreamPosition,
-} from "crier-protocol";
+import { CloseCode, type HistoryReply, type JsonValue, type Member, type StreamPosition } from "crier-protocol";
 import { type Logger, pino } from "pino";
 import type { Registry } from "prom-client";
 import { AuthGate, type CrierHooks } from "./auth/gate.js";
-import type { Identity } from "./auth/identity.js";
 import { TokenVerifier } from "./auth/jwt.js";
-import { type RoomAction, RoomPolicy } from "./auth/policy.js";
+import { RoomPolicy } from "./auth/policy.js";
 import { createBackends } from "./backends.js";
 import { type Broker, ChannelNames } from "./broker/broker.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
 import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
 import { messageOf } from "./describe-error.js";
-import type { HistoryOptions, HistoryRead, HistoryStore } from "./history/history.js";
+import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
 import { createMetrics } from "./metrics.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
+import { Recovery } from "./recovery/recovery.js";
 import { redactUrl } from "./redis/connection.js";
 import { isClusterUrl } from "./redis/url.js";
+import { RoomQueries } from "./service/room-queries.js";
 import { type DisconnectTarget, type PublishResult, RoomService } from "./service/room-service.js";
 import type { SessionHost, SessionSettings, SessionView } from "./session/host.js";
 import { Session } from "./session/session.js";
 import { WriteBatcher } from "./session/write-batcher.js";
 import { type ApiHost, HttpApi } from "./transport/http-api.js";
+import { WsConnection } from "./transport/ws-connection.js";
 import { WsEndpoint } from "./transport/ws-endpoint.js";
-
-/** Messages read from history per page of a replay (and of a gap repair). */
-const REPLAY_PAGE = 500;
 
 export type { CrierHooks };
 
@@ -65,6 +54,11 @@ export class CrierNode implements SessionHost, ApiHost {
   readonly settings: SessionSettings;
   readonly hub: Hub;
   readonly batcher: WriteBatcher;
+  readonly recovery: Recovery;
+  readonly rooms: RoomService;
+  readonly queries: RoomQueries;
+  readonly presence: PresenceTracker;
+  readonly auth: AuthGate;
   /** The HTTP API key: configured, or generated at start (see apiKeyGenerated). */
   readonly apiKey: string;
   readonly apiKeyGenerated: boolean;
@@ -75,12 +69,9 @@ export class CrierNode implements SessionHost, ApiHost {
   private readonly historyStore: HistoryStore | undefined;
   /** Present when some namespace enables presence. */
   private readonly presenceStore: PresenceStore | undefined;
-  private readonly presenceTracker: PresenceTracker;
   private port: number;
   private readonly names: ChannelNames;
   private readonly policy: RoomPolicy;
-  private readonly rooms: RoomService;
-  private readonly gate: AuthGate;
   private readonly verifier: TokenVerifier | undefined;
   private readonly endpoint: WsEndpoint;
   private readonly api: HttpApi;
@@ -104,9 +95,9 @@ export class CrierNode implements SessionHost, ApiHost {
     this.apiKeyGenerated = config.apiKey === undefined;
     this.apiKey = config.apiKey ?? randomBytes(24).toString("base64url");
     this.settings = {
-      connectTimeoutMs: config.timeouts.connect * 1000,
-      pingIntervalMs: config.timeouts.ping * 1000,
-      pongTimeoutMs: config.timeouts.pong * 1000,
+      connectTimeoutMs: config.timeouts.connectMs,
+      pingIntervalMs: config.timeouts.pingMs,
+      pongTimeoutMs: config.timeouts.pongMs,
       maxFrameBytes: config.limits.maxFrameBytes,
       commandsPerSecond: config.limits.commandsPerSecond,
       maxSubscriptions: config.limits.maxSubscriptions,
@@ -122,10 +113,13 @@ export class CrierNode implements SessionHost, ApiHost {
     this.membership = backends.membership;
     this.historyStore = backends.history;
     this.presenceStore = backends.presence;
-    this.hub = new Hub(this.broker, this.names, this.logger, (room, since) => this.catchUp(room, since));
     this.policy = new RoomPolicy(config.namespaces);
     this.rooms = new RoomService(this.broker, this.names, this.policy, this.nodeId);
-    this.presenceTracker = new PresenceTracker({
+    const historyOptions = (room: string) => this.rooms.historyOptions(room);
+    this.recovery = new Recovery(this.historyStore, historyOptions);
+    this.queries = new RoomQueries(this.policy, this.historyStore, this.presenceStore, historyOptions);
+    this.hub = new Hub(this.broker, this.names, this.logger, this.recovery);
+    this.presence = new PresenceTracker({
       nodeId: this.nodeId,
       store: this.presenceStore,
       settings: (room) => this.policy.options(room),
@@ -134,7 +128,7 @@ export class CrierNode implements SessionHost, ApiHost {
     });
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
-    this.gate = new AuthGate(options.hooks ?? {}, this.verifier, config.allowAnonymous ?? !keyed, this.policy);
+    this.auth = new AuthGate(options.hooks ?? {}, this.verifier, config.allowAnonymous ?? !keyed, this.policy);
     this.endpoint = new WsEndpoint(
       {
         path: config.path,
@@ -144,7 +138,11 @@ export class CrierNode implements SessionHost, ApiHost {
         logger: this.logger,
       },
       (ws, socket, request) => {
-        this.sessions.add(new Session(ws, socket, request, this));
+        const connection = new WsConnection(ws, socket, {
+          batcher: this.batcher,
+          outboundQueueBytes: config.limits.outboundQueueBytes,
+        });
+        this.sessions.add(new Session(connection, request, this));
       },
     );
     this.registry = createMetrics(
@@ -200,7 +198,7 @@ export class CrierNode implements SessionHost, ApiHost {
         this.logger.warn({ err: error }, "could not write presence entries again after rejoining the cluster");
       });
     });
-    if (this.verifier === undefined && this.gate.allowAnonymous) {
+    if (this.verifier === undefined && this.auth.allowAnonymous) {
       this.logger.warn("no JWT key configured: anonymous connections are allowed (set jwt.secret to require tokens)");
     }
     if (this.apiKeyGenerated) {
@@ -271,38 +269,18 @@ export class CrierNode implements SessionHost, ApiHost {
   }
 
   /** Sends `data` to every connection of `user`, cluster-wide. */
-  async send(user: string, data: JsonValue): Promise<void> {
-    return this.sendJson(user, JSON.stringify(data), "");
+  send(user: string, data: JsonValue): Promise<void> {
+    return this.rooms.send(user, JSON.stringify(data));
   }
 
-  // ---- SessionHost and ApiHost -------------------------------------------
+  // ---- ApiHost ---------------------------------------------------------------
 
-  publishJson(room: string, dataJson: string, from = ""): Promise<PublishResult> {
-    return this.rooms.publish(room, dataJson, from);
+  publishJson(room: string, dataJson: string): Promise<PublishResult> {
+    return this.rooms.publish(room, dataJson);
   }
 
-  private historyOptions(room: string): HistoryOptions | undefined {
-    return this.rooms.historyOptions(room);
-  }
-
-  keepsHistory(room: string): boolean {
-    return this.historyOptions(room) !== undefined;
-  }
-
-  async catchUp(room: string, since: StreamPosition | undefined): Promise<HistoryRead | undefined> {
-    const history = this.historyOptions(room);
-    if (history === undefined || this.historyStore === undefined) return undefined;
-    // Without `since` only the position matters; one message is the least a read can ask for.
-    // With it, a page at a time: a replay reads the next page as the client drains the last.
-    return this.historyStore.read(room, {
-      since,
-      limit: since === undefined ? 1 : Math.min(REPLAY_PAGE, history.size),
-      ttlMs: history.ttlMs,
-    });
-  }
-
-  sendJson(user: string, dataJson: string, from = ""): Promise<void> {
-    return this.rooms.send(user, dataJson, from);
+  sendJson(user: string, dataJson: string): Promise<void> {
+    return this.rooms.send(user, dataJson);
   }
 
   disconnect(target: DisconnectTarget, code: number, reason: string): Promise<void> {
@@ -313,58 +291,12 @@ export class CrierNode implements SessionHost, ApiHost {
     return this.rooms.unsubscribe(user, room);
   }
 
-  async presence(room: string, session?: SessionView): Promise<Member[]> {
-    if (!this.policy.options(room).presence || this.presenceStore === undefined) {
-      throw new ProtocolError(
-        "bad_request",
-        `presence is not enabled in ${this.policy.describe(room)}: set "presence": true in its namespace configuration`,
-      );
-    }
-    // A client sees who is in a room only if it could be there itself.
-    if (session !== undefined) await this.authorize(session, room, "subscribe");
-    return this.presenceStore.list(room);
+  roomPresence(room: string): Promise<Member[]> {
+    return this.queries.presence(room);
   }
 
-  roomJoined(session: SessionView, room: string): Promise<void> {
-    // Left (closed, or unsubscribed by the server) while subscribing: not a member any more.
-    if (session.closeCode !== undefined || !session.rooms.has(room)) return Promise.resolve();
-    const member: Member = { user: session.user, client: session.id };
-    if (session.identity.info !== undefined) member.info = session.identity.info;
-    return this.presenceTracker.joined(room, member);
-  }
-
-  roomLeft(session: SessionView, room: string): void {
-    this.presenceTracker.left(room, session.id);
-  }
-
-  async history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply> {
-    const history = this.historyOptions(room);
-    if (history === undefined || this.historyStore === undefined) {
-      throw new ProtocolError(
-        "bad_request",
-        `history is not kept in ${this.policy.describe(room)}: set "history": {"size": N, "ttl": "10m"} in its namespace configuration`,
-      );
-    }
-    const read = await this.historyStore.read(room, {
-      since,
-      limit: Math.min(limit ?? 100, history.size),
-      ttlMs: history.ttlMs,
-    });
-    return {
-      op: "history",
-      room,
-      offset: read.position.offset,
-      epoch: read.position.epoch,
-      messages: read.messages.map((message) => {
-        const entry: HistoryMessage = {
-          room,
-          data: JSON.parse(message.data) as JsonValue,
-          offset: message.offset ?? 0,
-        };
-        if (message.from !== undefined && message.from !== "") entry.from = message.from;
-        return entry;
-      }),
-    };
+  history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply> {
+    return this.queries.history(room, since, limit);
   }
 
   /** This instance and every live one in the cluster. */
@@ -394,21 +326,9 @@ export class CrierNode implements SessionHost, ApiHost {
     );
   }
 
-  authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity> {
-    return this.gate.authenticate(request, command);
-  }
-
-  refresh(session: SessionView, token: string): Promise<Identity> {
-    return this.gate.refresh(session, token);
-  }
-
-  authorize(session: SessionView, room: string, action: RoomAction): Promise<void> {
-    return this.gate.authorize(session, room, action);
-  }
-
   sessionClosed(session: SessionView): void {
     this.sessions.delete(session);
-    const code = session.closeCode ?? 1006;
+    const code = session.closeCode ?? CloseCode.Abnormal;
     this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
   }
 
@@ -450,7 +370,7 @@ export class CrierNode implements SessionHost, ApiHost {
     clearTimeout(deadline);
     this.endpoint.close();
     // The closed sessions' leaves: entries removed and leave events published before disconnecting.
-    await this.presenceTracker.drain();
+    await this.presence.drain();
     await this.membership.close();
     await this.historyStore?.close();
     await this.presenceStore?.close();

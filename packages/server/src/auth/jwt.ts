@@ -1,5 +1,5 @@
 // Verifies connection tokens with jose: HS256 with a shared secret, RS256/ES256
-// with a PEM public key, or any JWKS-published key. Claims of PROTOCOL.md "JWT
+// with a PEM public key, or any JWKS-published key. Claims of docs/protocol.md "JWT
 // claims": `sub` required, `exp` enforced, `info`, `rooms`, `publish`.
 
 import type { JsonObject } from "crier-protocol";
@@ -99,9 +99,17 @@ export class TokenVerifier {
   }
 }
 
+/** A token past its `exp`: `unauthorized`, and the connection closes with 4005 rather than 4003. */
+export class TokenExpiredError extends ProtocolError {
+  constructor() {
+    super("unauthorized", "token expired");
+    this.name = "TokenExpiredError";
+  }
+}
+
 function describe(error: unknown): ProtocolError {
   if (error instanceof ProtocolError) return error;
-  if (error instanceof errors.JWTExpired) return new ProtocolError("unauthorized", "token expired");
+  if (error instanceof errors.JWTExpired) return new TokenExpiredError();
   if (error instanceof errors.JWTClaimValidationFailed) {
     return new ProtocolError("unauthorized", `token claim '${error.claim}' is invalid: ${error.reason}`);
   }

@@ -1,4 +1,4 @@
-// Per-namespace rules (DESIGN.md "Configuration shape"): who may subscribe
+// Per-namespace rules (ARCHITECTURE.md "Configuration"): who may subscribe
 // (`public`, `token`) and who may publish from a client (`subscribers`,
 // `token`, `none`). The `default` entry applies to rooms without a namespace and
 // to namespaces not listed.

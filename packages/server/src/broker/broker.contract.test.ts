@@ -1,4 +1,4 @@
-// The backplane contract (DESIGN.md), run against every Broker implementation:
+// The backplane contract (ARCHITECTURE.md "Seams"), run against every Broker implementation:
 // the same tests, so the embedded memory broker and Redis behave the same.
 
 import assert from "node:assert/strict";

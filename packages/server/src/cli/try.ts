@@ -1,5 +1,5 @@
 // `crier sub ROOM` and `crier pub ROOM JSON`: try a server from a shell with a
-// plain WebSocket client speaking PROTOCOL.md.
+// plain WebSocket client speaking docs/protocol.md.
 
 import { parseArgs } from "node:util";
 import { decodeServerFrame, isValidRoom, type ServerFrame } from "crier-protocol";

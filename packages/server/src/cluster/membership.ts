@@ -1,4 +1,4 @@
-// Cluster membership (DESIGN.md, backplane contract): every instance heartbeats
+// Cluster membership (ARCHITECTURE.md "Cluster membership"): every instance heartbeats
 // what it is and how loaded it is; any instance can list the live ones.
 
 import { parseJsonObject } from "../json-object.js";

@@ -67,8 +67,8 @@ describe("defaults", () => {
       maxHttpBodyBytes: 1024 * 1024,
       maxInfoBytes: 2048,
     });
-    assert.deepEqual(config.timeouts, { connect: 10, ping: 25, pong: 10 });
-    assert.deepEqual(config.cluster, { heartbeat: 2, nodeTimeout: 10 });
+    assert.deepEqual(config.timeouts, { connectMs: 10_000, pingMs: 25_000, pongMs: 10_000 });
+    assert.deepEqual(config.cluster, { heartbeatMs: 2000, nodeTimeoutMs: 10_000 });
   });
 
   test("an empty environment and validateConfig({}) give the same defaults", () => {
@@ -112,7 +112,7 @@ describe("files", () => {
     assert.deepEqual(config.jwt, { secret: "s3cret", issuer: "https://issuer.example" });
     assert.deepEqual(config.allowedOrigins, ["https://app.example.com"]);
     assert.equal(config.namespaces.chat?.publish, "token");
-    assert.deepEqual(config.timeouts, { connect: 10, ping: 5, pong: 10 });
+    assert.deepEqual(config.timeouts, { connectMs: 10_000, pingMs: 5000, pongMs: 10_000 });
   });
 
   test("a YAML file (.yaml or .yml) is read as YAML", async () => {
@@ -390,7 +390,7 @@ describe("errors name the key, where it came from and what is allowed", () => {
 
   test("durations are converted to milliseconds", () => {
     const ttl = (value: unknown): number | undefined =>
-      validateConfig({ namespaces: { chat: { history: { size: 1, ttl: value } } } }).namespaces.chat?.history?.ttl;
+      validateConfig({ namespaces: { chat: { history: { size: 1, ttl: value } } } }).namespaces.chat?.history?.ttlMs;
     assert.equal(ttl("500ms"), 500);
     assert.equal(ttl("10m"), 600_000);
     assert.equal(ttl(30), 30_000);

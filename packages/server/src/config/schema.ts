@@ -1,4 +1,4 @@
-// The configuration schema (DESIGN.md "Configuration shape"): every key, its
+// The configuration schema (ARCHITECTURE.md "Configuration"): every key, its
 // default and what is allowed. Validated once at start; inner modules receive
 // the parsed values and never read config or env themselves.
 
@@ -18,12 +18,16 @@ const duration = z.union([z.number().positive(), z.string()]).transform((value, 
   return ms;
 });
 
+/** A number of seconds in the file, up to a day. */
 const seconds = (fallback: number) =>
   z
     .number()
     .positive()
     .max(24 * 3600)
     .default(fallback);
+
+// After parsing, every duration is in milliseconds and its name says so
+// (`…Ms`): the file's keys stay as documented, in seconds or duration strings.
 
 export const namespaceSchema = z
   .object({
@@ -32,10 +36,10 @@ export const namespaceSchema = z
     history: z
       .object({
         size: z.number().int().positive().max(1_000_000),
-        /** Milliseconds after config parsing. */
         ttl: duration,
       })
       .strict()
+      .transform(({ size, ttl }) => ({ size, ttlMs: ttl }))
       .optional(),
     presence: z.boolean().default(false),
     joinLeave: z.boolean().default(false),
@@ -125,7 +129,12 @@ export const configSchema = z
         pong: seconds(10),
       })
       .strict()
-      .default({ connect: 10, ping: 25, pong: 10 }),
+      .prefault({})
+      .transform(({ connect, ping, pong }) => ({
+        connectMs: connect * 1000,
+        pingMs: ping * 1000,
+        pongMs: pong * 1000,
+      })),
     delivery: z
       .object({
         /**
@@ -145,7 +154,11 @@ export const configSchema = z
         nodeTimeout: seconds(10),
       })
       .strict()
-      .default({ heartbeat: 2, nodeTimeout: 10 }),
+      .prefault({})
+      .transform(({ heartbeat, nodeTimeout }) => ({
+        heartbeatMs: heartbeat * 1000,
+        nodeTimeoutMs: nodeTimeout * 1000,
+      })),
     /** Processes serving the same port on this host (node:cluster); more than one needs `redis`. */
     workers: z.number().int().min(1).max(256).default(1),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

@@ -8,12 +8,9 @@ import { CloseCode, type StreamPosition } from "crier-protocol";
 import type { Logger } from "pino";
 import type { Broker, ChannelNames } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
-import type { HistoryRead } from "../history/history.js";
-import { OffsetGate } from "../history/merge.js";
+import type { Recovery } from "../recovery/recovery.js";
+import { RoomOrder } from "../recovery/room-order.js";
 import { DirectFrame, MemberFrame, MessageFrame, type OutboundFrame } from "./outbound-frame.js";
-
-/** Reads a room's history after `since`, for repairing a gap; undefined when the room keeps none. */
-export type GapReader = (room: string, since: StreamPosition) => Promise<HistoryRead | undefined>;
 
 /** What the hub needs of a session. */
 export interface HubMember {
@@ -31,9 +28,8 @@ interface Channel {
   readonly members: Set<HubMember>;
   /** Settles when the broker confirmed the subscription that this channel's first member started. */
   ready: Promise<void>;
-  /** For rooms with history: the epoch and the gate that keeps offsets contiguous on this instance. */
-  epoch?: string;
-  gate?: OffsetGate<Envelope>;
+  /** For rooms with history: keeps offsets contiguous on this instance; made on the first offset or seed. */
+  order?: RoomOrder;
 }
 
 export class Hub {
@@ -45,13 +41,14 @@ export class Hub {
   private readonly broker: Broker;
   private readonly names: ChannelNames;
   private readonly logger: Logger;
-  private readonly readGap: GapReader | undefined;
+  private readonly recovery: Recovery | undefined;
 
-  constructor(broker: Broker, names: ChannelNames, logger: Logger, readGap?: GapReader) {
+  /** Without `recovery`, publications with offsets are delivered as they come, gaps and all. */
+  constructor(broker: Broker, names: ChannelNames, logger: Logger, recovery?: Recovery) {
     this.broker = broker;
     this.names = names;
     this.logger = logger;
-    this.readGap = readGap;
+    this.recovery = recovery;
   }
 
   /** Registers a connected session under its client id and user. */
@@ -122,11 +119,12 @@ export class Hub {
         const room = envelope.room;
         const entry = room === undefined ? undefined : this.rooms.get(room);
         if (room === undefined || entry === undefined) return;
-        if (envelope.offset === undefined) {
+        const order = envelope.offset === undefined ? undefined : this.orderOf(room, entry);
+        if (order === undefined || envelope.offset === undefined) {
           this.fanOut(room, entry, envelope);
           return;
         }
-        this.admit(room, entry, envelope, envelope.offset);
+        order.admit(envelope, envelope.offset);
         return;
       }
       case "join":
@@ -155,7 +153,7 @@ export class Hub {
         return;
       }
       case "disconnect": {
-        const code = envelope.code ?? 4500;
+        const code = envelope.code ?? CloseCode.ShuttingDown;
         const reason = envelope.reason ?? "disconnected by the server";
         if (envelope.client !== undefined) {
           this.clients.get(envelope.client)?.disconnect(code, reason);
@@ -176,81 +174,19 @@ export class Hub {
     for (const member of entry.members) member.deliver(frame, room, envelope.offset);
   }
 
-  /**
-   * A publication with an offset: delivered once, in offset order. A gap (the
-   * backplane dropped messages, e.g. while this instance's subscriber connection
-   * was down) is repaired from history before anything after it is delivered.
-   */
-  private admit(room: string, entry: Channel, envelope: Envelope, offset: number): void {
-    if (entry.gate === undefined || envelope.epoch !== entry.epoch) {
-      if (entry.gate !== undefined) {
-        // A new epoch: the room's history was lost (e.g. Redis restarted empty).
-        // What this instance's members missed cannot be known: they reconnect,
-        // resubscribe and are told recovered: false.
-        this.lost(room, entry, "the room's history was reset");
-        if (this.rooms.get(room) !== entry) return;
-      }
-      entry.epoch = envelope.epoch;
-      entry.gate = new OffsetGate<Envelope>(offset - 1, false);
-    }
-    const gate = entry.gate;
-    if (!gate.catchingUp && offset > gate.position + 1 && this.readGap !== undefined && entry.epoch !== undefined) {
-      gate.hold();
-      gate.admit(offset, envelope);
-      this.repair(room, entry, gate, { offset: gate.position, epoch: entry.epoch });
-      return;
-    }
-    const verdict = gate.admit(offset, envelope);
-    if (verdict === "deliver" || verdict === "gap") this.fanOut(room, entry, envelope);
-  }
-
-  /** Reads what was missed after `since` and releases it, then what arrived meanwhile. */
-  private repair(room: string, entry: Channel, gate: OffsetGate<Envelope>, since: StreamPosition): void {
-    const reader = this.readGap;
-    if (reader === undefined) return;
-    const current = (): boolean => this.rooms.get(room) === entry && entry.gate === gate;
-    this.readMissed(reader, room, since).then(
-      (missed) => {
-        if (!current()) return;
-        if (missed === undefined) {
-          this.lost(room, entry, "missed messages are no longer in history");
-          return;
-        }
-        const released = gate.release(since.offset, missed);
-        if (!released.contiguous) {
-          this.lost(room, entry, "missed messages are no longer in history");
-          return;
-        }
-        this.counters.repairs += released.items.length;
-        for (const message of released.items) this.fanOut(room, entry, message);
+  /** The room's order on this instance, made on first use. */
+  private orderOf(room: string, entry: Channel): RoomOrder | undefined {
+    if (entry.order !== undefined || this.recovery === undefined) return entry.order;
+    entry.order = new RoomOrder(room, this.recovery, {
+      deliver: (envelope) => this.fanOut(room, entry, envelope),
+      lost: (why) => this.lost(room, entry, why),
+      current: () => this.rooms.get(room) === entry,
+      repaired: (count) => {
+        this.counters.repairs += count;
       },
-      (error: unknown) => {
-        this.logger.warn({ err: error, room }, "could not read history to repair a gap");
-        if (current()) this.lost(room, entry, "history unreachable");
-      },
-    );
-  }
-
-  /** Every message after `since` up to the room's position, page by page; undefined when history no longer has them. */
-  private async readMissed(
-    reader: GapReader,
-    room: string,
-    since: StreamPosition,
-  ): Promise<{ offset: number; item: Envelope }[] | undefined> {
-    const missed: { offset: number; item: Envelope }[] = [];
-    let after = since.offset;
-    for (;;) {
-      const read = await reader(room, { offset: after, epoch: since.epoch });
-      if (read === undefined || !read.complete || read.position.epoch !== since.epoch) return undefined;
-      // History behind what was delivered here: Redis came back from an older
-      // snapshot, or a replica that lagged was promoted. Its next offsets would
-      // repeat ones members already have, and be dropped as duplicates: lost.
-      if (read.position.offset < since.offset) return undefined;
-      for (const message of read.messages) missed.push({ offset: message.offset ?? 0, item: message });
-      const last = read.messages.at(-1)?.offset;
-      if (last === undefined || last >= read.position.offset) return missed;
-      after = last;
-    }
+      readFailed: (error) => this.logger.warn({ err: error, room }, "could not read history to repair a gap"),
+    });
+    return entry.order;
   }
 
   /** The members of `room` here missed messages that cannot be replayed: they reconnect and recover. */
@@ -259,25 +195,16 @@ export class Hub {
       { room, members: entry.members.size, why },
       "messages lost on this instance: disconnecting members",
     );
-    entry.gate = undefined;
-    entry.epoch = undefined;
+    this.counters.lost++;
     for (const member of [...entry.members]) {
       member.disconnect(CloseCode.MessagesLost, `missed messages in '${room}': reconnect and recover`);
     }
   }
 
-  /**
-   * A member of `room` subscribed at `position` (what its history read returned).
-   * Until a live message arrives, that is where this instance stands in the room:
-   * without a gate, resync() and admit() could not notice an epoch change or the
-   * messages the backplane dropped before the first live one. Only a room without
-   * a gate is seeded; history reads complete in order, so the first is the lowest.
-   */
+  /** A member of `room` subscribed at `position` (its history read): see RoomOrder.seed. */
   seed(room: string, position: StreamPosition): void {
     const entry = this.rooms.get(room);
-    if (entry === undefined || entry.gate !== undefined) return;
-    entry.epoch = position.epoch;
-    entry.gate = new OffsetGate<Envelope>(position.offset, false);
+    if (entry !== undefined) this.orderOf(room, entry)?.seed(position);
   }
 
   /**
@@ -285,12 +212,7 @@ export class Hub {
    * last delivered offset, whether it missed anything while disconnected.
    */
   resync(): void {
-    for (const [room, entry] of this.rooms) {
-      const gate = entry.gate;
-      if (gate === undefined || gate.catchingUp || entry.epoch === undefined) continue;
-      gate.hold();
-      this.repair(room, entry, gate, { offset: gate.position, epoch: entry.epoch });
-    }
+    for (const entry of this.rooms.values()) entry.order?.resync();
   }
 
   /** Local members of `room` (for tests and presence on this instance). */

@@ -1,4 +1,4 @@
-// The presence contract (DESIGN.md "The parts", PROTOCOL.md `presence`), run
+// The presence contract (ARCHITECTURE.md "Seams", docs/protocol.md `presence`), run
 // against every PresenceStore: the same tests, so the embedded memory store and
 // Redis list, prune and rewrite members the same way.
 

@@ -1,4 +1,4 @@
-// The presence seam (DESIGN.md "The parts"): who is in a room, cluster-wide.
+// The presence seam (ARCHITECTURE.md "Seams"): who is in a room, cluster-wide.
 // Each instance adds its own subscribers of rooms whose namespace enables
 // presence and removes them when they leave. An entry belongs to the instance
 // that added it: when that instance drops out of the cluster (it crashed and

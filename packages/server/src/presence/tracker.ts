@@ -118,7 +118,7 @@ export class PresenceTracker {
   }
 }
 
-/** Room names never contain a space (PROTOCOL.md), so this key is unambiguous. */
+/** Room names never contain a space (docs/protocol.md), so this key is unambiguous. */
 function keyOf(room: string, client: string): string {
   return `${room} ${client}`;
 }

@@ -34,7 +34,7 @@ export class RoomService {
   /** How much of `room` is kept, or undefined when its namespace keeps no history. */
   historyOptions(room: string): HistoryOptions | undefined {
     const history = this.policy.options(room).history;
-    return history === undefined ? undefined : { size: history.size, ttlMs: history.ttl };
+    return history === undefined ? undefined : history;
   }
 
   /**

@@ -1,15 +1,17 @@
-// What a session needs from the node that owns it. Sessions depend on this
-// interface, not on the node, so dependencies point inward.
+// What a session needs from the node that owns it: small parts, each with its
+// own job, rather than the node itself, so dependencies point inward.
 
 import type { IncomingMessage } from "node:http";
-import type { ConnectCommand, HistoryReply, Member, StreamPosition } from "crier-protocol";
+import type { ConnectCommand, Member } from "crier-protocol";
 import type { Logger } from "pino";
 import type { Identity } from "../auth/identity.js";
 import type { RoomAction } from "../auth/policy.js";
-import type { HistoryRead } from "../history/history.js";
 import type { Hub } from "../hub/hub.js";
-import type { PublishResult } from "../service/room-service.js";
-import type { WriteBatcher } from "./write-batcher.js";
+import type { Recovery } from "../recovery/recovery.js";
+import type { RoomQueries } from "../service/room-queries.js";
+import type { PublishResult, RoomService } from "../service/room-service.js";
+
+export type { PublishResult };
 
 export interface SessionSettings {
   connectTimeoutMs: number;
@@ -22,8 +24,6 @@ export interface SessionSettings {
   maxInfoBytes: number;
   clientSend: "all" | "authenticated" | "none";
 }
-
-export type { PublishResult };
 
 /** What a session knows of itself that the host's hooks may look at. */
 export interface SessionView {
@@ -39,39 +39,38 @@ export interface SessionView {
   terminate(): void;
 }
 
-export interface SessionHost {
-  readonly nodeId: string;
-  readonly logger: Logger;
-  readonly settings: SessionSettings;
-  readonly hub: Hub;
-  readonly batcher: WriteBatcher;
+/** Who may connect and do what (auth/gate.ts). */
+export interface SessionAuth {
   /** Resolves the identity for a `connect`, or throws ProtocolError("unauthorized"). */
   authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity>;
   /** Verifies a refreshed token; throws ProtocolError. */
   refresh(session: SessionView, token: string): Promise<Identity>;
   /** Throws ProtocolError("forbidden") when not allowed. */
   authorize(session: SessionView, room: string, action: RoomAction): Promise<void>;
-  publishJson(room: string, dataJson: string, from: string): Promise<PublishResult>;
-  sendJson(user: string, dataJson: string, from: string): Promise<void>;
-  /** The room's members, cluster-wide; with `session`, only if it may subscribe to the room. */
-  presence(room: string, session?: SessionView): Promise<Member[]>;
-  history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply>;
+}
+
+/** This instance's side of presence (presence/tracker.ts). */
+export interface SessionPresence {
   /**
-   * For a subscribe to a room with history: the current position and, with
-   * `since`, the messages after it. Undefined when the room keeps no history.
+   * `member` is now in `room`: in rooms with presence or join/leave events, it
+   * is listed and announced before this resolves. Rejects (e.g.
+   * `unavailable`) when it cannot be; the session then undoes the subscription.
    */
-  catchUp(room: string, since: StreamPosition | undefined): Promise<HistoryRead | undefined>;
-  /**
-   * `session` is now subscribed to `room`: in rooms with presence or join/leave
-   * events, it is listed and announced before this resolves. Does nothing if
-   * the session is no longer in the room. Rejects (e.g. `unavailable`) when it
-   * cannot be listed or announced; the session then undoes the subscription.
-   */
-  roomJoined(session: SessionView, room: string): Promise<void>;
-  /** `session` is no longer in `room` (whatever the reason); its entry goes and its leave is announced. */
-  roomLeft(session: SessionView, room: string): void;
-  /** Whether `room`'s namespace keeps history. */
-  keepsHistory(room: string): boolean;
+  joined(room: string, member: Member): Promise<void>;
+  /** `client` is no longer in `room` (whatever the reason): its entry goes and its leave is announced. */
+  left(room: string, client: string): void;
+}
+
+export interface SessionHost {
+  readonly nodeId: string;
+  readonly logger: Logger;
+  readonly settings: SessionSettings;
+  readonly hub: Hub;
+  readonly recovery: Recovery;
+  readonly rooms: RoomService;
+  readonly queries: RoomQueries;
+  readonly auth: SessionAuth;
+  readonly presence: SessionPresence;
   /** Called once, when the session has closed and left every index. */
   sessionClosed(session: SessionView): void;
 }

@@ -1,5 +1,5 @@
 // Presence and join/leave events on one instance, over real WebSockets as
-// PROTOCOL.md says: the `presence` op, GET /api/presence, `join` and `leave`
+// docs/protocol.md says: the `presence` op, GET /api/presence, `join` and `leave`
 // pushes, and what a namespace that does not enable them answers.
 
 import assert from "node:assert/strict";

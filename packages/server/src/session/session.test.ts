@@ -1,4 +1,4 @@
-// One instance, spoken to over real WebSockets exactly as PROTOCOL.md says:
+// One instance, spoken to over real WebSockets exactly as docs/protocol.md says:
 // every op, every error code and every close code that applies to one instance.
 
 import assert from "node:assert/strict";

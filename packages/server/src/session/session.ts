@@ -1,51 +1,40 @@
-// One WebSocket connection: the handshake (`connect` first, within the connect
-// timeout), command dispatch with acks by id, ping/pong, token expiry, and the
-// bounded outbound side. Encoding lives in crier-protocol; fan-out in the hub.
+// One client connection, whatever its transport: the handshake (`connect`
+// first, within the connect timeout), command dispatch with acks by id,
+// ping/pong, token expiry, and the bounded outbound side. Encoding lives in
+// crier-protocol, framing and sockets in the transport's Connection, fan-out
+// in the hub, catching up from history in recovery/.
 
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import type { Socket } from "node:net";
 import {
   type ClientCommand,
   CloseCode,
   type ConnectCommand,
   decodeClientFrame,
   type ErrorCode,
-  encodeServerFrame,
+  type Member,
   ProtocolError,
   type ReplyFrame,
-  type ServerFrame,
   type StreamPosition,
-  SUBPROTOCOL_MSGPACK,
 } from "crier-protocol";
-import { decodeClientFrameMsgpack, encodeServerFrameMsgpack } from "crier-protocol/msgpack";
+import { decodeClientFrameMsgpack } from "crier-protocol/msgpack";
 import type { Logger } from "pino";
-import type { WebSocket } from "ws";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
-import { OffsetGate } from "../history/merge.js";
+import { TokenExpiredError } from "../auth/jwt.js";
 import type { HubMember } from "../hub/hub.js";
 import type { OutboundFrame } from "../hub/outbound-frame.js";
-import { OPCODE_BINARY, wsFrame, wsTextFrame } from "../hub/ws-frame.js";
+import { CatchUp } from "../recovery/catch-up.js";
+import type { Connection } from "./connection.js";
 import type { SessionHost, SessionView } from "./host.js";
 import { Keepalive } from "./keepalive.js";
 import { RateLimiter } from "./rate-limiter.js";
-import { type ReplayTarget, replay } from "./replay.js";
-import { SocketWriter } from "./write-batcher.js";
-
-/** Live messages a connection may hold per room while catching up from history. */
-const MAX_HELD = 10_000;
-/** WebSocket.OPEN. */
-const OPEN = 1;
-/** Pings as complete WebSocket frames, written like every other frame: one write, no per-ping encoding. */
-const PING_JSON = wsTextFrame('{"op":"ping"}');
-const PING_MSGPACK = wsFrame(encodeServerFrameMsgpack({ op: "ping" }), OPCODE_BINARY);
 
 type State = "connecting" | "connected" | "closed";
 
 /** Commands after which the next ones wait, so a client's subscribe-then-publish keeps its order. */
 const BARRIERS: ReadonlySet<ClientCommand["op"]> = new Set(["connect", "subscribe", "unsubscribe", "refresh"]);
 
-export class Session implements HubMember, SessionView, ReplayTarget {
+export class Session implements HubMember, SessionView {
   readonly id = randomUUID();
   readonly rooms = new Set<string>();
   identity: Identity = ANONYMOUS;
@@ -53,9 +42,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
   closeCode: number | undefined;
 
   private state: State = "connecting";
-  private readonly ws: WebSocket;
-  private readonly socket: Socket;
-  private readonly writer: SocketWriter;
+  private readonly connection: Connection;
   private readonly host: SessionHost;
   /**
    * The upgrade request, for the authenticate hook; let go once connected, as
@@ -70,25 +57,15 @@ export class Session implements HubMember, SessionView, ReplayTarget {
   private busy = false;
   private readonly waiting: ClientCommand[] = [];
   /** Per room with history: keeps this connection's offsets gap- and duplicate-free across a catch-up. */
-  private gates: Map<string, OffsetGate<OutboundFrame>> | undefined;
-  /** Whether this connection speaks crier.v1.msgpack (binary frames) rather than JSON. */
-  private readonly binary: boolean;
+  private catchUps: Map<string, CatchUp> | undefined;
 
-  constructor(ws: WebSocket, socket: Socket, request: IncomingMessage, host: SessionHost) {
-    this.ws = ws;
-    this.socket = socket;
-    this.writer = new SocketWriter(socket);
+  constructor(connection: Connection, request: IncomingMessage, host: SessionHost) {
+    this.connection = connection;
     this.request = request;
     this.host = host;
-    this.binary = ws.protocol === SUBPROTOCOL_MSGPACK;
     this.limiter = new RateLimiter(host.settings.commandsPerSecond);
     this.keepalive = new Keepalive(
-      {
-        sendPing: () => {
-          if (this.ws.readyState === OPEN) this.write(this.binary ? PING_MSGPACK : PING_JSON);
-        },
-        close: (code, reason) => this.close(code, reason),
-      },
+      { sendPing: () => this.connection.sendPing(), close: (code, reason) => this.close(code, reason) },
       host.settings.pingIntervalMs,
       host.settings.pongTimeoutMs,
     );
@@ -96,12 +73,14 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       () => this.close(CloseCode.ConnectExpected, "no connect frame within the connect timeout"),
       host.settings.connectTimeoutMs,
     );
-    ws.on("message", (data, isBinary) => this.onFrame(data as Buffer, isBinary));
-    ws.on("close", (code) => {
-      this.closeCode ??= code;
-      this.onClosed();
+    connection.listen({
+      frame: (data, isBinary) => this.onFrame(data, isBinary),
+      closed: (code) => {
+        this.closeCode ??= code;
+        this.onClosed();
+      },
+      error: (error) => this.logger.debug({ err: error }, "connection error"),
     });
-    ws.on("error", (error) => this.logger.debug({ err: error }, "websocket error"));
   }
 
   private get logger(): Logger {
@@ -126,21 +105,20 @@ export class Session implements HubMember, SessionView, ReplayTarget {
 
   private onFrame(data: Buffer, isBinary: boolean): void {
     if (this.state === "closed") return;
-    if (data.length > this.host.settings.maxFrameBytes) {
-      this.close(
-        CloseCode.MessageTooLarge,
-        `frame of ${data.length} bytes is over the limit of ${this.host.settings.maxFrameBytes}`,
-      );
+    const { maxFrameBytes } = this.host.settings;
+    if (data.length > maxFrameBytes) {
+      this.close(CloseCode.MessageTooLarge, `frame of ${data.length} bytes is over the limit of ${maxFrameBytes}`);
       return;
     }
-    if (isBinary !== this.binary) {
+    const binary = this.connection.binary;
+    if (isBinary !== binary) {
       this.close(
         CloseCode.BadFrame,
-        this.binary ? "text frame on the MessagePack subprotocol" : "binary frame on the JSON subprotocol",
+        binary ? "text frame on the MessagePack subprotocol" : "binary frame on the JSON subprotocol",
       );
       return;
     }
-    const decoded = this.binary ? decodeClientFrameMsgpack(data) : decodeClientFrame(data.toString("utf8"));
+    const decoded = binary ? decodeClientFrameMsgpack(data) : decodeClientFrame(data.toString("utf8"));
     if (decoded.kind === "fatal") {
       this.close(CloseCode.BadFrame, decoded.reason);
       return;
@@ -160,11 +138,8 @@ export class Session implements HubMember, SessionView, ReplayTarget {
         return;
       }
       if (verdict === "limited") {
-        this.error(
-          decoded.kind === "command" ? decoded.command.id : decoded.id,
-          "rate_limited",
-          "too many commands: slow down",
-        );
+        const id = decoded.kind === "command" ? decoded.command.id : decoded.id;
+        this.error(id, "rate_limited", "too many commands: slow down");
         return;
       }
     }
@@ -190,6 +165,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
   }
 
   private async dispatch(command: ClientCommand): Promise<void> {
+    const host = this.host;
     switch (command.op) {
       case "connect":
         return this.onConnect(command);
@@ -198,47 +174,34 @@ export class Session implements HubMember, SessionView, ReplayTarget {
         return;
       case "subscribe":
         return this.onSubscribe(command.room, command.id, command.since);
-      case "unsubscribe": {
+      case "unsubscribe":
         if (!this.rooms.has(command.room)) throw notSubscribed(command.room);
-        this.rooms.delete(command.room);
-        this.gates?.delete(command.room);
-        this.host.hub.unsubscribe(this, command.room);
-        this.host.roomLeft(this, command.room);
+        this.leaveRoom(command.room);
         this.reply(command.id, { op: "ok" });
         return;
-      }
       case "publish": {
-        await this.host.authorize(this, command.room, "publish");
-        const result = await this.host.publishJson(command.room, JSON.stringify(command.data), this.user);
+        await host.auth.authorize(this, command.room, "publish");
+        const result = await host.rooms.publish(command.room, JSON.stringify(command.data), this.user);
         this.reply(command.id, { op: "ok", ...result });
         return;
       }
-      case "send": {
-        const policy = this.host.settings.clientSend;
-        if (policy === "none" || (policy === "authenticated" && this.user === "")) {
-          throw new ProtocolError(
-            "forbidden",
-            policy === "none"
-              ? "clients may not send to users on this server"
-              : "anonymous connections may not send to users",
-          );
-        }
-        await this.host.sendJson(command.user, JSON.stringify(command.data), this.user);
+      case "send":
+        this.checkMaySend();
+        await host.rooms.send(command.user, JSON.stringify(command.data), this.user);
         this.reply(command.id, { op: "ok" });
         return;
-      }
       case "presence": {
-        const members = await this.host.presence(command.room, this);
+        // A client sees who is in a room only if it could be there itself.
+        await host.auth.authorize(this, command.room, "subscribe");
+        const members = await host.queries.presence(command.room);
         this.reply(command.id, { op: "presence", room: command.room, members });
         return;
       }
-      case "history": {
-        const reply = await this.host.history(command.room, command.since, command.limit);
-        this.reply(command.id, reply);
+      case "history":
+        this.reply(command.id, await host.queries.history(command.room, command.since, command.limit));
         return;
-      }
       case "refresh": {
-        const identity = await this.host.refresh(this, command.token);
+        const identity = await host.auth.refresh(this, command.token);
         this.identity = identity;
         this.keepalive.expireAt(identity.expiresAt);
         this.reply(command.id, { op: "ok" });
@@ -247,23 +210,29 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     }
   }
 
+  private checkMaySend(): void {
+    const policy = this.host.settings.clientSend;
+    if (policy === "none") throw new ProtocolError("forbidden", "clients may not send to users on this server");
+    if (policy === "authenticated" && this.user === "") {
+      throw new ProtocolError("forbidden", "anonymous connections may not send to users");
+    }
+  }
+
   private async onConnect(command: ConnectCommand): Promise<void> {
     if (this.state !== "connecting") throw new ProtocolError("bad_request", "already connected");
-    if (
-      command.info !== undefined &&
-      Buffer.byteLength(JSON.stringify(command.info)) > this.host.settings.maxInfoBytes
-    ) {
-      throw new ProtocolError("too_large", `field 'info' is over ${this.host.settings.maxInfoBytes} bytes`);
+    const { maxInfoBytes } = this.host.settings;
+    if (command.info !== undefined && Buffer.byteLength(JSON.stringify(command.info)) > maxInfoBytes) {
+      throw new ProtocolError("too_large", `field 'info' is over ${maxInfoBytes} bytes`);
     }
     let identity: Identity;
     try {
       if (this.request === undefined) throw new ProtocolError("bad_request", "already connected");
-      identity = await this.host.authenticate(this.request, command);
+      identity = await this.host.auth.authenticate(this.request, command);
     } catch (error) {
       if (!(error instanceof ProtocolError) || error.code !== "unauthorized") throw error;
       this.error(command.id, error.code, error.message);
-      const expired = error.message === "token expired";
-      this.close(expired ? CloseCode.TokenExpired : CloseCode.Unauthorized, error.message);
+      const code = error instanceof TokenExpiredError ? CloseCode.TokenExpired : CloseCode.Unauthorized;
+      this.close(code, error.message);
       return;
     }
     if (this.isClosed()) return;
@@ -276,7 +245,7 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       await this.host.hub.addMember(this);
     } catch (error) {
       this.fail(command.id, error);
-      this.close(1011, "backplane unavailable: try again");
+      this.close(CloseCode.ServerError, "backplane unavailable: try again");
       return;
     }
     if (this.isClosed()) {
@@ -285,80 +254,75 @@ export class Session implements HubMember, SessionView, ReplayTarget {
       return;
     }
     this.state = "connected";
-    this.reply(
-      command.id,
-      {
-        op: "connected",
-        client: this.id,
-        user: this.user,
-        node: this.host.nodeId,
-        ping: this.host.settings.pingIntervalMs / 1000,
-      },
-      true,
-    );
+    const connected: ReplyFrame = {
+      op: "connected",
+      client: this.id,
+      user: this.user,
+      node: this.host.nodeId,
+      ping: this.host.settings.pingIntervalMs / 1000,
+    };
+    // Every client needs `connected`, with or without an id.
+    this.connection.sendOwn(command.id === undefined ? connected : { ...connected, id: command.id });
     this.keepalive.schedulePing();
     this.keepalive.expireAt(this.identity.expiresAt);
   }
 
   private async onSubscribe(room: string, id: number | undefined, since: StreamPosition | undefined): Promise<void> {
+    const { maxSubscriptions } = this.host.settings;
     if (this.rooms.has(room)) throw new ProtocolError("already_subscribed", `already subscribed to '${room}'`);
-    if (this.rooms.size >= this.host.settings.maxSubscriptions) {
+    if (this.rooms.size >= maxSubscriptions) {
       throw new ProtocolError(
         "forbidden",
-        `subscription limit reached: ${this.host.settings.maxSubscriptions} rooms per connection (limits.maxSubscriptions)`,
+        `subscription limit reached: ${maxSubscriptions} rooms per connection (limits.maxSubscriptions)`,
       );
     }
-    await this.host.authorize(this, room, "subscribe");
+    await this.host.auth.authorize(this, room, "subscribe");
     // Closed meanwhile (e.g. by a bad frame in the same read): joining now would leave it in the hub for good.
     if (this.isClosed()) return;
     // In a room with history, live messages are held from the moment the
     // subscription is live until the history read says where this client is.
-    const gate = this.host.keepsHistory(room) ? new OffsetGate<OutboundFrame>(0, true) : undefined;
-    if (gate !== undefined) {
-      this.gates ??= new Map();
-      this.gates.set(room, gate);
+    const catchUp = this.host.recovery.keepsHistory(room) ? new CatchUp(this.host.recovery, room) : undefined;
+    if (catchUp !== undefined) {
+      this.catchUps ??= new Map();
+      this.catchUps.set(room, catchUp);
     }
     this.rooms.add(room);
+    const current = (): boolean => !this.isClosed() && this.rooms.has(room) && this.catchUps?.get(room) === catchUp;
     try {
       await this.host.hub.subscribe(this, room);
-      await this.host.roomJoined(this, room);
-      const read = gate === undefined ? undefined : await this.host.catchUp(room, since);
-      if (this.isClosed() || this.gates?.get(room) !== gate) return;
-      if (gate === undefined || read === undefined) {
+      // Left (closed, or unsubscribed by the server) while subscribing: not a member any more.
+      if (current()) await this.host.presence.joined(room, this.member());
+      if (catchUp === undefined) {
         this.reply(id, { op: "subscribed", room, recovered: false });
         return;
       }
-      const position = read.position;
-      this.host.hub.seed(room, position);
-      const recovered =
-        since !== undefined && read.complete && since.epoch === position.epoch && since.offset <= position.offset;
-      this.reply(id, { op: "subscribed", room, offset: position.offset, epoch: position.epoch, recovered });
-      let after = position.offset;
-      if (recovered) {
-        const outcome = await replay(
-          room,
-          since.offset,
-          position,
-          read.messages,
-          (from) => this.host.catchUp(room, from),
-          this,
-        );
-        if (outcome.kind === "closed" || this.gates?.get(room) !== gate) return;
-        if (outcome.kind === "lost") {
-          this.close(CloseCode.MessagesLost, `missed messages in '${room}' left history during the replay: reconnect`);
-          return;
-        }
-        after = outcome.last;
-      }
-      for (const frame of gate.release(after, []).items) this.send(frame);
+      await catchUp.run(since, {
+        subscribed: (position, recovered) =>
+          this.reply(id, { op: "subscribed", room, offset: position.offset, epoch: position.epoch, recovered }),
+        sendPaced: (frame) => (this.connected ? this.connection.sendPaced(frame) : Promise.resolve(false)),
+        send: (frame) => this.send(frame),
+        seed: (position) => this.host.hub.seed(room, position),
+        current,
+        close: (code, reason) => this.close(code, reason),
+      });
     } catch (error) {
-      if (this.rooms.delete(room)) {
-        this.host.hub.unsubscribe(this, room);
-        this.host.roomLeft(this, room);
-      }
-      if (this.gates?.get(room) === gate) this.gates?.delete(room);
+      if (this.rooms.has(room) && this.catchUps?.get(room) === catchUp) this.leaveRoom(room);
       throw error;
     }
+  }
+
+  private member(): Member {
+    const member: Member = { user: this.user, client: this.id };
+    if (this.identity.info !== undefined) member.info = this.identity.info;
+    return member;
+  }
+
+  /** Leaves `room` here: the hub's index, the catch-up, and the room's presence. */
+  private leaveRoom(room: string): void {
+    this.rooms.delete(room);
+    this.catchUps?.delete(room);
+    this.host.hub.unsubscribe(this, room);
+    this.host.presence.left(room, this.id);
   }
 
   // ---- outbound ------------------------------------------------------------
@@ -366,112 +330,44 @@ export class Session implements HubMember, SessionView, ReplayTarget {
   /** Hub delivery: one frame shared by every recipient, encoded once per subprotocol. */
   deliver(frame: OutboundFrame, room?: string, offset?: number): void {
     if (this.state !== "connected") return;
-    if (offset !== undefined && room !== undefined) {
-      const gate = this.gates?.get(room);
-      if (gate !== undefined) {
-        const verdict = gate.admit(offset, frame);
-        if (verdict === "duplicate") return;
-        if (verdict === "held") {
-          // Live messages wait while history is replayed; a replay that cannot keep up with them ends here.
-          if (gate.heldCount > MAX_HELD)
-            this.close(CloseCode.SlowConsumer, "slow consumer: too far behind during recovery");
-          return;
-        }
+    const catchUp = offset === undefined || room === undefined ? undefined : this.catchUps?.get(room);
+    if (catchUp !== undefined && offset !== undefined) {
+      const verdict = catchUp.admit(offset, frame);
+      if (verdict === "duplicate" || verdict === "held") return;
+      if (verdict === "overflow") {
+        // Live messages wait while history is replayed; a replay that cannot keep up with them ends here.
+        this.close(CloseCode.SlowConsumer, "slow consumer: too far behind during recovery");
+        return;
       }
     }
     this.send(frame);
   }
 
-  /** For replays: waits while the frame would not fit in the socket's queue, instead of closing as a slow consumer. */
-  async sendPaced(frame: OutboundFrame): Promise<boolean> {
-    const bytes = this.wire(frame);
-    const limit = this.host.settings.outboundQueueBytes;
-    while (
-      this.state === "connected" &&
-      this.socket.writableLength > 0 &&
-      this.socket.writableLength + bytes.length > limit
-    ) {
-      // Held frames would never drain while corked: send them now.
-      this.host.batcher.flush(this.writer);
-      if (this.socket.writableLength + bytes.length <= limit) break;
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          this.socket.off("drain", done);
-          this.socket.off("close", done);
-          resolve();
-        };
-        this.socket.once("drain", done);
-        this.socket.once("close", done);
-      });
-    }
-    if (this.state !== "connected" || this.ws.readyState !== OPEN) return false;
-    this.write(bytes);
-    return true;
-  }
-
   private send(frame: OutboundFrame): void {
-    // Past the close handshake's start, nothing more may be written (ws already sent or queued its close).
-    if (this.ws.readyState !== OPEN) return;
-    const bytes = this.wire(frame);
-    const limit = this.host.settings.outboundQueueBytes;
-    if (this.socket.writableLength + bytes.length > limit) {
-      // Frames held for coalescing count too: hand them to the kernel first.
-      this.host.batcher.flush(this.writer);
-      if (this.socket.writableLength + bytes.length > limit) {
-        this.close(CloseCode.SlowConsumer, "slow consumer: outbound queue over its limit");
-        return;
-      }
+    if (!this.connection.send(frame)) {
+      this.close(CloseCode.SlowConsumer, "slow consumer: outbound queue over its limit");
     }
-    this.write(bytes);
-  }
-
-  /** The shared, complete WebSocket frame in this connection's subprotocol. */
-  private wire(frame: OutboundFrame): Buffer {
-    return this.binary ? frame.msgpackWire() : frame.jsonWire();
-  }
-
-  /**
-   * Writes a complete frame straight to the socket: no per-recipient header or
-   * copy. Safe because ws writes each frame of its own synchronously (no
-   * compression here), so frames never interleave.
-   */
-  private write(bytes: Buffer): void {
-    this.host.batcher.hold(this.writer);
-    this.socket.write(bytes);
   }
 
   roomRemoved(room: string): void {
-    if (this.state !== "connected" || !this.rooms.delete(room)) return;
-    this.gates?.delete(room);
-    this.host.hub.unsubscribe(this, room);
-    this.host.roomLeft(this, room);
-    this.writeFrame({ op: "unsubscribed", room });
+    if (this.state !== "connected" || !this.rooms.has(room)) return;
+    this.leaveRoom(room);
+    this.connection.sendOwn({ op: "unsubscribed", room });
   }
 
   disconnect(code: number, reason: string): void {
     this.close(code, reason);
   }
 
-  /**
-   * A reply, error or notice for this connection only: encoded and framed here
-   * and written in one piece, like publications (ws.send would write its
-   * header and the payload as two chunks).
-   */
-  private writeFrame(frame: ServerFrame): void {
-    if (this.state === "closed" || this.ws.readyState !== OPEN) return;
-    this.write(
-      this.binary ? wsFrame(encodeServerFrameMsgpack(frame), OPCODE_BINARY) : wsTextFrame(encodeServerFrame(frame)),
-    );
-  }
-
-  /** Sends a command's success reply: only to commands with an id, except `connected` (forced), which every client needs. */
-  private reply(id: number | undefined, frame: ReplyFrame, force = false): void {
-    if (id === undefined && !force) return;
-    this.writeFrame(id === undefined ? frame : { ...frame, id });
+  /** Sends a command's success reply: only to commands with an id. */
+  private reply(id: number | undefined, frame: ReplyFrame): void {
+    if (id === undefined || this.state === "closed") return;
+    this.connection.sendOwn({ ...frame, id });
   }
 
   private error(id: number | undefined, code: ErrorCode, message: string): void {
-    this.writeFrame(id === undefined ? { op: "error", code, message } : { op: "error", id, code, message });
+    if (this.state === "closed") return;
+    this.connection.sendOwn(id === undefined ? { op: "error", code, message } : { op: "error", id, code, message });
   }
 
   private fail(id: number | undefined, error: unknown): void {
@@ -490,14 +386,14 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     if (this.state === "closed") return;
     this.logger.debug({ code, reason }, "closing");
     this.closeCode = code;
-    this.ws.close(code, reason);
+    this.connection.close(code, reason);
     this.onClosed();
   }
 
   /** Drops the connection without a close handshake (shutdown of a stuck socket). */
   terminate(): void {
-    this.closeCode ??= 1006;
-    this.ws.terminate();
+    this.closeCode ??= CloseCode.Abnormal;
+    this.connection.terminate();
     this.onClosed();
   }
 
@@ -508,10 +404,10 @@ export class Session implements HubMember, SessionView, ReplayTarget {
     clearTimeout(this.connectTimer);
     this.keepalive.stop();
     this.waiting.length = 0;
-    this.gates = undefined;
+    this.catchUps = undefined;
     if (wasConnected) {
       this.host.hub.removeMember(this, this.rooms);
-      for (const room of this.rooms) this.host.roomLeft(this, room);
+      for (const room of this.rooms) this.host.presence.left(room, this.id);
     }
     this.rooms.clear();
     this.host.sessionClosed(this);

@@ -101,11 +101,4 @@ export class WriteBatcher {
       writer.socket.uncork();
     }
   }
-
-  /** Flushes everything held (shutdown). */
-  close(): void {
-    clearTimeout(this.windowTimer);
-    this.endWindow();
-    this.endTick();
-  }
 }

@@ -1,4 +1,4 @@
-// The HTTP API of PROTOCOL.md against a running node: auth, validation, limits,
+// The HTTP API of docs/protocol.md against a running node: auth, validation, limits,
 // and that what it publishes reaches WebSocket clients.
 
 import assert from "node:assert/strict";

@@ -1,4 +1,4 @@
-// The HTTP API for backends (PROTOCOL.md "HTTP API") and the health endpoints.
+// The HTTP API for backends (docs/protocol.md "HTTP API") and the health endpoints.
 // Bodies are size-limited and validated with a schema; every error is
 // {"error":{"code","message"}} with a status that fits.
 
@@ -16,7 +16,7 @@ export interface ApiHost {
   sendJson(user: string, dataJson: string): Promise<void>;
   disconnect(target: { user: string } | { client: string }, code: number, reason: string): Promise<void>;
   unsubscribe(user: string, room: string): Promise<void>;
-  presence(room: string): Promise<Member[]>;
+  roomPresence(room: string): Promise<Member[]>;
   history(
     room: string,
     since: { offset: number; epoch: string } | undefined,
@@ -187,7 +187,7 @@ export class HttpApi {
       case "/api/presence": {
         expect("GET");
         const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
-        return this.json(response, 200, { members: await this.host.presence(target) });
+        return this.json(response, 200, { members: await this.host.roomPresence(target) });
       }
       case "/api/history": {
         expect("GET");

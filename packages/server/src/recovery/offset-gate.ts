@@ -4,8 +4,8 @@
 // offset once, in order; afterwards it passes live messages through, dropping
 // any at or below the last one released (a history read and the live channel
 // come over different connections, so a message can arrive live after it was
-// already read from history). Used per session (subscribe with `since`) and
-// per room by the hub (repairing a gap after the backplane reconnects).
+// already read from history). Used per subscriber by CatchUp (subscribe with
+// `since`) and per room by RoomOrder (repairing a gap on this instance).
 
 export interface Offsetted<T> {
   offset: number;
@@ -91,13 +91,5 @@ export class OffsetGate<T> {
     this.held = undefined;
     this.floor = last;
     return { items, last, contiguous };
-  }
-
-  /** Forgets everything and continues live from `position` (a new epoch began). */
-  reset(position: number): T[] {
-    const held = (this.held ?? []).map((message) => message.item);
-    this.held = undefined;
-    this.floor = position;
-    return held;
   }
 }
