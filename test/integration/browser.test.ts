@@ -11,7 +11,6 @@ import { build } from "esbuild";
 import type { Browser, Page } from "playwright-core";
 import { launchChromium } from "../support/browser.js";
 import { api, type ConfigFile, type CrierInstance, REPO_ROOT, startCrier, writeConfig } from "../support/crier.js";
-import { TestClient } from "../support/ws-client.js";
 
 /** What the page's helpers hand back (plain JSON across the page boundary). */
 interface Opened {
@@ -155,31 +154,4 @@ describe("crier-client in headless Chromium", () => {
       }
     });
   }
-});
-
-describe("the dashboard in headless Chromium", () => {
-  test("asks for the API key, refuses a wrong one, then lists the instance with its connections", async () => {
-    const page = await browser.newPage();
-    const clients: TestClient[] = [];
-    try {
-      await page.goto(`${crier.httpUrl}/dashboard`);
-      await page.locator("#key").waitFor();
-      await page.fill("#key", "not-the-key");
-      await page.click("#login button");
-      await page.locator("#error", { hasText: "that key was refused" }).waitFor();
-
-      for (let i = 0; i < 3; i++) clients.push(await TestClient.connect(crier.url));
-      await page.fill("#key", crier.apiKey);
-      await page.click("#login button");
-      const row = page.locator(`#nodes tbody tr[data-node="${crier.nodeId}"]`);
-      await row.waitFor();
-      // Refreshed every 2 s: wait until it shows the three connections.
-      await page.locator("#connections", { hasText: /^3$/ }).waitFor({ timeout: 10_000 });
-      assert.equal(await page.locator("#count").textContent(), "1 instance");
-      assert.equal(await row.locator("td").nth(2).textContent(), "3");
-    } finally {
-      for (const client of clients) client.close();
-      await page.close();
-    }
-  });
 });

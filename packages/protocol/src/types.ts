@@ -56,6 +56,12 @@ export interface RefreshCommand extends WithId {
 export interface PongCommand extends WithId {
   op: "pong";
 }
+/** A call to the application's backend through the server's `rpc` proxy. */
+export interface RpcCommand extends WithId {
+  op: "rpc";
+  method: string;
+  data: JsonValue;
+}
 
 export type ClientCommand =
   | ConnectCommand
@@ -66,7 +72,8 @@ export type ClientCommand =
   | PresenceCommand
   | HistoryCommand
   | RefreshCommand
-  | PongCommand;
+  | PongCommand
+  | RpcCommand;
 
 export type ClientOp = ClientCommand["op"];
 
@@ -118,6 +125,12 @@ export interface HistoryReply {
   epoch: string;
   messages: HistoryMessage[];
 }
+/** The backend's answer to an `rpc`. */
+export interface RpcReply {
+  op: "rpc";
+  id?: number;
+  data: JsonValue;
+}
 export interface MessagePush {
   op: "message";
   room: string;
@@ -161,6 +174,7 @@ export type ServerFrame =
   | OkReply
   | PresenceReply
   | HistoryReply
+  | RpcReply
   | MessagePush
   | DirectPush
   | JoinPush
@@ -170,4 +184,11 @@ export type ServerFrame =
   | ErrorReply;
 
 /** The frames that answer a command (they may carry its id). */
-export type ReplyFrame = ConnectedReply | SubscribedReply | OkReply | PresenceReply | HistoryReply | ErrorReply;
+export type ReplyFrame =
+  | ConnectedReply
+  | SubscribedReply
+  | OkReply
+  | PresenceReply
+  | HistoryReply
+  | RpcReply
+  | ErrorReply;

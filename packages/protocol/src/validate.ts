@@ -105,6 +105,11 @@ function command(op: unknown, frame: Record<string, unknown>): ClientCommand {
       return { op, token: requiredString(frame, "token", MAX_TOKEN_LENGTH) };
     case "pong":
       return { op };
+    case "rpc": {
+      const method = requiredString(frame, "method", MAX_NAME_LENGTH);
+      if (method === "") throw bad("field 'method' must not be empty");
+      return { op, method, data: "data" in frame && frame.data !== undefined ? (frame.data as JsonValue) : null };
+    }
     default:
       throw bad(
         typeof op === "string" ? `unknown op '${op.slice(0, 40)}'` : "field 'op' is required and must be a string",

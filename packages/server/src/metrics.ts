@@ -1,7 +1,7 @@
 // Prometheus metrics (GET /metrics), read from the parts' own running totals
 // at scrape time, so the hot path never touches prom-client.
 
-import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { BrokerStats } from "./broker/broker.js";
 import type { Hub } from "./hub/hub.js";
 
@@ -104,4 +104,25 @@ export function createMetrics(sources: MetricSources, labels: Record<string, str
     },
   });
   return registry;
+}
+
+/** Calls to the backend proxy: counted by proxy and outcome, timed by proxy (not a hot path: direct). */
+export function proxyMetrics(registry: Registry): (proxy: string, outcome: string, seconds: number) => void {
+  const calls = new Counter({
+    name: "crier_proxy_calls_total",
+    help: "Calls to the application's backend proxy, by proxy and outcome (result, error, disconnect, or a failure: timeout, status, invalid, unreachable).",
+    labelNames: ["proxy", "outcome"],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: "crier_proxy_duration_seconds",
+    help: "Time of calls to the application's backend proxy, waiting for a free slot included.",
+    labelNames: ["proxy"],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  return (proxy, outcome, seconds) => {
+    calls.inc({ proxy, outcome });
+    duration.observe({ proxy }, seconds);
+  };
 }

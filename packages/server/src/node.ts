@@ -14,15 +14,20 @@ import { TokenVerifier } from "./auth/jwt.js";
 import { RoomPolicy } from "./auth/policy.js";
 import { createBackends } from "./backends.js";
 import { type Broker, ChannelNames } from "./broker/broker.js";
+import { Control } from "./cluster/control.js";
 import type { Membership, NodeInfo } from "./cluster/membership.js";
 import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
+import { NodeConsole } from "./console/console.js";
+import type { ConsoleMethods, ConsoleViews } from "./console/views.js";
 import { messageOf } from "./describe-error.js";
 import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
-import { createMetrics } from "./metrics.js";
+import { createMetrics, proxyMetrics } from "./metrics.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
+import { ProxyClient } from "./proxy/client.js";
+import { BackendProxy } from "./proxy/proxy.js";
 import { Recovery } from "./recovery/recovery.js";
 import { redactUrl } from "./redis/connection.js";
 import { isClusterUrl } from "./redis/url.js";
@@ -34,6 +39,9 @@ import { WriteBatcher } from "./session/write-batcher.js";
 import { type ApiHost, HttpApi } from "./transport/http-api.js";
 import { WsConnection } from "./transport/ws-connection.js";
 import { WsEndpoint } from "./transport/ws-endpoint.js";
+
+/** How long a request to another instance (cluster/control.ts) waits for its reply. */
+const CONTROL_TIMEOUT_MS = 2000;
 
 export type { CrierHooks };
 
@@ -59,12 +67,17 @@ export class CrierNode implements SessionHost, ApiHost {
   readonly queries: RoomQueries;
   readonly presence: PresenceTracker;
   readonly auth: AuthGate;
+  /** The application's backend, when `proxy` is configured. */
+  readonly proxy: BackendProxy | undefined;
   /** The HTTP API key: configured, or generated at start (see apiKeyGenerated). */
   readonly apiKey: string;
   readonly apiKeyGenerated: boolean;
 
   private readonly broker: Broker;
   private readonly membership: Membership;
+  /** Requests to other instances and their replies, over the backplane. */
+  private readonly control: Control<ConsoleMethods>;
+  private readonly console: NodeConsole;
   /** Present when some namespace keeps history. */
   private readonly historyStore: HistoryStore | undefined;
   /** Present when some namespace enables presence. */
@@ -114,11 +127,30 @@ export class CrierNode implements SessionHost, ApiHost {
     this.historyStore = backends.history;
     this.presenceStore = backends.presence;
     this.policy = new RoomPolicy(config.namespaces);
-    this.rooms = new RoomService(this.broker, this.names, this.policy, this.nodeId);
+    this.rooms = new RoomService(this.broker, this.names, this.policy, this.nodeId, (ms) => this.console.published(ms));
     const historyOptions = (room: string) => this.rooms.historyOptions(room);
     this.recovery = new Recovery(this.historyStore, historyOptions);
     this.queries = new RoomQueries(this.policy, this.historyStore, this.presenceStore, historyOptions);
     this.hub = new Hub(this.broker, this.names, this.logger, this.recovery);
+    this.control = new Control({
+      nodeId: this.nodeId,
+      broker: this.broker,
+      names: this.names,
+      timeoutMs: CONTROL_TIMEOUT_MS,
+      logger: this.logger,
+    });
+    this.console = new NodeConsole(this.control, {
+      hub: this.hub,
+      sessions: () => this.sessions,
+      connections: () => this.sessions.size,
+      broker: () => this.broker.stats(),
+      ready: () => this.isReady(),
+      features: (room) => ({
+        history: this.rooms.historyOptions(room) !== undefined,
+        presence: this.policy.options(room).presence && this.presenceStore !== undefined,
+      }),
+      nodes: async () => (await this.membership.nodes()).map((node) => node.id),
+    });
     this.presence = new PresenceTracker({
       nodeId: this.nodeId,
       store: this.presenceStore,
@@ -128,23 +160,6 @@ export class CrierNode implements SessionHost, ApiHost {
     });
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
-    this.auth = new AuthGate(options.hooks ?? {}, this.verifier, config.allowAnonymous ?? !keyed, this.policy);
-    this.endpoint = new WsEndpoint(
-      {
-        path: config.path,
-        maxFrameBytes: config.limits.maxFrameBytes,
-        maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
-        allowedOrigins: config.allowedOrigins,
-        logger: this.logger,
-      },
-      (ws, socket, request) => {
-        const connection = new WsConnection(ws, socket, {
-          batcher: this.batcher,
-          outboundQueueBytes: config.limits.outboundQueueBytes,
-        });
-        this.sessions.add(new Session(connection, request, this));
-      },
-    );
     this.registry = createMetrics(
       {
         connections: () => this.sessions.size,
@@ -156,11 +171,54 @@ export class CrierNode implements SessionHost, ApiHost {
       },
       { node: this.nodeId },
     );
+    this.proxy = this.createProxy();
+    this.auth = new AuthGate(
+      options.hooks ?? {},
+      this.verifier,
+      config.allowAnonymous ?? !keyed,
+      this.policy,
+      this.proxy,
+    );
+    this.endpoint = new WsEndpoint(
+      {
+        path: config.path,
+        maxFrameBytes: config.limits.maxFrameBytes,
+        maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
+        allowedOrigins: config.allowedOrigins,
+        logger: this.logger,
+        onRefused: (kind, detail) => this.console.warn(kind, detail),
+      },
+      (ws, socket, request) => {
+        const connection = new WsConnection(ws, socket, {
+          batcher: this.batcher,
+          outboundQueueBytes: config.limits.outboundQueueBytes,
+        });
+        this.sessions.add(new Session(connection, request, this));
+      },
+    );
+
     this.api = new HttpApi(this, {
       apiKey: this.apiKey,
       maxBodyBytes: config.limits.maxHttpBodyBytes,
       logger: this.logger,
       dashboard: config.dashboard,
+    });
+  }
+
+  private createProxy(): BackendProxy | undefined {
+    const config = this.config.proxy;
+    if (config === undefined) return undefined;
+    const observe = proxyMetrics(this.registry);
+    const client = new ProxyClient({
+      timeoutMs: config.timeoutMs,
+      maxConcurrency: config.maxConcurrency,
+      logger: this.logger.child({ component: "proxy" }),
+      observe,
+    });
+    return new BackendProxy(config, client, {
+      headers: config.headers,
+      connectWithToken: config.connectWithToken,
+      namespaceOf: (room) => this.policy.options(room),
     });
   }
 
@@ -175,7 +233,10 @@ export class CrierNode implements SessionHost, ApiHost {
   private async start(): Promise<void> {
     await this.verifier?.ready();
     try {
-      await this.broker.start((_channel, envelope) => this.hub.deliver(envelope));
+      await this.broker.start((_channel, envelope) => {
+        if (envelope.kind === "request" || envelope.kind === "reply") this.control.receive(envelope);
+        else this.hub.deliver(envelope);
+      });
       await this.historyStore?.start();
       await this.presenceStore?.start();
     } catch (error) {
@@ -189,8 +250,10 @@ export class CrierNode implements SessionHost, ApiHost {
       if (ready) this.hub.resync();
       if (ready) this.logger.info("backplane reachable: ready");
       else this.logger.warn("backplane unreachable: not ready; publishes get 'unavailable' until it returns");
+      this.console.warn(ready ? "backplane_back" : "backplane_lost", ready ? "reachable again" : "unreachable");
     });
     await this.broker.subscribe(this.names.control());
+    await this.control.start();
     await this.membership.start(() => this.nodeInfo());
     this.membership.onRejoin(() => {
       // Other instances may have pruned this one's presence entries while it was out of the cluster.
@@ -204,6 +267,7 @@ export class CrierNode implements SessionHost, ApiHost {
     if (this.apiKeyGenerated) {
       this.logger.warn("no API key configured: generated a random one for this run (set apiKey or CRIER_API_KEY)");
     }
+    this.console.start();
     this.started = true;
   }
 
@@ -326,9 +390,21 @@ export class CrierNode implements SessionHost, ApiHost {
     );
   }
 
+  warning(kind: "rate_limited" | "auth_failed", detail: string): void {
+    this.console.warn(kind, detail);
+  }
+
+  /** The console's cluster-wide views (GET /api/stats, /api/rooms, …). */
+  get views(): ConsoleViews {
+    return this.console.views;
+  }
+
   sessionClosed(session: SessionView): void {
     this.sessions.delete(session);
     const code = session.closeCode ?? CloseCode.Abnormal;
+    if (code === CloseCode.SlowConsumer) {
+      this.console.warn("slow_consumer", `client ${session.id} (user '${session.user}') closed with 4503`);
+    }
     this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
   }
 
@@ -369,11 +445,13 @@ export class CrierNode implements SessionHost, ApiHost {
     await stopped;
     clearTimeout(deadline);
     this.endpoint.close();
+    this.console.close();
     // The closed sessions' leaves: entries removed and leave events published before disconnecting.
     await this.presence.drain();
     await this.membership.close();
     await this.historyStore?.close();
     await this.presenceStore?.close();
+    this.control.close();
     await this.broker.close();
     this.logger.info("crier stopped");
   }

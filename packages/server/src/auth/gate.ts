@@ -1,9 +1,11 @@
 // Who a connection is and what it may do: the `authenticate` and `authorize`
-// hooks first, then JWT verification, anonymous access and the namespace
-// policies. The node's sessions ask here; nothing here knows of sockets.
+// hooks first, then the backend proxy where one is configured, then JWT
+// verification, anonymous access and the namespace policies. The node's
+// sessions ask here; nothing here knows of sockets.
 
 import type { IncomingMessage } from "node:http";
-import { type ConnectCommand, ProtocolError } from "crier-protocol";
+import { type ConnectCommand, type JsonValue, ProtocolError } from "crier-protocol";
+import type { BackendProxy, ConnectContext } from "../proxy/proxy.js";
 import type { SessionView } from "../session/host.js";
 import { ANONYMOUS, type Identity } from "./identity.js";
 import type { TokenVerifier } from "./jwt.js";
@@ -29,20 +31,39 @@ export class AuthGate {
   private readonly hooks: CrierHooks;
   private readonly verifier: TokenVerifier | undefined;
   private readonly policy: RoomPolicy;
+  private readonly proxy: BackendProxy | undefined;
   readonly allowAnonymous: boolean;
 
-  constructor(hooks: CrierHooks, verifier: TokenVerifier | undefined, allowAnonymous: boolean, policy: RoomPolicy) {
+  constructor(
+    hooks: CrierHooks,
+    verifier: TokenVerifier | undefined,
+    allowAnonymous: boolean,
+    policy: RoomPolicy,
+    proxy?: BackendProxy,
+  ) {
     this.hooks = hooks;
     this.verifier = verifier;
     this.allowAnonymous = allowAnonymous;
     this.policy = policy;
+    this.proxy = proxy;
+  }
+
+  /** The headers of `request` that every proxy call for its connection forwards (none without a proxy). */
+  forwardedHeaders(request: IncomingMessage): Readonly<Record<string, string>> {
+    return this.proxy?.forwardedHeaders(request) ?? {};
   }
 
   /** Resolves the identity for a `connect`, or throws ProtocolError("unauthorized"). */
-  async authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity> {
+  async authenticate(request: IncomingMessage, command: ConnectCommand, context: ConnectContext): Promise<Identity> {
     const hooked = await this.hooks.authenticate?.(request, command);
     if (hooked === null) throw new ProtocolError("unauthorized", "connection refused by the authenticate hook");
     if (hooked !== undefined) return hooked;
+    const proxy = this.proxy;
+    if (proxy?.has("connect")) {
+      // A token this server can verify is the identity, unless every connect goes to the backend.
+      const verifiable = command.token !== undefined && this.verifier !== undefined && !proxy.connectWithToken;
+      if (!verifiable) return proxy.connect(context, command);
+    }
     if (command.token !== undefined && this.verifier !== undefined) return this.verifier.verify(command.token);
     if (command.token !== undefined && !this.allowAnonymous) {
       throw new ProtocolError("unauthorized", "this server has no key to verify tokens with");
@@ -68,6 +89,22 @@ export class AuthGate {
     const decision = await this.hooks.authorize?.(session, room, action);
     if (decision === true) return;
     if (decision === false) throw new ProtocolError("forbidden", `not allowed to ${action} in '${room}'`);
+    if (action === "subscribe" && this.proxy?.decidesSubscribe(room)) {
+      await this.proxy.subscribe(session, room, session.identity.info);
+      return;
+    }
     this.policy.check(session.identity, room, action, session.rooms.has(room));
+  }
+
+  /**
+   * Whether `session` may publish `data` to `room`, and what to publish: the
+   * data as sent, or what a publish proxy put in its place.
+   */
+  async authorizePublish(session: SessionView, room: string, data: JsonValue): Promise<JsonValue> {
+    const decision = await this.hooks.authorize?.(session, room, "publish");
+    if (decision === false) throw new ProtocolError("forbidden", `not allowed to publish in '${room}'`);
+    if (this.proxy?.decidesPublish(room)) return this.proxy.publish(session, room, data);
+    if (decision !== true) this.policy.check(session.identity, room, "publish", session.rooms.has(room));
+    return data;
   }
 }

@@ -130,7 +130,10 @@ function stringList(payload: JWTPayload, claim: string): string[] | undefined {
   const value = payload[claim];
   if (value === undefined) return undefined;
   if (!Array.isArray(value) || !value.every((item) => typeof item === "string")) {
-    throw new ProtocolError("unauthorized", `token claim '${claim}' must be an array of room patterns`);
+    throw new ProtocolError(
+      "unauthorized",
+      `token claim '${claim}' must be an array of strings (rooms or room patterns)`,
+    );
   }
   return value;
 }
@@ -149,6 +152,8 @@ function identityOf(payload: JWTPayload): Identity {
   if (rooms !== undefined) identity.rooms = rooms;
   const publish = stringList(payload, "publish");
   if (publish !== undefined) identity.publish = publish;
+  const subs = stringList(payload, "subs");
+  if (subs !== undefined) identity.subs = subs;
   if (typeof payload.exp === "number") identity.expiresAt = payload.exp * 1000;
   return identity;
 }

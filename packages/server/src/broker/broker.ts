@@ -99,4 +99,8 @@ export class ChannelNames {
   control(): string {
     return `${this.prefix}${this.open}control${this.close}`;
   }
+  /** One instance's own channel, for requests to it and replies to its requests (cluster/control.ts). */
+  node(id: string): string {
+    return `${this.prefix}ask:${this.open}${id}${this.close}`;
+  }
 }

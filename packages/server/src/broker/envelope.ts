@@ -6,7 +6,16 @@
 // text never contains a raw newline outside strings and JSON.stringify escapes
 // newlines inside strings, so the first "\n" always ends the header.
 
-export type EnvelopeKind = "message" | "direct" | "disconnect" | "unsubscribe" | "join" | "leave";
+export type EnvelopeKind =
+  | "message"
+  | "direct"
+  | "disconnect"
+  | "unsubscribe"
+  | "join"
+  | "leave"
+  // Between instances only (cluster/control.ts): data is the request or reply.
+  | "request"
+  | "reply";
 
 export interface Envelope {
   kind: EnvelopeKind;
@@ -50,6 +59,8 @@ const KINDS: ReadonlySet<string> = new Set<EnvelopeKind>([
   "unsubscribe",
   "join",
   "leave",
+  "request",
+  "reply",
 ]);
 
 export function encodeEnvelope(envelope: Envelope): string {

@@ -332,7 +332,7 @@ describe("errors name the key, where it came from and what is allowed", () => {
   test("an unknown key in a namespace lists the namespace options", () => {
     const message = problem({ values: { namespaces: { chat: { histroy: { size: 1 } } } } });
     assert.match(message, /unknown config key "histroy" in "namespaces.chat"/);
-    assert.match(message, /allowed keys: subscribe, publish, history, presence, joinLeave$/);
+    assert.match(message, /allowed keys: subscribe, publish, history, presence, joinLeave, proxy$/);
   });
 
   test("a bad enum lists the allowed values and names its env var", () => {

@@ -139,7 +139,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "dashboard",
     kind: "boolean",
     flagTakesValue: true,
-    help: "true or false: serve GET /dashboard, which reads /api/info with a key typed in the page (default true)",
+    help: "true or false: serve GET /dashboard, the operator's console, which calls /api/ with a key typed in the page (default true)",
   },
   {
     path: ["allowedOrigins"],

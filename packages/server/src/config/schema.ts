@@ -44,8 +44,44 @@ export const namespaceSchema = z
       .optional(),
     presence: z.boolean().default(false),
     joinLeave: z.boolean().default(false),
+    /** This namespace's subscribe and publish proxies, instead of the top-level ones. */
+    proxy: z
+      .object({
+        subscribe: z.url({ protocol: /^https?$/ }).optional(),
+        publish: z.url({ protocol: /^https?$/ }).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
+
+const proxyUrl = z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional();
+
+/** The backend proxy (docs/backend.md): the application's own backend decides, over HTTP. */
+export const proxySchema = z
+  .object({
+    connect: proxyUrl,
+    refresh: proxyUrl,
+    subscribe: proxyUrl,
+    publish: proxyUrl,
+    rpc: proxyUrl,
+    /** How long one call may take, waiting for a free slot included. */
+    timeout: duration.default(1000),
+    /** Headers of the client's upgrade (or SSE) request sent along with every call, e.g. Cookie. */
+    headers: z
+      .array(z.string().regex(/^[A-Za-z0-9-]+$/, "must be an HTTP header name"))
+      .max(32)
+      .default([]),
+    /** Calls in flight at once per instance; more wait for a slot (within `timeout`). */
+    maxConcurrency: z.number().int().min(1).max(10_000).default(64),
+    /**
+     * A connect with a token that a configured JWT key verifies skips the
+     * connect proxy; true sends every connect to the proxy (the token in its body).
+     */
+    connectWithToken: z.boolean().default(false),
+  })
+  .strict()
+  .transform(({ timeout, ...rest }) => ({ ...rest, timeoutMs: timeout }));
 
 export const limitsSchema = z
   .object({
@@ -131,10 +167,11 @@ export const configSchema = z
       .refine((tls) => (tls.cert === undefined) === (tls.key === undefined), "cert and key go together")
       .optional(),
     jwt: jwtSchema.default({}),
+    proxy: proxySchema.optional(),
     allowAnonymous: z.boolean().optional(),
     allowedOrigins: z.array(z.string().min(1)).optional(),
     clientSend: z.enum(["all", "authenticated", "none"]).default("authenticated"),
-    /** Serve GET /dashboard: the cluster's instances, read from /api/info with the API key. */
+    /** Serve GET /dashboard: the operator's console, which calls /api/ with the API key typed into it. */
     dashboard: z.boolean().default(true),
     namespaces: z
       .record(z.string().regex(/^[A-Za-z0-9_\-.@/=]*$/, "is not a valid namespace name"), namespaceSchema)

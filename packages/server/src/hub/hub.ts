@@ -24,12 +24,30 @@ export interface HubMember {
   disconnect(code: number, reason: string): void;
 }
 
+/** A room's size and traffic on this instance (for the console's busiest rooms). */
+export interface RoomLoad {
+  room: string;
+  /** Connections subscribed. */
+  members: number;
+  /** Publications fanned out per second over the last full second. */
+  messagesPerSecond: number;
+}
+
+/** Busiest first: by members, then by messages per second, then by name. */
+export function busiestFirst(a: RoomLoad, b: RoomLoad): number {
+  return b.members - a.members || b.messagesPerSecond - a.messagesPerSecond || (a.room < b.room ? -1 : 1);
+}
+
 interface Channel {
   readonly members: Set<HubMember>;
   /** Settles when the broker confirmed the subscription that this channel's first member started. */
   ready: Promise<void>;
   /** For rooms with history: keeps offsets contiguous on this instance; made on the first offset or seed. */
   order?: RoomOrder;
+  /** Publications fanned out in second `tick` and in the second before it (the console's messages/s). */
+  tick?: number;
+  current?: number;
+  previous?: number;
 }
 
 export class Hub {
@@ -42,6 +60,8 @@ export class Hub {
   private readonly names: ChannelNames;
   private readonly logger: Logger;
   private readonly recovery: Recovery | undefined;
+  /** Seconds counted by advanceTick(): a coarse clock, so fan-out reads no time of its own. */
+  private tick = 0;
 
   /** Without `recovery`, publications with offsets are delivered as they come, gaps and all. */
   constructor(broker: Broker, names: ChannelNames, logger: Logger, recovery?: Recovery) {
@@ -171,6 +191,12 @@ export class Hub {
     const frame = new MessageFrame(room, envelope);
     this.counters.publications++;
     this.counters.deliveries += entry.members.size;
+    if (entry.tick !== this.tick) {
+      entry.previous = entry.tick === this.tick - 1 ? entry.current : 0;
+      entry.current = 0;
+      entry.tick = this.tick;
+    }
+    entry.current = (entry.current ?? 0) + 1;
     for (const member of entry.members) member.deliver(frame, room, envelope.offset);
   }
 
@@ -218,6 +244,42 @@ export class Hub {
   /** Local members of `room` (for tests and presence on this instance). */
   roomSize(room: string): number {
     return this.rooms.get(room)?.members.size ?? 0;
+  }
+
+  /** Called once a second: the boundary of the per-room publication counts. */
+  advanceTick(): void {
+    this.tick++;
+  }
+
+  /** Publications fanned out in `room` during the last full second. */
+  private rate(entry: Channel): number {
+    if (entry.tick === this.tick) return entry.previous ?? 0;
+    return entry.tick === this.tick - 1 ? (entry.current ?? 0) : 0;
+  }
+
+  /**
+   * Local rooms whose name contains `search`, busiest first (by members, then
+   * by messages per second), at most `limit`. Walks every room: for the
+   * console, on request only.
+   */
+  roomLoads(search: string, limit: number): RoomLoad[] {
+    const loads: RoomLoad[] = [];
+    for (const [room, entry] of this.rooms) {
+      if (search !== "" && !room.includes(search)) continue;
+      loads.push({ room, members: entry.members.size, messagesPerSecond: this.rate(entry) });
+    }
+    loads.sort(busiestFirst);
+    return loads.slice(0, limit);
+  }
+
+  /** Local members of `room`, at most `limit`. */
+  subscribers(room: string, limit: number): { client: string; user: string }[] {
+    const out: { client: string; user: string }[] = [];
+    for (const member of this.rooms.get(room)?.members ?? []) {
+      if (out.length >= limit) break;
+      out.push({ client: member.id, user: member.user });
+    }
+    return out;
   }
 
   stats(): { rooms: number; users: number; clients: number } {

@@ -23,12 +23,21 @@ export class RoomService {
   private readonly policy: RoomPolicy;
   /** Shown as the publishing node in envelopes. */
   private readonly nodeId: string;
+  /** Told how long each accepted publication took (the console's publish latency). */
+  private readonly published: ((ms: number) => void) | undefined;
 
-  constructor(broker: Broker, names: ChannelNames, policy: RoomPolicy, nodeId: string) {
+  constructor(
+    broker: Broker,
+    names: ChannelNames,
+    policy: RoomPolicy,
+    nodeId: string,
+    published?: (ms: number) => void,
+  ) {
     this.broker = broker;
     this.names = names;
     this.policy = policy;
     this.nodeId = nodeId;
+    this.published = published;
   }
 
   /** How much of `room` is kept, or undefined when its namespace keeps no history. */
@@ -48,12 +57,16 @@ export class RoomService {
     if (from !== "") envelope.from = from;
     const channel = this.names.room(room);
     const history = this.historyOptions(room);
+    const started = performance.now();
+    let result: PublishResult = {};
     if (history === undefined) {
       await this.broker.publish(channel, envelope);
-      return {};
+    } else {
+      const position: StreamPosition = await this.append(channel, envelope, { room, ...history });
+      result = { offset: position.offset, epoch: position.epoch };
     }
-    const position: StreamPosition = await this.append(channel, envelope, { room, ...history });
-    return { offset: position.offset, epoch: position.epoch };
+    this.published?.(performance.now() - started);
+    return result;
   }
 
   /** Sends `dataJson` to every connection of `user`, on every instance. */

@@ -21,6 +21,8 @@ export interface ConnectionEvents {
 
 export interface Connection {
   readonly transport: TransportName;
+  /** The peer's address as the transport saw it (for operators: the console's connections view). */
+  readonly address: string;
   /** Whether frames are MessagePack (binary) rather than JSON. */
   readonly binary: boolean;
   /** Starts reporting to `events`. Called once, by the session. */

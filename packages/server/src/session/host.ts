@@ -2,11 +2,12 @@
 // own job, rather than the node itself, so dependencies point inward.
 
 import type { IncomingMessage } from "node:http";
-import type { ConnectCommand, Member } from "crier-protocol";
+import type { ConnectCommand, JsonValue, Member } from "crier-protocol";
 import type { Logger } from "pino";
 import type { Identity } from "../auth/identity.js";
 import type { RoomAction } from "../auth/policy.js";
 import type { Hub } from "../hub/hub.js";
+import type { BackendProxy, ConnectContext } from "../proxy/proxy.js";
 import type { Recovery } from "../recovery/recovery.js";
 import type { RoomQueries } from "../service/room-queries.js";
 import type { PublishResult, RoomService } from "../service/room-service.js";
@@ -31,6 +32,14 @@ export interface SessionView {
   readonly user: string;
   readonly identity: Identity;
   readonly rooms: ReadonlySet<string>;
+  /** Headers of the connection's request that proxy calls forward (proxy.headers). */
+  readonly forwarded: Readonly<Record<string, string>>;
+  /** Epoch milliseconds when the connection was accepted. */
+  readonly connectedAt: number;
+  /** The peer's address as the socket saw it. */
+  readonly address: string;
+  /** e.g. "websocket crier.v1.json". */
+  readonly transport: string;
   /** The close code, once closed. */
   readonly closeCode: number | undefined;
   /** Closes the connection with a close code. Idempotent. */
@@ -41,12 +50,16 @@ export interface SessionView {
 
 /** Who may connect and do what (auth/gate.ts). */
 export interface SessionAuth {
-  /** Resolves the identity for a `connect`, or throws ProtocolError("unauthorized"). */
-  authenticate(request: IncomingMessage, command: ConnectCommand): Promise<Identity>;
+  /** Resolves the identity for a `connect`, or throws ProtocolError("unauthorized") (or the backend's refusal). */
+  authenticate(request: IncomingMessage, command: ConnectCommand, context: ConnectContext): Promise<Identity>;
+  /** The headers of `request` that proxy calls for its connection forward. */
+  forwardedHeaders(request: IncomingMessage): Readonly<Record<string, string>>;
   /** Verifies a refreshed token; throws ProtocolError. */
   refresh(session: SessionView, token: string): Promise<Identity>;
   /** Throws ProtocolError("forbidden") when not allowed. */
   authorize(session: SessionView, room: string, action: RoomAction): Promise<void>;
+  /** Throws when `session` may not publish to `room`; resolves with the data to publish. */
+  authorizePublish(session: SessionView, room: string, data: JsonValue): Promise<JsonValue>;
 }
 
 /** This instance's side of presence (presence/tracker.ts). */
@@ -71,6 +84,10 @@ export interface SessionHost {
   readonly queries: RoomQueries;
   readonly auth: SessionAuth;
   readonly presence: SessionPresence;
+  /** The application's backend, when a proxy is configured (rpc, refresh of proxy-given expiries). */
+  readonly proxy: BackendProxy | undefined;
+  /** Something an operator should see in the console's recent warnings. */
+  warning(kind: "rate_limited" | "auth_failed", detail: string): void;
   /** Called once, when the session has closed and left every index. */
   sessionClosed(session: SessionView): void;
 }

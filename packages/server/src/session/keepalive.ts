@@ -9,6 +9,8 @@ const MAX_TIMER_MS = 2_147_483_647;
 export interface KeepaliveTarget {
   sendPing(): void;
   close(code: number, reason: string): void;
+  /** The credentials' expiry has come: renew them (expireAt again) or close with 4005. */
+  expired(): void;
 }
 
 export class Keepalive {
@@ -46,13 +48,13 @@ export class Keepalive {
     this.schedulePing();
   }
 
-  /** Closes the connection with 4005 at `expiresAt` (ms since epoch); undefined: never. */
+  /** Tells the target at `expiresAt` (ms since epoch) that the credentials expired; undefined: never. */
   expireAt(expiresAt: number | undefined): void {
     clearTimeout(this.expiryTimer);
     if (expiresAt === undefined) return;
     const delay = expiresAt - Date.now();
     if (delay <= 0) {
-      this.target.close(CloseCode.TokenExpired, "token expired: refresh it and reconnect");
+      this.target.expired();
       return;
     }
     this.expiryTimer = setTimeout(() => this.expireAt(expiresAt), Math.min(delay, MAX_TIMER_MS));

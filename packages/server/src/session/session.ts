@@ -16,11 +16,15 @@ import {
   ProtocolError,
   type ReplyFrame,
   type StreamPosition,
+  SUBPROTOCOL_JSON,
+  SUBPROTOCOL_MSGPACK,
 } from "crier-protocol";
 import { decodeClientFrameMsgpack } from "crier-protocol/msgpack";
 import type { Logger } from "pino";
+import { DisconnectError } from "../auth/disconnect-error.js";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
 import { TokenExpiredError } from "../auth/jwt.js";
+import { messageOf } from "../describe-error.js";
 import type { HubMember } from "../hub/hub.js";
 import type { OutboundFrame } from "../hub/outbound-frame.js";
 import { CatchUp } from "../recovery/catch-up.js";
@@ -37,9 +41,13 @@ const BARRIERS: ReadonlySet<ClientCommand["op"]> = new Set(["connect", "subscrib
 export class Session implements HubMember, SessionView {
   readonly id = randomUUID();
   readonly rooms = new Set<string>();
+  /** Epoch milliseconds when the socket was accepted, and its peer address (for the console). */
+  readonly connectedAt = Date.now();
+  readonly address: string;
   identity: Identity = ANONYMOUS;
   /** The close code, once closed: the one this server sent, or the client's. */
   closeCode: number | undefined;
+  readonly forwarded: Readonly<Record<string, string>>;
 
   private state: State = "connecting";
   private readonly connection: Connection;
@@ -63,9 +71,15 @@ export class Session implements HubMember, SessionView {
     this.connection = connection;
     this.request = request;
     this.host = host;
+    this.forwarded = host.auth.forwardedHeaders(request);
+    this.address = connection.address;
     this.limiter = new RateLimiter(host.settings.commandsPerSecond);
     this.keepalive = new Keepalive(
-      { sendPing: () => this.connection.sendPing(), close: (code, reason) => this.close(code, reason) },
+      {
+        sendPing: () => this.connection.sendPing(),
+        close: (code, reason) => this.close(code, reason),
+        expired: () => this.onExpired(),
+      },
       host.settings.pingIntervalMs,
       host.settings.pongTimeoutMs,
     );
@@ -90,6 +104,11 @@ export class Session implements HubMember, SessionView {
 
   get user(): string {
     return this.identity.user;
+  }
+
+  /** The transport and the subprotocol, e.g. "websocket crier.v1.json". */
+  get transport(): string {
+    return `${this.connection.transport} ${this.connection.binary ? SUBPROTOCOL_MSGPACK : SUBPROTOCOL_JSON}`;
   }
 
   /** A method, not a field read, so the compiler does not narrow it across awaits. */
@@ -133,6 +152,10 @@ export class Session implements HubMember, SessionView {
     }
     if (!(decoded.kind === "command" && decoded.command.op === "pong")) {
       const verdict = this.limiter.take();
+      if (verdict !== "ok") {
+        const what = verdict === "abusive" ? "closed with 4508" : "a command refused";
+        this.host.warning("rate_limited", `client ${this.id} (user '${this.user}'): ${what}`);
+      }
       if (verdict === "abusive") {
         this.close(CloseCode.RateLimited, "too many commands");
         return;
@@ -180,8 +203,8 @@ export class Session implements HubMember, SessionView {
         this.reply(command.id, { op: "ok" });
         return;
       case "publish": {
-        await host.auth.authorize(this, command.room, "publish");
-        const result = await host.rooms.publish(command.room, JSON.stringify(command.data), this.user);
+        const data = await host.auth.authorizePublish(this, command.room, command.data);
+        const result = await host.rooms.publish(command.room, JSON.stringify(data), this.user);
         this.reply(command.id, { op: "ok", ...result });
         return;
       }
@@ -200,6 +223,14 @@ export class Session implements HubMember, SessionView {
       case "history":
         this.reply(command.id, await host.queries.history(command.room, command.since, command.limit));
         return;
+      case "rpc": {
+        if (host.proxy === undefined) {
+          throw new ProtocolError("bad_request", "rpc is not available: this server has no rpc proxy (proxy.rpc)");
+        }
+        const data = await host.proxy.rpc(this, command.method, command.data);
+        this.reply(command.id, { op: "rpc", data });
+        return;
+      }
       case "refresh": {
         const identity = await host.auth.refresh(this, command.token);
         this.identity = identity;
@@ -224,15 +255,22 @@ export class Session implements HubMember, SessionView {
     if (command.info !== undefined && Buffer.byteLength(JSON.stringify(command.info)) > maxInfoBytes) {
       throw new ProtocolError("too_large", `field 'info' is over ${maxInfoBytes} bytes`);
     }
+    const request = this.request;
+    if (request === undefined) throw new ProtocolError("bad_request", "already connected");
     let identity: Identity;
     try {
-      if (this.request === undefined) throw new ProtocolError("bad_request", "already connected");
-      identity = await this.host.auth.authenticate(this.request, command);
+      identity = await this.host.auth.authenticate(request, command, {
+        client: this.id,
+        transport: this.connection.transport,
+        protocol: this.connection.binary ? SUBPROTOCOL_MSGPACK : SUBPROTOCOL_JSON,
+        remoteAddr: request.socket.remoteAddress ?? "",
+        forwarded: this.forwarded,
+      });
     } catch (error) {
-      if (!(error instanceof ProtocolError) || error.code !== "unauthorized") throw error;
-      this.error(command.id, error.code, error.message);
-      const code = error instanceof TokenExpiredError ? CloseCode.TokenExpired : CloseCode.Unauthorized;
-      this.close(code, error.message);
+      if (error instanceof ProtocolError && error.code === "unauthorized") {
+        this.host.warning("auth_failed", `${this.address || "unknown address"}: ${error.message}`);
+      }
+      this.refuseConnect(command.id, error);
       return;
     }
     if (this.isClosed()) return;
@@ -265,9 +303,69 @@ export class Session implements HubMember, SessionView {
     this.connection.sendOwn(command.id === undefined ? connected : { ...connected, id: command.id });
     this.keepalive.schedulePing();
     this.keepalive.expireAt(this.identity.expiresAt);
+    for (const room of this.identity.subs ?? []) this.subscribeServerSide(room);
   }
 
-  private async onSubscribe(room: string, id: number | undefined, since: StreamPosition | undefined): Promise<void> {
+  /**
+   * A refused connect ends the connection: its error first (a `disconnect`
+   * answer of the backend sends none), then the close code that fits it.
+   */
+  private refuseConnect(id: number | undefined, error: unknown): void {
+    if (error instanceof DisconnectError) {
+      this.close(error.disconnect.code, error.disconnect.reason);
+      return;
+    }
+    this.fail(id, error);
+    const code =
+      error instanceof TokenExpiredError
+        ? CloseCode.TokenExpired
+        : error instanceof ProtocolError && error.code === "unauthorized"
+          ? CloseCode.Unauthorized
+          : error instanceof ProtocolError && error.code === "forbidden"
+            ? CloseCode.Forbidden
+            : CloseCode.ServerError;
+    this.close(code, error instanceof ProtocolError ? error.message : "connect failed");
+  }
+
+  /**
+   * A subscription the server made for the connection (JWT `subs`, the
+   * connect proxy's `rooms`): granted already, so not authorized again, and
+   * answered by a `subscribed` push without id. A failure comes as an error without id.
+   */
+  private subscribeServerSide(room: string): void {
+    this.onSubscribe(room, undefined, undefined, true).catch((error: unknown) => this.fail(undefined, error));
+  }
+
+  /**
+   * The credentials' expiry came. An identity from the connect proxy is
+   * renewed by the refresh proxy when there is one; any other expiry closes
+   * with 4005, as does a refresh proxy that will not renew.
+   */
+  private onExpired(): void {
+    const proxy = this.host.proxy;
+    if (!this.identity.fromProxy || proxy === undefined || !proxy.has("refresh")) {
+      this.close(CloseCode.TokenExpired, "token expired: refresh it and reconnect");
+      return;
+    }
+    proxy.refresh(this).then(
+      (expiresAt) => {
+        if (this.isClosed()) return;
+        this.identity = { ...this.identity, expiresAt };
+        this.keepalive.expireAt(expiresAt);
+      },
+      (error: unknown) => {
+        if (error instanceof DisconnectError) this.close(error.disconnect.code, error.disconnect.reason);
+        else this.close(CloseCode.TokenExpired, `credentials expired and were not renewed: ${messageOf(error)}`);
+      },
+    );
+  }
+
+  private async onSubscribe(
+    room: string,
+    id: number | undefined,
+    since: StreamPosition | undefined,
+    serverSide = false,
+  ): Promise<void> {
     const { maxSubscriptions } = this.host.settings;
     if (this.rooms.has(room)) throw new ProtocolError("already_subscribed", `already subscribed to '${room}'`);
     if (this.rooms.size >= maxSubscriptions) {
@@ -276,7 +374,7 @@ export class Session implements HubMember, SessionView {
         `subscription limit reached: ${maxSubscriptions} rooms per connection (limits.maxSubscriptions)`,
       );
     }
-    await this.host.auth.authorize(this, room, "subscribe");
+    if (!serverSide) await this.host.auth.authorize(this, room, "subscribe");
     // Closed meanwhile (e.g. by a bad frame in the same read): joining now would leave it in the hub for good.
     if (this.isClosed()) return;
     // In a room with history, live messages are held from the moment the
@@ -292,13 +390,15 @@ export class Session implements HubMember, SessionView {
       await this.host.hub.subscribe(this, room);
       // Left (closed, or unsubscribed by the server) while subscribing: not a member any more.
       if (current()) await this.host.presence.joined(room, this.member());
+      // A server-side subscription's `subscribed` is a push: every client needs it.
+      const answer = (frame: ReplyFrame): void => (serverSide ? this.push(frame) : this.reply(id, frame));
       if (catchUp === undefined) {
-        this.reply(id, { op: "subscribed", room, recovered: false });
+        answer({ op: "subscribed", room, recovered: false });
         return;
       }
       await catchUp.run(since, {
         subscribed: (position, recovered) =>
-          this.reply(id, { op: "subscribed", room, offset: position.offset, epoch: position.epoch, recovered }),
+          answer({ op: "subscribed", room, offset: position.offset, epoch: position.epoch, recovered }),
         sendPaced: (frame) => (this.connected ? this.connection.sendPaced(frame) : Promise.resolve(false)),
         send: (frame) => this.send(frame),
         seed: (position) => this.host.hub.seed(room, position),
@@ -365,12 +465,21 @@ export class Session implements HubMember, SessionView {
     this.connection.sendOwn({ ...frame, id });
   }
 
+  /** Sends a frame no command asked for. */
+  private push(frame: ReplyFrame): void {
+    if (this.state !== "closed") this.connection.sendOwn(frame);
+  }
+
   private error(id: number | undefined, code: ErrorCode, message: string): void {
     if (this.state === "closed") return;
     this.connection.sendOwn(id === undefined ? { op: "error", code, message } : { op: "error", id, code, message });
   }
 
   private fail(id: number | undefined, error: unknown): void {
+    if (error instanceof DisconnectError) {
+      this.close(error.disconnect.code, error.disconnect.reason);
+      return;
+    }
     if (error instanceof ProtocolError) {
       this.error(id, error.code, error.message);
       return;

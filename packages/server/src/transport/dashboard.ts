@@ -1,112 +1,90 @@
-// GET /dashboard: one self-contained page (no build step, no third-party code)
-// showing the cluster as GET /api/info sees it: every instance, its
-// connections, rooms, event-loop load and heartbeat age, refreshed every two
-// seconds. The page holds no data of its own: it asks for the HTTP API key,
-// keeps it in the tab's sessionStorage only, and sends it as a Bearer token.
+// GET /dashboard: the operator's console, static files built from
+// packages/dashboard (Vite) into packages/server/dashboard/ and shipped with
+// this package, so nothing is built when crier runs. They are read once, at
+// first request, and served from memory. The page asks for the HTTP API key,
+// keeps it in the tab's sessionStorage only and calls /api/ with it.
 // `dashboard: false` in the configuration turns the page off.
 
-export const DASHBOARD_HTML = `<!doctype html>
-<html lang="en">
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>crier dashboard</title>
-<style>
-  body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #222; }
-  h1 { font-size: 1.2rem; margin: 0 0 1rem; }
-  table { border-collapse: collapse; min-width: 40rem; }
-  th, td { padding: .3rem .8rem; border-bottom: 1px solid #ddd; text-align: right; }
-  th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
-  tfoot td { font-weight: 600; border-bottom: 0; }
-  #error { color: #a00; }
-  form { margin-bottom: 1rem; }
-  .stale { color: #a60; }
-</style>
-<h1>crier cluster</h1>
-<form id="login" hidden>
-  <label>HTTP API key <input id="key" type="password" autocomplete="off" size="40"></label>
-  <button type="submit">show</button>
-</form>
-<p id="error" role="alert"></p>
-<table id="nodes" hidden>
-  <thead><tr><th>instance</th><th>address</th><th>connections</th><th>rooms</th><th>load</th><th>up</th><th>heartbeat</th></tr></thead>
-  <tbody></tbody>
-  <tfoot><tr><td>total</td><td id="count"></td><td id="connections"></td><td id="rooms"></td><td></td><td></td><td></td></tr></tfoot>
-</table>
-<p><small id="updated"></small></p>
-<script>
-"use strict";
-const STORE = "crier-dashboard-key";
-const $ = (id) => document.getElementById(id);
-const ago = (ms) => ms < 1000 ? "now" : ms < 60000 ? Math.round(ms / 1000) + " s" : ms < 3600000 ? Math.round(ms / 60000) + " min" : Math.round(ms / 3600000) + " h";
-let timer;
+import { readdirSync, readFileSync } from "node:fs";
+import type { ServerResponse } from "node:http";
+import { extname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
-function cell(row, text, className) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) td.className = className;
-  row.append(td);
+/** Where the built console lives: beside src/ (and beside dist/ once built), in the package. */
+const BUILT = fileURLToPath(new URL("../../dashboard/", import.meta.url));
+
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".svg": "image/svg+xml",
+};
+
+/**
+ * Its own scripts and styles only (no inline code: Vite's output has none),
+ * and requests to this origin only. uPlot styles its canvas through the
+ * CSSOM, which style-src does not restrict.
+ */
+export const DASHBOARD_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+interface File {
+  type: string;
+  body: Buffer;
 }
 
-function render(info) {
-  const now = Date.now();
-  const nodes = [...info.nodes].sort((a, b) => String(a.id).localeCompare(String(b.id)));
-  const body = $("nodes").tBodies[0];
-  body.replaceChildren(...nodes.map((node) => {
-    const row = document.createElement("tr");
-    row.dataset.node = node.id;
-    cell(row, node.id + (node.id === info.node ? " (answered)" : ""));
-    cell(row, node.address);
-    cell(row, String(node.connections));
-    cell(row, String(node.rooms));
-    cell(row, Math.round(node.load * 100) + "%");
-    cell(row, ago(now - node.startedAt));
-    const age = now - node.updatedAt;
-    cell(row, ago(age), age > 10000 ? "stale" : "");
-    return row;
-  }));
-  $("count").textContent = nodes.length + (nodes.length === 1 ? " instance" : " instances");
-  $("connections").textContent = String(nodes.reduce((t, n) => t + n.connections, 0));
-  $("rooms").textContent = String(nodes.reduce((t, n) => t + n.rooms, 0));
-  $("nodes").hidden = false;
-  $("updated").textContent = "updated " + new Date(now).toLocaleTimeString();
-}
+export class DashboardFiles {
+  private readonly dir: string;
+  private files: Map<string, File> | undefined;
 
-async function refresh() {
-  const key = sessionStorage.getItem(STORE);
-  if (!key) return showLogin("");
-  try {
-    const response = await fetch("/api/info", { headers: { Authorization: "Bearer " + key }, cache: "no-store" });
-    const body = await response.json().catch(() => ({}));
-    if (response.status === 401) {
-      sessionStorage.removeItem(STORE);
-      return showLogin("that key was refused: " + (body.error?.message ?? "unauthorized"));
-    }
-    if (!response.ok) throw new Error(body.error?.message ?? "HTTP " + response.status);
-    $("error").textContent = "";
-    render(body);
-  } catch (error) {
-    $("error").textContent = "cannot read /api/info: " + error.message;
+  constructor(dir = BUILT) {
+    this.dir = dir;
   }
-  timer = setTimeout(refresh, 2000);
-}
 
-function showLogin(message) {
-  clearTimeout(timer);
-  $("error").textContent = message;
-  $("login").hidden = false;
-  $("nodes").hidden = true;
-  $("key").focus();
-}
+  /** Serves `path` when it is the console's; returns false otherwise. */
+  serve(path: string, response: ServerResponse): boolean {
+    if (path !== "/dashboard" && !path.startsWith("/dashboard/")) return false;
+    const files = this.load();
+    if (files === undefined) {
+      response.writeHead(503, { "Content-Type": "text/plain; charset=utf-8" });
+      response.end(`the dashboard is not built in ${this.dir}: run npm run build -w crier-dashboard\n`);
+      return true;
+    }
+    const name = path === "/dashboard" || path === "/dashboard/" ? "index.html" : path.slice("/dashboard/".length);
+    const file = files.get(name);
+    if (file === undefined) {
+      response.writeHead(404, { "Content-Type": "text/plain; charset=utf-8" });
+      response.end("not found\n");
+      return true;
+    }
+    response.writeHead(200, {
+      "Content-Type": file.type,
+      "Content-Length": file.body.length,
+      "Content-Security-Policy": DASHBOARD_CSP,
+      "X-Content-Type-Options": "nosniff",
+      // Asset names carry a hash of their content; the page itself must always be fresh.
+      "Cache-Control": name === "index.html" ? "no-store" : "public, max-age=31536000, immutable",
+    });
+    response.end(file.body);
+    return true;
+  }
 
-$("login").addEventListener("submit", (event) => {
-  event.preventDefault();
-  sessionStorage.setItem(STORE, $("key").value);
-  $("key").value = "";
-  $("login").hidden = true;
-  refresh();
-});
-refresh();
-</script>
-</html>
-`;
+  private load(): Map<string, File> | undefined {
+    if (this.files !== undefined) return this.files;
+    let names: string[];
+    try {
+      names = readdirSync(this.dir, { recursive: true, encoding: "utf8" });
+    } catch {
+      return undefined;
+    }
+    const files = new Map<string, File>();
+    for (const name of names) {
+      const type = TYPES[extname(name)];
+      if (type === undefined) continue;
+      files.set(name.split("\\").join("/"), { type, body: readFileSync(join(this.dir, name)) });
+    }
+    if (!files.has("index.html")) return undefined;
+    this.files = files;
+    return files;
+  }
+}

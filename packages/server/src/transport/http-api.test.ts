@@ -174,16 +174,32 @@ describe("HTTP API", () => {
 });
 
 describe("GET /dashboard", () => {
-  test("serves the page without a key (it asks for one), locked down by its CSP", async () => {
+  test("serves the built console without a key (it asks for one), locked down by a CSP without inline code", async () => {
     const node = await startNode();
     try {
       const response = await fetch(`${node.httpUrl}/dashboard`);
       assert.equal(response.status, 200);
       assert.match(response.headers.get("content-type") ?? "", /^text\/html/);
-      assert.match(response.headers.get("content-security-policy") ?? "", /default-src 'none'.*connect-src 'self'/);
+      const csp = response.headers.get("content-security-policy") ?? "";
+      assert.match(csp, /default-src 'none'.*script-src 'self'.*connect-src 'self'/);
+      assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
       const page = await response.text();
-      assert.match(page, /fetch\("\/api\/info"/);
       assert.doesNotMatch(page, new RegExp(API_KEY), "the page carries no key");
+      const scripts = [...page.matchAll(/<script\b([^>]*)>/g)].map((match) => match[1] ?? "");
+      assert.ok(scripts.length > 0, "the page loads a script");
+      for (const attributes of scripts) assert.match(attributes, /src="\/dashboard\/assets\//, "no inline script");
+      assert.doesNotMatch(page, /<style|style="/, "no inline style");
+      const src = /src="(\/dashboard\/assets\/[^"]+\.js)"/.exec(page)?.[1] ?? "";
+      const script = await fetch(`${node.httpUrl}${src}`);
+      assert.equal(script.status, 200);
+      assert.match(script.headers.get("content-type") ?? "", /^text\/javascript/);
+      assert.match(await script.text(), /\/api\/stats/);
+      const missing = await fetch(`${node.httpUrl}/dashboard/assets/nothing.js`);
+      assert.equal(missing.status, 404);
+      await missing.body?.cancel();
+      const outside = await fetch(`${node.httpUrl}/dashboard/..%2Fpackage.json`);
+      assert.equal(outside.status, 404, "only the built files are served");
+      await outside.body?.cancel();
     } finally {
       await node.close();
     }

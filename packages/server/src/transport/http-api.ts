@@ -7,8 +7,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { type ErrorCode, type HistoryReply, isValidRoom, type Member, ProtocolError } from "crier-protocol";
 import type { Logger } from "pino";
 import { z } from "zod";
+import { type ConsoleViews, VIEW_LIMIT } from "../console/views.js";
 import type { PublishResult } from "../session/host.js";
-import { DASHBOARD_HTML } from "./dashboard.js";
+import { DashboardFiles } from "./dashboard.js";
 
 export interface ApiHost {
   isReady(): boolean;
@@ -23,6 +24,8 @@ export interface ApiHost {
     limit: number | undefined,
   ): Promise<HistoryReply>;
   info(): Promise<unknown>;
+  /** The console's cluster-wide views. */
+  readonly views: ConsoleViews;
   metrics(): Promise<{ contentType: string; body: string }>;
 }
 
@@ -30,7 +33,7 @@ export interface ApiOptions {
   apiKey: string;
   maxBodyBytes: number;
   logger: Logger;
-  /** Serve GET /dashboard (a page that reads /api/info with a key the user types). */
+  /** Serve GET /dashboard (the console, which calls /api/ with a key the user types). */
   dashboard: boolean;
 }
 
@@ -84,11 +87,13 @@ export class HttpApi {
   private readonly host: ApiHost;
   private readonly options: ApiOptions;
   private readonly keyDigest: Buffer;
+  private readonly dashboard: DashboardFiles | undefined;
 
   constructor(host: ApiHost, options: ApiOptions) {
     this.host = host;
     this.options = options;
     this.keyDigest = digest(options.apiKey);
+    this.dashboard = options.dashboard ? new DashboardFiles() : undefined;
   }
 
   /** Handles the request when its path belongs to the API; returns false otherwise. */
@@ -114,17 +119,7 @@ export class HttpApi {
       );
       return true;
     }
-    if (path === "/dashboard" && this.options.dashboard) {
-      response.writeHead(200, {
-        "Content-Type": "text/html; charset=utf-8",
-        // Its own inline script and style, and requests to this origin only.
-        "Content-Security-Policy":
-          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
-        "Cache-Control": "no-store",
-      });
-      response.end(DASHBOARD_HTML);
-      return true;
-    }
+    if (this.dashboard?.serve(path, response)) return true;
     if (!path.startsWith("/api/")) return false;
     this.route(request, response, url).catch((error: unknown) => this.fail(response, error));
     return true;
@@ -206,6 +201,31 @@ export class HttpApi {
       case "/api/info": {
         expect("GET");
         return this.json(response, 200, await this.host.info());
+      }
+      case "/api/stats": {
+        expect("GET");
+        const since = url.searchParams.get("since");
+        return this.json(response, 200, await this.host.views.stats(since === null ? 0 : integer(since, "since", 0)));
+      }
+      case "/api/rooms": {
+        expect("GET");
+        const limit = url.searchParams.get("limit");
+        const count = limit === null ? 20 : Math.min(integer(limit, "limit", 1), VIEW_LIMIT);
+        return this.json(response, 200, await this.host.views.rooms(url.searchParams.get("search") ?? "", count));
+      }
+      case "/api/subscribers": {
+        expect("GET");
+        const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
+        return this.json(response, 200, await this.host.views.subscribers(target));
+      }
+      case "/api/connections": {
+        expect("GET");
+        const target = parse(user, url.searchParams.get("user") ?? undefined, "user");
+        return this.json(response, 200, await this.host.views.connections(target));
+      }
+      case "/api/warnings": {
+        expect("GET");
+        return this.json(response, 200, await this.host.views.warnings());
       }
       default:
         throw new HttpError("bad_request", `no API endpoint ${path}`, 404);

@@ -27,6 +27,7 @@ export interface WsConnectionOptions {
 export class WsConnection implements Connection {
   readonly transport = "websocket";
   readonly binary: boolean;
+  readonly address: string;
   private readonly ws: WebSocket;
   private readonly socket: Socket;
   private readonly writer: SocketWriter;
@@ -45,6 +46,7 @@ export class WsConnection implements Connection {
     this.batcher = options.batcher;
     this.limit = options.outboundQueueBytes;
     this.binary = ws.protocol === SUBPROTOCOL_MSGPACK;
+    this.address = socket.remoteAddress ?? "";
   }
 
   listen(events: ConnectionEvents): void {

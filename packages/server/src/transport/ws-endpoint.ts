@@ -15,6 +15,8 @@ export interface EndpointOptions {
   /** Origin header values allowed to connect; undefined or ["*"] allows any. */
   allowedOrigins: readonly string[] | undefined;
   logger: Logger;
+  /** Told of each refused upgrade an operator should hear about (the console's warnings). */
+  onRefused?: (kind: "origin_refused" | "connection_limit", detail: string) => void;
 }
 
 export type ConnectionHandler = (ws: WebSocket, socket: Socket, request: IncomingMessage) => void;
@@ -58,6 +60,7 @@ export class WsEndpoint {
     const allowed = this.options.allowedOrigins;
     if (origin !== undefined && allowed !== undefined && !allowed.includes("*") && !allowed.includes(origin)) {
       this.options.logger.info({ origin }, "connection refused: origin not allowed");
+      this.options.onRefused?.("origin_refused", `origin ${origin} from ${socket.remoteAddress ?? "unknown"}`);
       reject(socket, 403, "Forbidden", `origin ${origin} is not allowed (allowedOrigins)`);
       return true;
     }
@@ -70,6 +73,7 @@ export class WsEndpoint {
     const count = this.perAddress.get(address) ?? 0;
     if (count >= this.options.maxConnectionsPerIp) {
       this.options.logger.warn({ address }, "connection refused: per-address limit reached");
+      this.options.onRefused?.("connection_limit", `${address} over limits.maxConnectionsPerIp`);
       reject(socket, 429, "Too Many Requests", "too many connections from this address (limits.maxConnectionsPerIp)");
       return true;
     }
