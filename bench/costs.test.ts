@@ -23,7 +23,7 @@ function samples(
       { name: "a", pid: 11, sample: proc(cpu.a, at, cpu.a / 4, 2000 + at) },
       { name: "b", pid: 12, sample: proc(cpu.b, at) },
     ],
-    redis: { pid: 13, sample: proc(cpu.redis, at) },
+    engine: [{ pid: 13, sample: proc(cpu.redis, at) }],
     generator: proc(cpu.generator, at),
     machine: { busySeconds: cpu.busy, stealSeconds: cpu.steal, at },
   };
@@ -65,13 +65,10 @@ test("other work is never negative, and a process gone or never started costs ze
   const gone: Samples = {
     ...after,
     servers: [{ name: "a", pid: 11, sample: undefined }],
-    redis: undefined,
+    engine: [],
     machine: undefined,
   };
-  const costs = costsBetween(
-    { ...before, servers: [{ name: "a", pid: 11, sample: proc(0, 0) }], redis: undefined },
-    gone,
-  );
+  const costs = costsBetween({ ...before, servers: [{ name: "a", pid: 11, sample: proc(0, 0) }], engine: [] }, gone);
   assert.deepEqual(costs.servers, [{ name: "a", pid: 11, cpuCores: 0, cpuSeconds: 0, systemSeconds: 0, rssBytes: 0 }]);
   assert.equal(costs.redis, undefined, "no Redis of ours: no Redis cost");
   assert.deepEqual([costs.otherCores, costs.stealCores], [0, 0], "no machine sample: nothing known of other work");

@@ -26,8 +26,10 @@ export interface ProcessCost {
 export interface WindowCosts {
   seconds: number;
   servers: ProcessCost[];
-  /** Absent when the bench did not start Redis. */
+  /** The engine's processes together (one Redis, or every node of a Redis Cluster); absent when the bench started none. */
   redis?: ProcessCost;
+  /** Each engine process (a cluster's nodes one by one). */
+  engineNodes?: ProcessCost[];
   generator: { cores: number };
   /** CPU of every other process on the machine (user + system). */
   otherCores: number;
@@ -37,23 +39,24 @@ export interface WindowCosts {
 
 export interface Samples {
   servers: { name: string; pid: number; sample: ProcSample | undefined }[];
-  redis: { pid: number; sample: ProcSample | undefined } | undefined;
+  engine: { pid: number; sample: ProcSample | undefined }[];
   generator: ProcSample | undefined;
   machine: MachineSample | undefined;
 }
 
 /**
- * Samples the servers (each with its worker processes), Redis, the generator
- * (this process and its `generatorPids`) and the machine, now.
+ * Samples the servers (each with its worker processes), the engine's
+ * processes, the generator (this process and its `generatorPids`) and the
+ * machine, now.
  */
 export function sampleAll(
   servers: readonly { name: string; pid: number }[],
-  redisPid: number | undefined,
+  enginePids: readonly number[] | undefined,
   generatorPids: readonly number[],
 ): Samples {
   return {
     servers: servers.map(({ name, pid }) => ({ name, pid, sample: sampleTree(pid) })),
-    redis: redisPid === undefined ? undefined : { pid: redisPid, sample: sample(redisPid) },
+    engine: (enginePids ?? []).map((pid) => ({ pid, sample: sample(pid) })),
     generator: sampleSum([sample(process.pid), ...generatorPids.map(sample)]),
     machine: sampleMachine(),
   };
@@ -78,8 +81,20 @@ export function costsBetween(before: Samples, after: Samples): WindowCosts {
   const servers = before.servers.map((server, i) =>
     cost(server.name, server.pid, server.sample, after.servers[i]?.sample),
   );
-  const redis =
-    before.redis === undefined ? undefined : cost("redis", before.redis.pid, before.redis.sample, after.redis?.sample);
+  const engineNodes = before.engine.map((node, i) =>
+    cost(`engine node ${i + 1}`, node.pid, node.sample, after.engine[i]?.sample),
+  );
+  const redis: ProcessCost | undefined =
+    engineNodes.length === 0
+      ? undefined
+      : {
+          name: "redis",
+          pid: engineNodes[0]?.pid ?? 0,
+          cpuCores: engineNodes.reduce((t, n) => t + n.cpuCores, 0),
+          cpuSeconds: engineNodes.reduce((t, n) => t + n.cpuSeconds, 0),
+          systemSeconds: engineNodes.reduce((t, n) => t + n.systemSeconds, 0),
+          rssBytes: engineNodes.reduce((t, n) => t + n.rssBytes, 0),
+        };
   const generator = {
     cores: before.generator && after.generator ? cpuBetween(before.generator, after.generator).cores : 0,
   };
@@ -91,5 +106,12 @@ export function costsBetween(before: Samples, after: Samples): WindowCosts {
     otherCores = Math.max(0, (after.machine.busySeconds - before.machine.busySeconds) / wall - ours);
     stealCores = (after.machine.stealSeconds - before.machine.stealSeconds) / wall;
   }
-  return { seconds, servers, ...(redis === undefined ? {} : { redis }), generator, otherCores, stealCores };
+  return {
+    seconds,
+    servers,
+    ...(redis === undefined ? {} : { redis, engineNodes }),
+    generator,
+    otherCores,
+    stealCores,
+  };
 }

@@ -15,6 +15,7 @@ import { join, resolve } from "node:path";
 import { isatty } from "node:tty";
 import { parseArgs } from "node:util";
 import { killAll } from "./cluster/processes.js";
+import { ENGINE_NAMES } from "./cluster/redis.js";
 import { ProbeError, runExternal } from "./external/run.js";
 import {
   checkBounds,
@@ -33,6 +34,7 @@ import { PRESENCE_ABOUT, runPresenceBench } from "./presence/index.js";
 import { openFileLimit } from "./proc.js";
 import { type BenchReport, type RampCriteria, renderMarkdown, renderText } from "./report.js";
 import { type RunOptions, runTarget } from "./run.js";
+import { runScale, SCALE_ABOUT } from "./scale.js";
 import { findScenario, SCENARIOS } from "./scenarios/index.js";
 import type { Plan } from "./scenarios/scenario.js";
 import { numberOption as number, UsageError } from "./usage.js";
@@ -64,6 +66,7 @@ const OPTIONS = {
   "max-p99": { type: "string", default: "50" },
   "min-delivered": { type: "string", default: "99.9" },
   "socketio-adapter": { type: "string" },
+  engine: { type: "string" },
   json: { type: "string" },
   out: { type: "string" },
   "cpu-prof": { type: "string" },
@@ -80,7 +83,16 @@ const OPTIONS = {
 } as const;
 
 /** Options only for runs on this machine, and only for --url runs. */
-const LOCAL_ONLY = ["target", "repeat", "socketio-adapter", "cpu-prof", "keep-logs", "instances", "processes"] as const;
+const LOCAL_ONLY = [
+  "target",
+  "repeat",
+  "socketio-adapter",
+  "engine",
+  "cpu-prof",
+  "keep-logs",
+  "instances",
+  "processes",
+] as const;
 const EXTERNAL_ONLY = ["api-key", "token", "jwt-secret", "pid", "room-prefix"] as const;
 /** File descriptors a server process needs besides its connections (Redis, listening socket, modules, logs). */
 const SERVER_FD_RESERVE = 256;
@@ -96,6 +108,8 @@ function usage(invokedAs: string): string {
     "         against a crier deployment you run: starts nothing, bounded, announced before it starts",
     "",
     "Scenarios:",
+    `  ${"scale".padEnd(8)} ${SCALE_ABOUT}\n${" ".repeat(11)}options: --engine redis,redis-cluster --counts 1,2,4,8 ` +
+      "--subscribers 800 --rooms 40 --rate 200 --payload 100 --duration 5 --warmup 2 [--ramp]",
     ...SCENARIOS.map(
       (s) =>
         `  ${s.name.padEnd(8)} ${s.about}\n${" ".repeat(11)}options: ${Object.entries(s.defaults)
@@ -122,6 +136,9 @@ function usage(invokedAs: string): string {
     "  --repeat N                     run each target N times, alternating; the table shows each target's run",
     "                                 with the least other CPU on the machine (the JSON has every run)",
     "  --socketio-adapter classic|sharded  @socket.io/redis-adapter flavour (default classic)",
+    "  --engine redis|redis-cluster|nats  crier's backplane (default redis): one redis-server, a Redis Cluster of",
+    "                                 three masters (sharded pub/sub), or one nats-server with JetStream; the peers",
+    "                                 always run on one Redis",
     "  --processes N                  server processes per instance (default 1): crier serve --workers N, and the",
     "                                 Socket.IO peer under node:cluster; for more connections than one process may open",
     "  --cpu-prof DIR                 every instance writes a V8 CPU profile to DIR (summary: bench/profile.ts)",
@@ -217,6 +234,8 @@ function log(line: string): void {
 async function main(argv: string[], invokedAs: string): Promise<number> {
   // Presence at size is crier alone, with options of its own (bench/presence.ts).
   if (argv[0] === "presence") return runPresenceBench(argv.slice(1), invokedAs);
+  // Several runs and a table of its own, with options of its own (bench/scale.ts).
+  if (argv[0] === "scale" && !argv.includes("--help")) return runScale(argv.slice(1), `${invokedAs} scale`, log);
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   if (values.help || positionals.length === 0) {
     process.stdout.write(`${usage(invokedAs)}\n`);
@@ -290,6 +309,8 @@ async function main(argv: string[], invokedAs: string): Promise<number> {
   if (adapter !== "classic" && adapter !== "sharded") {
     throw new UsageError(`--socketio-adapter must be classic or sharded, not ${adapter}`);
   }
+  const engine = ENGINE_NAMES.find((candidate) => candidate === (values.engine ?? "redis"));
+  if (engine === undefined) throw new UsageError(`--engine must be ${ENGINE_NAMES.join(" or ")}, not ${values.engine}`);
   const ramp = values.ramp;
   const repeat = Math.max(1, Math.round(number(values.repeat, "repeat", 1)));
   if (repeat > 1 && ramp) throw new UsageError("--repeat applies to fixed-rate runs, not --ramp");
@@ -367,6 +388,7 @@ async function main(argv: string[], invokedAs: string): Promise<number> {
       workers,
       processes,
       logDir,
+      engine,
       socketioAdapter: adapter,
       ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
       ...(ramp ? { nextRate: rampSchedule(criteria, rampFactor, rampMax) } : {}),
@@ -398,6 +420,7 @@ async function main(argv: string[], invokedAs: string): Promise<number> {
     summary:
       plan.summary +
       (processes > 1 ? ` (${processes} processes per instance)` : "") +
+      (external === undefined && engine !== "redis" ? `; crier on ${engine}` : "") +
       (ramp ? `; ramp ×${rampFactor} per step` : ""),
     command: `${invokedAs} ${redacted(argv).join(" ")}`,
     date: new Date().toISOString(),
@@ -407,7 +430,7 @@ async function main(argv: string[], invokedAs: string): Promise<number> {
       durationSeconds,
       warmupSeconds,
       workers,
-      ...(external === undefined ? { repeat, socketioAdapter: adapter, processes } : {}),
+      ...(external === undefined ? { repeat, socketioAdapter: adapter, processes, engine } : {}),
       ramp,
     },
     results,

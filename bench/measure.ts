@@ -40,8 +40,8 @@ export interface Deployment {
   endpoints: Endpoint[];
   /** Server processes on this machine, one per endpoint, whose CPU and memory are measured; may be empty. */
   servers: { name: string; pid: number }[];
-  /** The Redis this run started, if any. */
-  redisPid?: number;
+  /** The engine processes this run started (one Redis, or a cluster's nodes), if any. */
+  enginePids?: number[];
   /** Publish through the HTTP API with this key instead of client publishes. */
   apiKey?: string;
 }
@@ -74,9 +74,11 @@ export interface StepResult {
   serverCpuCores: number;
   /** Server CPU (all instances) per delivery, µs. */
   serverUsPerDelivery: number;
-  /** Absent when the bench did not start Redis. */
+  /** The engine's processes together; absent when the bench did not start them. */
   redis?: ProcessCost;
   redisUsPerDelivery?: number;
+  /** Each engine process (a cluster's nodes one by one). */
+  engineNodes?: ProcessCost[];
   generatorCpuCores: number;
   /** CPU used by processes other than the servers, Redis and the generator (other work on the machine). */
   otherCpuCores: number;
@@ -189,14 +191,14 @@ export async function measure(
 
     if (plan.rate <= 0) {
       // Idle: connections only. CPU over a quiet window; memory sampled through it.
-      const before = sampleAll(servers, deployment.redisPid, pool.pids());
+      const before = sampleAll(servers, deployment.enginePids, pool.pids());
       const rss: number[][] = servers.map(() => []);
       const end = performance.now() + options.durationSeconds * 1000;
       while (performance.now() < end) {
         await sleep(Math.min(1000, end - performance.now()));
         for (const [i, server] of servers.entries()) rss[i]?.push(sampleTree(server.pid)?.rssBytes ?? 0);
       }
-      const after = sampleAll(servers, deployment.redisPid, pool.pids());
+      const after = sampleAll(servers, deployment.enginePids, pool.pids());
       const costs = costsBetween(before, after);
       result.idle = {
         seconds: costs.seconds,
@@ -248,10 +250,10 @@ async function runStep(
   await pool.all((share) => ({ type: "rate", rate: rate * share, tag: "w" }));
   await sleep(options.warmupSeconds * 1000);
   await pool.all(() => ({ type: "begin", tag }));
-  const before = sampleAll(deployment.servers, deployment.redisPid, pool.pids());
+  const before = sampleAll(deployment.servers, deployment.enginePids, pool.pids());
   await sleep(options.durationSeconds * 1000);
   const ends = await pool.all<EndReply>(() => ({ type: "end" }));
-  const after = sampleAll(deployment.servers, deployment.redisPid, pool.pids());
+  const after = sampleAll(deployment.servers, deployment.enginePids, pool.pids());
   const sent = sum(ends.map((e) => e.sent));
   const expected = sum(ends.map((e) => e.expected));
   const deliveries = sum(ends.map((e) => e.windowDeliveries));
@@ -292,7 +294,11 @@ async function runStep(
     serverUsPerDelivery: perDelivery(serverCpuSeconds),
     ...(costs.redis === undefined
       ? {}
-      : { redis: costs.redis, redisUsPerDelivery: perDelivery(costs.redis.cpuSeconds) }),
+      : {
+          redis: costs.redis,
+          redisUsPerDelivery: perDelivery(costs.redis.cpuSeconds),
+          engineNodes: costs.engineNodes ?? [],
+        }),
     generatorCpuCores: costs.generator.cores,
     otherCpuCores: costs.otherCores,
     stealCores: costs.stealCores,

@@ -155,6 +155,16 @@ function stepRows(results: TargetResult[]): Row[] {
       (s) => s.redis?.cpuCores ?? Number.NaN,
       (n) => n.toFixed(2),
     ),
+    ...(steps.some((s) => (s?.engineNodes?.length ?? 0) > 1)
+      ? [
+          {
+            label: "  per engine node",
+            cells: steps.map(
+              (s) => s?.engineNodes?.map((node, i) => `${i + 1}: ${node.cpuCores.toFixed(2)}`).join(" ") ?? "-",
+            ),
+          },
+        ]
+      : []),
     value(
       "Redis CPU µs/delivery",
       (s) => s.redisUsPerDelivery ?? Number.NaN,

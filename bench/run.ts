@@ -1,11 +1,12 @@
-// Runs one scenario plan against one target on this machine: a fresh Redis,
-// the target's instances on 127.0.0.1, then the measurement (measure.ts)
+// Runs one scenario plan against one target on this machine: a fresh engine
+// (one Redis, or a Redis Cluster for crier with --engine redis-cluster), the
+// target's instances on 127.0.0.1, then the measurement (measure.ts)
 // with every instance and Redis watched, and tears everything down.
 
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Instance, startInstances, stopInstances } from "./cluster/instances.js";
-import { type RedisServer, startRedis, stopRedis } from "./cluster/redis.js";
+import { type EngineName, type EngineServers, startEngine } from "./cluster/redis.js";
 import type { TargetName } from "./generator/spec.js";
 import { type MeasureOptions, measure, type TargetResult } from "./measure.js";
 import type { Plan } from "./scenarios/scenario.js";
@@ -13,6 +14,8 @@ import { withTokens } from "./tokens.js";
 
 export interface RunOptions extends Omit<MeasureOptions, "concurrency" | "timeoutMs"> {
   logDir: string;
+  /** The backplane the servers share (the Socket.IO peer and the floor run on one Redis only). */
+  engine: EngineName;
   socketioAdapter: "classic" | "sharded";
   /** Server processes per instance. */
   processes: number;
@@ -20,16 +23,16 @@ export interface RunOptions extends Omit<MeasureOptions, "concurrency" | "timeou
 }
 
 export async function runTarget(target: TargetName, plan: Plan, options: RunOptions): Promise<TargetResult> {
-  let redis: RedisServer | undefined;
+  let engine: EngineServers | undefined;
   let instances: Instance[] = [];
   try {
-    redis = await startRedis(options.logDir);
+    engine = await startEngine(target === "crier" ? options.engine : "redis", options.logDir);
     const secret = randomBytes(24).toString("base64url");
     instances = await startInstances({
       target,
       count: plan.instances,
       processes: options.processes,
-      redisUrl: redis.url,
+      redisUrl: engine.url,
       logDir: options.logDir,
       crierConfig: crierConfig(plan.needsTokens ? secret : undefined),
       socketioAdapter: options.socketioAdapter,
@@ -47,7 +50,7 @@ export async function runTarget(target: TargetName, plan: Plan, options: RunOpti
         name: target,
         endpoints: instances.map((instance) => ({ host: "127.0.0.1", port: instance.port, tls: false })),
         servers: instances.map(({ name, pid }) => ({ name, pid })),
-        redisPid: redis.pid,
+        enginePids: engine.pids,
       },
       plan,
       conns,
@@ -55,7 +58,7 @@ export async function runTarget(target: TargetName, plan: Plan, options: RunOpti
     );
   } finally {
     await stopInstances(instances);
-    if (redis !== undefined) await stopRedis(redis);
+    await engine?.stop();
   }
 }
 

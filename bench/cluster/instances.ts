@@ -75,7 +75,7 @@ async function startOne(options: InstancesOptions, name: string): Promise<Instan
       "127.0.0.1",
       "--port",
       String(port),
-      "--redis",
+      options.redisUrl.startsWith("nats://") ? "--nats" : "--redis",
       options.redisUrl,
       "--api-key",
       BENCH_API_KEY,

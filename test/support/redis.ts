@@ -1,12 +1,11 @@
 // Starts a real redis-server as a child process on a free port, for tests that
 // need the backplane (ARCHITECTURE.md "Tests": no mocks of the backplane), and kills it for fault tests.
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { track } from "./children.js";
+import { serverChild } from "./children.js";
 
 export interface StartRedisOptions {
   /** Port to listen on; a free one is picked when absent. */
@@ -67,24 +66,9 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     ...(options.args ?? []),
   ];
 
-  let child: ChildProcess | undefined;
+  const server = serverChild(REDIS_BINARY, args, READY_LINE, `redis-server on port ${port}`, readyTimeoutMs);
+  const { launch, kill } = server;
   let stopped = false;
-
-  const launch = async (): Promise<void> => {
-    const proc = spawn(REDIS_BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
-    track(proc);
-    child = proc;
-    await waitReady(proc, port, readyTimeoutMs);
-  };
-
-  const kill = async (signal: NodeJS.Signals = "SIGKILL"): Promise<void> => {
-    const proc = child;
-    child = undefined;
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-    proc.kill(signal);
-    await exited;
-  };
 
   await launch();
   return {
@@ -103,39 +87,4 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** Resolves when the server logs that it accepts connections; rejects with its output if it exits or takes too long. */
-function waitReady(proc: ChildProcess, port: number, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let output = "";
-    let settled = false;
-    const finish = (error?: Error): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (error) {
-        proc.kill("SIGKILL");
-        reject(error);
-      } else {
-        resolve();
-      }
-    };
-    const onData = (chunk: Buffer): void => {
-      // Keep only the tail: enough to explain a failure, bounded however chatty the server is.
-      output = (output + chunk.toString("utf8")).slice(-4000);
-      if (output.includes(READY_LINE)) finish();
-    };
-    // The pipes must keep being read after ready, or a full pipe would block the server.
-    proc.stdout?.on("data", onData);
-    proc.stderr?.on("data", onData);
-    proc.once("error", (err) => finish(new Error(`cannot run ${REDIS_BINARY}: ${err.message}`)));
-    proc.once("exit", (code, signal) =>
-      finish(new Error(`redis-server on port ${port} exited (${signal ?? code}) before ready:\n${output}`)),
-    );
-    const timer = setTimeout(
-      () => finish(new Error(`redis-server on port ${port} not ready within ${timeoutMs} ms:\n${output}`)),
-      timeoutMs,
-    );
-  });
 }

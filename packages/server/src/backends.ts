@@ -1,5 +1,6 @@
 // The backplane-facing parts, chosen by configuration: the embedded in-memory
-// ones for a single instance, Redis-backed ones when `redis` is set. History
+// ones for a single instance, Redis-backed ones when `redis` is set, NATS
+// ones when `nats` is (nats/backends.ts). History
 // and presence stores exist only when some namespace uses them. An engine
 // that cannot keep a promise the configuration asks for is refused here, at
 // start, with an error that says what to configure instead.
@@ -17,9 +18,11 @@ import type { HistoryStore } from "./history/history.js";
 import { RedisHistory } from "./history/redis.js";
 import { MemoryUserConnections, type UserConnections } from "./limits/user-connections.js";
 import { RedisUserConnections } from "./limits/user-connections-redis.js";
+import { natsBackends } from "./nats/backends.js";
 import { MemoryPresence } from "./presence/memory.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { RedisPresence } from "./presence/redis.js";
+import { isClusterUrl } from "./redis/url.js";
 
 export interface Backends {
   broker: Broker;
@@ -29,6 +32,7 @@ export interface Backends {
 }
 
 export function createBackends(config: CrierConfig, nodeId: string, logger: Logger, broker?: Broker): Backends {
+  if (config.nats !== undefined) return natsBackends(config, config.nats, logger, broker);
   const url = config.redis;
   const names = new ChannelNames(config.redisPrefix);
   const policy = new RoomPolicy(config.namespaces);
@@ -42,6 +46,13 @@ export function createBackends(config: CrierConfig, nodeId: string, logger: Logg
     throw new Error(
       "a namespace keeps history, but the broker cannot append to it (it has no append()): " +
         "use the memory or Redis engine, or remove `history` from the namespaces",
+    );
+  }
+  if (url !== undefined && isClusterUrl(url) && keepsPresence) {
+    throw new Error(
+      `config key "redis" (redis+cluster://): presence and join/leave are not available on Redis Cluster yet ` +
+        "(their scripts read instance liveness outside the room's hash slot): remove `presence` and `joinLeave` " +
+        "from the namespaces, or use one Redis (redis://) or NATS",
     );
   }
   if (url === undefined) {
@@ -73,7 +84,7 @@ export function createBackends(config: CrierConfig, nodeId: string, logger: Logg
       ? new RedisPresence({
           url,
           prefix,
-          nodeKeyPrefix: nodeKeyPrefix(prefix),
+          nodeKeyPrefix: nodeKeyPrefix(prefix, isClusterUrl(url)),
           nodeId,
           channel: (room) => names.room(room),
           announces: (room) => policy.options(room).joinLeave,
@@ -86,7 +97,9 @@ export function createBackends(config: CrierConfig, nodeId: string, logger: Logg
 
 /** Per-user connection counts: this instance's own without a backplane, the cluster's in Redis. */
 export function createUserConnections(config: CrierConfig, nodeId: string, logger: Logger): UserConnections {
-  if (config.redis === undefined) return new MemoryUserConnections();
+  // On Redis Cluster (and NATS alone) the per-user count is this instance's own: its script
+  // reads instance liveness outside the user's hash slot (docs/security.md).
+  if (config.redis === undefined || isClusterUrl(config.redis)) return new MemoryUserConnections();
   return new RedisUserConnections({
     url: config.redis,
     prefix: config.redisPrefix,

@@ -20,6 +20,7 @@ import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
 import { NodeConsole } from "./console/console.js";
 import type { ConsoleMethods, ConsoleViews } from "./console/views.js";
+import { messageOf } from "./describe-error.js";
 import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
 import { ConnectionAdmission } from "./limits/admission.js";
@@ -33,6 +34,8 @@ import { PresenceTracker } from "./presence/tracker.js";
 import { ProxyClient } from "./proxy/client.js";
 import { BackendProxy } from "./proxy/proxy.js";
 import { Recovery } from "./recovery/recovery.js";
+import { redactUrl } from "./redis/connection.js";
+import { isClusterUrl } from "./redis/url.js";
 import { RoomQueries } from "./service/room-queries.js";
 import { type DisconnectTarget, type PublishResult, RoomService } from "./service/room-service.js";
 import type { SessionHost, SessionSettings, SessionView } from "./session/host.js";
@@ -130,7 +133,8 @@ export class CrierNode implements SessionHost, ApiHost {
       maxInfoBytes: config.limits.maxInfoBytes,
       clientSend: config.clientSend,
     };
-    this.names = new ChannelNames(config.redisPrefix);
+    // On Redis Cluster a channel carries its room's (or user's) hash tag.
+    this.names = new ChannelNames(config.redisPrefix, config.redis !== undefined && isClusterUrl(config.redis));
     this.port = config.port;
     const backends = createBackends(config, this.nodeId, this.logger, options.broker);
     this.broker = backends.broker;
@@ -270,13 +274,20 @@ export class CrierNode implements SessionHost, ApiHost {
 
   private async start(): Promise<void> {
     await this.verifier?.ready();
-    await this.broker.start((_channel, envelope) => {
-      if (envelope.kind === "request" || envelope.kind === "reply") this.control.receive(envelope);
-      else this.hub.deliver(envelope);
-    });
-    await this.historyStore?.start();
-    await this.presenceStore?.start();
-    await this.userConnections.start();
+    try {
+      await this.broker.start((_channel, envelope) => {
+        if (envelope.kind === "request" || envelope.kind === "reply") this.control.receive(envelope);
+        else this.hub.deliver(envelope);
+      });
+      await this.historyStore?.start();
+      await this.presenceStore?.start();
+      await this.userConnections.start();
+    } catch (error) {
+      // Name the setting to fix: an unreachable engine is usually a wrong URL.
+      const url = this.config.redis;
+      if (url === undefined) throw error;
+      throw new Error(`config key "redis" (${redactUrl(url)}): ${messageOf(error)}`);
+    }
     this.broker.onReadyChange((ready) => {
       // Rooms with history check whether they missed anything while disconnected.
       if (ready) this.hub.resync();

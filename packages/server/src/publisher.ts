@@ -12,10 +12,11 @@ import { ChannelNames } from "./broker/broker.js";
 import { RedisBroker } from "./broker/redis.js";
 import { type NamespaceConfig, namespaceSchema } from "./config/schema.js";
 import { DEFAULT_PREFIX } from "./redis/connection.js";
+import { isClusterUrl } from "./redis/url.js";
 import { type PublishResult, RoomService } from "./service/room-service.js";
 
 export interface PublisherOptions {
-  /** The Redis URL the crier instances use (redis://, rediss:// or redis+sentinel://). */
+  /** The Redis URL the crier instances use (redis://, rediss://, redis+sentinel:// or redis+cluster://). */
   redis: string;
   /** The instances' `redisPrefix` (default "crier:"). */
   prefix?: string;
@@ -40,7 +41,7 @@ export class CrierPublisher {
     this.broker = new RedisBroker({ url: options.redis, prefix, logger });
     this.rooms = new RoomService(
       this.broker,
-      new ChannelNames(prefix),
+      new ChannelNames(prefix, isClusterUrl(options.redis)),
       policy,
       options.id ?? `publisher-${randomBytes(3).toString("hex")}`,
     );

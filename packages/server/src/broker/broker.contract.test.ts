@@ -6,10 +6,14 @@ import { after, afterEach, before, describe, test } from "node:test";
 import { ProtocolError } from "crier-protocol";
 import { Redis } from "ioredis";
 import { Collector } from "../../../../test/support/collector.js";
+import { type NatsProcess, startNats } from "../../../../test/support/nats.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { type RedisClusterProcess, startRedisCluster } from "../../../../test/support/redis-cluster.js";
+import { NatsLink } from "../nats/connection.js";
 import type { Broker } from "./broker.js";
 import type { Envelope } from "./envelope.js";
 import { MemoryBroker } from "./memory.js";
+import { NatsBroker } from "./nats.js";
 import { RedisBroker } from "./redis.js";
 
 interface Delivery {
@@ -59,10 +63,14 @@ function envelope(data: string, offset?: number): Envelope {
 }
 
 let channelSeq = 0;
-/** A fresh channel per test, so tests sharing one Redis never see each other. */
+/**
+ * A fresh channel per test, so tests sharing one Redis never see each other.
+ * One hash tag for all: on Redis Cluster they share a shard, so the tests that
+ * rely on one order across two channels (a marker published after) hold there.
+ */
 function channel(name: string): string {
   channelSeq += 1;
-  return `test:${process.pid}:${channelSeq}:${name}`;
+  return `test:{${process.pid}}:${channelSeq}:${name}`;
 }
 
 function brokerContract<B extends Broker>(backplane: Backplane<B>): void {
@@ -273,4 +281,52 @@ brokerContract<RedisBroker>({
     if (!Array.isArray(reply)) throw new Error(`PUBSUB NUMSUB answered ${String(reply)}`);
     return Number(reply[1]);
   },
+});
+
+let cluster: RedisClusterProcess | undefined;
+
+brokerContract<RedisBroker>({
+  name: "RedisBroker on Redis Cluster (sharded pub/sub)",
+  async setup() {
+    cluster = await startRedisCluster();
+  },
+  async teardown() {
+    await cluster?.stop();
+  },
+  async instance(inbox) {
+    if (cluster === undefined) throw new Error("the cluster is not started");
+    const broker = new RedisBroker({ url: cluster.url, startTimeoutMs: 5000 });
+    await broker.start(inbox.handler);
+    return broker;
+  },
+  wireReceived: (broker) => broker.stats().received,
+  async subscribers(ch) {
+    if (cluster === undefined) throw new Error("the cluster is not started");
+    let total = 0;
+    for (const master of await cluster.masters()) {
+      const reply = await cluster.command(master, "PUBSUB", "SHARDNUMSUB", ch);
+      if (!Array.isArray(reply)) throw new Error(`PUBSUB SHARDNUMSUB answered ${String(reply)}`);
+      total += Number(reply[1]);
+    }
+    return total;
+  },
+});
+
+let nats: NatsProcess | undefined;
+
+brokerContract<NatsBroker>({
+  name: "NatsBroker",
+  async setup() {
+    nats = await startNats();
+  },
+  async teardown() {
+    await nats?.stop();
+  },
+  async instance(inbox) {
+    const link = new NatsLink("broker", { url: nats?.url ?? "" });
+    const broker = new NatsBroker({ link, startTimeoutMs: 3000 });
+    await broker.start(inbox.handler);
+    return broker;
+  },
+  wireReceived: (broker) => broker.stats().received,
 });

@@ -75,24 +75,32 @@ export interface Broker {
   close(): Promise<void>;
 }
 
-/** Channel names under a configurable prefix: one per room and one per user. */
+/**
+ * Channel names under a configurable prefix: one per room and one per user.
+ * With `hashTags` (Redis Cluster) the room or user is the name's hash tag, as
+ * in the room's history keys, so a room's channel lives on the shard that
+ * keeps its history and the append+publish script stays on one shard.
+ */
 export class ChannelNames {
   readonly prefix: string;
-  constructor(prefix: string = DEFAULT_PREFIX) {
+  private readonly open: string;
+  private readonly close: string;
+  constructor(prefix: string = DEFAULT_PREFIX, hashTags = false) {
     this.prefix = prefix;
+    [this.open, this.close] = hashTags ? ["{", "}"] : ["", ""];
   }
   room(room: string): string {
-    return `${this.prefix}room:${room}`;
+    return `${this.prefix}room:${this.open}${room}${this.close}`;
   }
   user(user: string): string {
-    return `${this.prefix}user:${user}`;
+    return `${this.prefix}user:${this.open}${user}${this.close}`;
   }
   /** A channel every instance subscribes to, for cluster-wide control (disconnect a client by id). */
   control(): string {
-    return `${this.prefix}control`;
+    return `${this.prefix}${this.open}control${this.close}`;
   }
   /** One instance's own channel, for requests to it and replies to its requests (cluster/control.ts). */
   node(id: string): string {
-    return `${this.prefix}ask:${id}`;
+    return `${this.prefix}ask:${this.open}${id}${this.close}`;
   }
 }

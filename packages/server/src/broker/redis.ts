@@ -1,25 +1,30 @@
-// The Redis pub/sub backplane: one connection publishes, one listens. It keeps
-// the set of wanted channels itself, so an outage ends with exactly those
-// channels subscribed again, and it is ready only while both connections are.
-// Publications to rooms with history are one Lua script on the publish
-// connection (append to the room's stream, then PUBLISH), so offsets are
-// assigned in the order every instance receives them.
+// The Redis pub/sub backplane: one connection publishes, the listening side
+// (subscriptions.ts) subscribes. It keeps the set of wanted channels itself,
+// so an outage ends with exactly those channels subscribed again, and it is
+// ready only while publishing and listening both are. Publications to rooms
+// with history are one Lua script on the publish connection (append to the
+// room's stream, then PUBLISH), so offsets are assigned in the order every
+// instance receives them. On Redis Cluster (redis+cluster://) the publish
+// connection is a Cluster client, channels are shard channels (SPUBLISH,
+// SSUBSCRIBE) named with the room's hash tag, and the listening side keeps
+// one connection per master.
 
 import { ProtocolError, type StreamPosition } from "crier-protocol";
-import type { Redis } from "ioredis";
+import { Cluster } from "ioredis";
 import { type Logger, pino } from "pino";
 import { messageOf } from "../describe-error.js";
 import { META_MIN_TTL_MS, newEpoch } from "../history/history.js";
-import { historyKeys, PUBLISH_SCRIPT } from "../history/redis-scripts.js";
+import { historyKeys, publishScript } from "../history/redis-scripts.js";
 import {
   checkKeyPrefix,
+  clusterNodeOptions,
   connectionOptions,
-  createRedis,
+  createClient,
   DEFAULT_PREFIX,
   defineScript,
   quit,
+  type RedisClient,
   redactUrl,
-  redisFailure,
   type ScriptCall,
 } from "../redis/connection.js";
 import { redisUrlProblem } from "../redis/url.js";
@@ -32,9 +37,10 @@ import {
   type ReadyListener,
 } from "./broker.js";
 import { decodeEnvelope, type Envelope, encodeEnvelope, encodeEnvelopeParts } from "./envelope.js";
+import { RoundTrips, ShardedSubscriptions, SingleSubscriptions, type Subscriptions } from "./subscriptions.js";
 
 export interface RedisBrokerOptions {
-  /** redis:// or rediss:// URL. */
+  /** redis://, rediss://, redis+sentinel:// or redis+cluster:// URL. */
   url: string;
   logger?: Logger;
   /** start() rejects if Redis is not reachable within this long (default 5000). */
@@ -60,8 +66,10 @@ export class RedisBroker implements Broker {
   private readonly startTimeoutMs: number;
   private readonly timeoutMs: number;
   private readonly healthCheckMs: number;
-  private readonly pub: Redis;
-  private readonly sub: Redis;
+  private readonly pub: RedisClient;
+  private readonly subs: Subscriptions;
+  /** Redis Cluster: shard channels (SPUBLISH), routed by slot. */
+  private readonly sharded: boolean;
   private readonly prefix: string;
   private readonly appendScript: ScriptCall;
 
@@ -69,15 +77,11 @@ export class RedisBroker implements Broker {
   /** The channels the hub wants, in the state its last call left them: the source of truth on reconnect. */
   private readonly wanted = new Set<string>();
   private readonly readyListeners: ReadyListener[] = [];
-  /** Rejections of round trips in flight, settled at once when their connection drops. */
-  private readonly inFlight = { pub: new Set<(err: Error) => void>(), sub: new Set<(err: Error) => void>() };
+  /** Round trips on the publish connection, settled at once when it drops. */
+  private readonly pubTrips: RoundTrips;
   private readonly counters: RedisBrokerStats = emptyBrokerStats();
 
   private pubUp = false;
-  /** True once the subscriber connection is up and every wanted channel is subscribed again on it. */
-  private subLive = false;
-  /** Bumped on every subscriber connect/disconnect, so a late resubscribe result of an old connection is ignored. */
-  private subGeneration = 0;
   private ready = false;
   private started = false;
   /** Set first thing in close(), so everything after sees the broker as closed. */
@@ -105,17 +109,35 @@ export class RedisBroker implements Broker {
       retryBaseMs: options.retryBaseMs ?? 100,
       retryMaxMs: options.retryMaxMs ?? 5000,
     };
-    this.pub = createRedis(options.url, connectionOptions({ ...policy, connectionName: `${name}-pub` }));
-    // Resubscription is ours (see onSubscriberReady): ioredis's autoResubscribe
-    // does not tell us when it is confirmed, and readiness must wait for that.
-    this.sub = createRedis(options.url, {
-      ...connectionOptions({ ...policy, connectionName: `${name}-sub` }),
-      autoResubscribe: false,
+    // Never resent: an append+publish that may have run must not run twice.
+    this.pub = createClient(options.url, connectionOptions({ ...policy, connectionName: `${name}-pub` }), {
+      resend: false,
     });
-    this.appendScript = defineScript(this.pub, "crierHistoryPublish", 2, PUBLISH_SCRIPT);
-    this.watch(this.pub, "pub");
-    this.watch(this.sub, "sub");
-    this.sub.on("message", (channel: string, text: string) => this.onMessage(channel, text));
+    this.pubTrips = new RoundTrips(this.log);
+    this.sharded = this.pub instanceof Cluster;
+    const hooks = {
+      wanted: this.wanted,
+      log: this.log,
+      url: this.url,
+      onMessage: (channel: string, text: string) => this.onMessage(channel, text),
+      onLiveChange: () => this.setReady(),
+      onTrouble: (why: string) => {
+        if (why !== "") this.lastError = why;
+        else if (this.lastError === "") this.lastError = "connection closed by the server";
+      },
+    };
+    const subOptions = connectionOptions({ ...policy, connectionName: `${name}-sub` });
+    this.subs =
+      this.pub instanceof Cluster
+        ? new ShardedSubscriptions(this.pub, { ...subOptions, ...clusterNodeOptions(options.url) }, hooks)
+        : new SingleSubscriptions(options.url, subOptions, hooks);
+    this.appendScript = defineScript(
+      this.pub,
+      "crierHistoryPublish",
+      2,
+      publishScript(this.sharded ? "SPUBLISH" : "PUBLISH"),
+    );
+    this.watch(this.pub);
   }
 
   /**
@@ -140,7 +162,7 @@ export class RedisBroker implements Broker {
       timer = setTimeout(() => resolve("timeout"), this.startTimeoutMs);
       // Failures arrive as "error" events (kept in lastError) and are retried with backoff.
       this.pub.connect().catch(() => {});
-      this.sub.connect().catch(() => {});
+      this.subs.connect();
     });
     clearTimeout(timer);
     this.readyListeners.splice(this.readyListeners.indexOf(onReady), 1);
@@ -157,39 +179,33 @@ export class RedisBroker implements Broker {
   }
 
   /**
-   * Commands on one connection reach Redis in the order sent, so subscribe and
-   * unsubscribe calls are applied in call order without a queue of our own.
-   * While the subscriber connection is down the wish is recorded (it is applied
-   * on reconnect) and the call rejects with `unavailable`, since it is not live.
+   * While the listening connection is down the wish is recorded (it is
+   * applied on reconnect) and the call rejects with `unavailable`, since it
+   * is not live.
    */
   async subscribe(channel: string): Promise<void> {
     if (this.closed) throw new ProtocolError("unavailable", "the broker is closed");
     this.wanted.add(channel);
-    if (this.sub.status !== "ready") {
-      throw new ProtocolError(
-        "unavailable",
-        `redis at ${this.url} is unreachable; ${channel} is subscribed on reconnect`,
-      );
-    }
-    await this.roundTrip("sub", this.sub.subscribe(channel), `subscribe ${channel}`);
+    await this.subs.subscribe(channel);
   }
 
   /** While down there is nothing to undo: the reconnect subscribes only wanted channels. */
   async unsubscribe(channel: string): Promise<void> {
     this.wanted.delete(channel);
-    if (this.closed || this.sub.status !== "ready") return;
-    await this.roundTrip("sub", this.sub.unsubscribe(channel), `unsubscribe ${channel}`);
+    if (this.closed) return;
+    await this.subs.unsubscribe(channel);
   }
 
-  /** Resolves once Redis acknowledged the PUBLISH; rejects with `unavailable` at once while down. */
+  /**
+   * Resolves once Redis acknowledged the PUBLISH (SPUBLISH on the cluster);
+   * rejects with `unavailable` at once while down.
+   */
   async publish(channel: string, envelope: Envelope): Promise<void> {
-    if (!this.ready) {
-      this.counters.publishFailed++;
-      const why = this.closed ? "the broker is closed" : `redis at ${this.url} is unreachable`;
-      throw new ProtocolError("unavailable", why);
-    }
+    this.checkPublishable();
+    const text = encodeEnvelope(envelope);
     try {
-      await this.roundTrip("pub", this.pub.publish(channel, encodeEnvelope(envelope)), `publish to ${channel}`);
+      const sent = this.sharded ? this.pub.spublish(channel, text) : this.pub.publish(channel, text);
+      await this.pubTrips.run(sent, `publish to ${channel}`);
       this.counters.published++;
     } catch (err) {
       this.counters.publishFailed++;
@@ -203,18 +219,13 @@ export class RedisBroker implements Broker {
    * everything else that fails is `unavailable`.
    */
   async append(channel: string, envelope: Envelope, options: AppendOptions): Promise<StreamPosition> {
-    if (!this.ready) {
-      this.counters.publishFailed++;
-      const why = this.closed ? "the broker is closed" : `redis at ${this.url} is unreachable`;
-      throw new ProtocolError("unavailable", why);
-    }
+    this.checkPublishable();
     const { head, tail } = encodeEnvelopeParts(envelope);
     const [stream, meta] = historyKeys(this.prefix, options.room);
     const what = `publish to ${options.room}`;
     let reply: unknown;
     try {
-      reply = await this.roundTrip(
-        "pub",
+      reply = await this.pubTrips.run(
         this.appendScript(
           stream,
           meta,
@@ -249,6 +260,19 @@ export class RedisBroker implements Broker {
     return this.ready;
   }
 
+  /**
+   * Throws `unavailable` unless a publication can go now: while down on one
+   * Redis; on the cluster while the publish client is, since one master
+   * failing over leaves the other shards' rooms publishable (a publication to
+   * that master's rooms then fails by itself, as `unavailable`).
+   */
+  private checkPublishable(): void {
+    if (this.ready || (this.sharded && this.pubUp && !this.closed)) return;
+    this.counters.publishFailed++;
+    const why = this.closed ? "the broker is closed" : `redis at ${this.url} is unreachable`;
+    throw new ProtocolError("unavailable", why);
+  }
+
   onReadyChange(listener: ReadyListener): void {
     this.readyListeners.push(listener);
   }
@@ -271,56 +295,29 @@ export class RedisBroker implements Broker {
     this.closed = true;
     clearInterval(this.healthTimer);
     this.wanted.clear();
-    this.settleInFlight("pub", "the broker is closed");
-    this.settleInFlight("sub", "the broker is closed");
+    this.pubTrips.settle("the broker is closed");
     this.setReady();
-    await Promise.all([quit(this.pub), quit(this.sub)]);
+    await Promise.all([quit(this.pub), this.subs.close()]);
     this.handler = undefined;
   }
 
-  /** Wires a connection's lifecycle to readiness. */
-  private watch(conn: Redis, role: "pub" | "sub"): void {
+  /** Wires the publish connection's lifecycle to readiness. */
+  private watch(conn: RedisClient): void {
     conn.on("error", (err: Error) => {
       this.lastError = err.message;
-      this.log.debug({ err, connection: role }, "redis connection error");
+      this.log.debug({ err, connection: "pub" }, "redis connection error");
     });
     conn.on("ready", () => {
-      if (role === "pub") {
-        this.pubUp = true;
-        this.setReady();
-      } else {
-        void this.onSubscriberReady();
-      }
+      this.pubUp = true;
+      this.setReady();
     });
     conn.on("close", () => {
       // A killed server just closes the socket, with no "error" to explain it.
       if (this.lastError === "") this.lastError = "connection closed by the server";
-      if (role === "pub") this.pubUp = false;
-      else {
-        this.subLive = false;
-        this.subGeneration++;
-      }
-      this.settleInFlight(role, `connection to redis at ${this.url} lost`);
+      this.pubUp = false;
+      this.pubTrips.settle(`connection to redis at ${this.url} lost`);
       this.setReady();
     });
-  }
-
-  private async onSubscriberReady(): Promise<void> {
-    const generation = ++this.subGeneration;
-    const channels = [...this.wanted];
-    try {
-      if (channels.length > 0) await this.roundTrip("sub", this.sub.subscribe(...channels), "resubscribe");
-    } catch (err) {
-      // The connection dropped again (the next "ready" retries) or Redis did not
-      // answer in time: reconnect rather than stay up with channels missing.
-      this.log.warn({ err, channels: channels.length }, "resubscribe failed; reconnecting");
-      if (generation === this.subGeneration && !this.closed) this.sub.disconnect(true);
-      return;
-    }
-    if (generation !== this.subGeneration || this.closed) return;
-    if (channels.length > 0) this.log.info({ channels: channels.length }, "resubscribed after reconnect");
-    this.subLive = true;
-    this.setReady();
   }
 
   private onMessage(channel: string, text: string): void {
@@ -347,59 +344,24 @@ export class RedisBroker implements Broker {
     }
   }
 
-  /** PINGs both connections so a silently dead socket is noticed and replaced. */
+  /** PINGs the connections so a silently dead socket is noticed and replaced. */
   private healthCheck(): void {
-    for (const [role, conn] of [
-      ["pub", this.pub],
-      ["sub", this.sub],
-    ] as const) {
-      if (conn.status !== "ready" || this.closed) continue;
-      this.roundTrip(role, conn.ping(), "ping").catch((err: unknown) => {
-        if (this.closed || conn.status !== "ready") return;
-        this.log.warn({ err: messageOf(err), connection: role }, "redis did not answer PING; reconnecting");
-        this.lastError = `no answer to PING: ${messageOf(err)}`;
-        if (role === "pub") this.pubUp = false;
-        else this.subLive = false;
-        this.setReady();
-        conn.disconnect(true);
-      });
-    }
-  }
-
-  /**
-   * Awaits a command, turning a failure into ProtocolError("unavailable") (or
-   * "internal" for an error reply that is a bug), and rejects at once if the
-   * connection drops or the broker closes first, rather than leave the caller
-   * to ioredis's queue handling or the command timeout.
-   */
-  private roundTrip<T>(role: "pub" | "sub", command: Promise<T>, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const fail = (err: Error): void => {
-        this.inFlight[role].delete(fail);
-        const { error, bug } = redisFailure(what, err);
-        if (bug) this.log.error({ err }, `${what} failed`);
-        reject(error);
-      };
-      this.inFlight[role].add(fail);
-      command.then(
-        (value) => {
-          this.inFlight[role].delete(fail);
-          resolve(value);
-        },
-        (err: unknown) => fail(err instanceof Error ? err : new Error(String(err))),
-      );
+    this.subs.healthCheck();
+    if (this.pub instanceof Cluster || this.pub.status !== "ready" || this.closed) return;
+    const pub = this.pub;
+    this.pubTrips.run(pub.ping(), "ping").catch((err: unknown) => {
+      if (this.closed || pub.status !== "ready") return;
+      this.log.warn({ err: messageOf(err), connection: "pub" }, "redis did not answer PING; reconnecting");
+      this.lastError = `no answer to PING: ${messageOf(err)}`;
+      this.pubUp = false;
+      this.setReady();
+      pub.disconnect(true);
     });
-  }
-
-  private settleInFlight(role: "pub" | "sub", why: string): void {
-    const pending = [...this.inFlight[role]];
-    this.inFlight[role].clear();
-    for (const fail of pending) fail(new Error(why));
   }
 
   /** Recomputes readiness and tells listeners about a change, logging the outage's start and end. */
   private setReady(): void {
-    const ready = this.started && !this.closed && this.pubUp && this.subLive;
+    const ready = this.started && !this.closed && this.pubUp && this.subs.isLive();
     if (ready === this.ready) return;
     this.ready = ready;
     if (!this.closed && this.downSince > 0 && ready) {

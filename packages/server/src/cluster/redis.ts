@@ -4,10 +4,18 @@
 // dead node listed or drop a live one.
 
 import { ProtocolError } from "crier-protocol";
-import type { Redis } from "ioredis";
+import { Cluster } from "ioredis";
 import { type Logger, pino } from "pino";
 import { messageOf } from "../describe-error.js";
-import { connectionOptions, createRedis, DEFAULT_PREFIX, quit, redactUrl } from "../redis/connection.js";
+import {
+  connectionOptions,
+  createClient,
+  DEFAULT_PREFIX,
+  quit,
+  type RedisClient,
+  redactUrl,
+} from "../redis/connection.js";
+import { isClusterUrl } from "../redis/url.js";
 import { type Membership, type NodeInfo, parseNodeInfo } from "./membership.js";
 
 export interface RedisMembershipOptions {
@@ -23,25 +31,34 @@ export interface RedisMembershipOptions {
   logger?: Logger;
 }
 
-// Lists live entries and prunes the index of expired ones in one atomic step.
-// Entry keys are derived from ARGV, which is fine on one Redis; Redis Cluster
-// would need the keys under one hash tag.
+// Lists the live entries among KEYS[2..] (the entries of the ids ARGV names,
+// read from the index KEYS[1] just before) and prunes the index of expired
+// ones, in one atomic step. Every key is declared, as Redis Cluster requires.
 const LIST_LIVE = `
-local ids = redis.call('SMEMBERS', KEYS[1])
 local out = {}
-for _, id in ipairs(ids) do
-  local value = redis.call('GET', ARGV[1] .. id)
-  if value then out[#out + 1] = value else redis.call('SREM', KEYS[1], id) end
+for i = 2, #KEYS do
+  local value = redis.call('GET', KEYS[i])
+  if value then out[#out + 1] = value else redis.call('SREM', KEYS[1], ARGV[i - 1]) end
 end
 return out`;
 
-/** Where a node's entry lives: `${prefix}node:${id}`, present exactly while the node is live. */
-export function nodeKeyPrefix(prefix: string): string {
-  return `${prefix}node:`;
+/**
+ * Where a node's entry lives, present exactly while the node is live:
+ * `${prefix}node:${id}` on one Redis; on Redis Cluster `${prefix}{nodes}:${id}`,
+ * the index `${prefix}{nodes}` sharing their hash tag, so a heartbeat's
+ * MULTI and the listing script stay on one slot.
+ */
+export function nodeKeyPrefix(prefix: string, cluster = false): string {
+  return cluster ? `${prefix}{nodes}:` : `${prefix}node:`;
+}
+
+/** The set of node ids, beside their entries (see nodeKeyPrefix). */
+export function nodeIndexKey(prefix: string, cluster: boolean): string {
+  return cluster ? `${prefix}{nodes}` : `${prefix}nodes`;
 }
 
 export class RedisMembership implements Membership {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly url: string;
   private readonly log: Logger;
   private readonly indexKey: string;
@@ -66,12 +83,13 @@ export class RedisMembership implements Membership {
       );
     }
     const prefix = options.prefix ?? DEFAULT_PREFIX;
-    this.indexKey = `${prefix}nodes`;
-    this.entryPrefix = nodeKeyPrefix(prefix);
+    const cluster = isClusterUrl(options.url);
+    this.indexKey = nodeIndexKey(prefix, cluster);
+    this.entryPrefix = nodeKeyPrefix(prefix, cluster);
     this.url = redactUrl(options.url);
     this.log = (options.logger ?? pino({ enabled: false })).child({ component: "membership" });
     // A heartbeat that cannot go now is dropped, not queued: the next one carries fresher counts.
-    this.redis = createRedis(
+    this.redis = createClient(
       options.url,
       connectionOptions({
         timeoutMs: options.timeoutMs ?? 2000,
@@ -110,7 +128,11 @@ export class RedisMembership implements Membership {
   async nodes(): Promise<NodeInfo[]> {
     let reply: unknown;
     try {
-      reply = await this.redis.eval(LIST_LIVE, 1, this.indexKey, this.entryPrefix);
+      // A cluster client would queue the call until it is back (see createClient).
+      if (this.redis instanceof Cluster && this.redis.status !== "ready") throw new Error("not connected");
+      const ids = await this.redis.smembers(this.indexKey);
+      const keys = ids.map((id) => this.entryPrefix + id);
+      reply = ids.length === 0 ? [] : await this.redis.eval(LIST_LIVE, 1 + ids.length, this.indexKey, ...keys, ...ids);
     } catch (err) {
       throw new ProtocolError("unavailable", `cluster membership unavailable: Redis at ${this.url}: ${messageOf(err)}`);
     }

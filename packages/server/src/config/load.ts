@@ -84,6 +84,41 @@ export const SETTINGS: readonly Setting[] = [
     help: 'prefix of Redis channels and keys (default "crier:")',
   },
   {
+    path: ["nats"],
+    env: "CRIER_NATS_URL",
+    flag: "nats",
+    kind: "string",
+    help: "NATS URL of the backplane: nats://[USER:PASS@|TOKEN@]HOST:PORT[,HOST:PORT...] or tls://...; with JetStream it keeps history and presence too",
+  },
+  {
+    path: ["natsCreds"],
+    env: "CRIER_NATS_CREDS",
+    flag: "nats-creds",
+    kind: "string",
+    help: "NATS .creds file (user JWT and NKey seed)",
+  },
+  {
+    path: ["natsTls", "ca"],
+    env: "CRIER_NATS_TLS_CA",
+    flag: "nats-tls-ca",
+    kind: "string",
+    help: "PEM file of the CA that signed the NATS servers' certificates",
+  },
+  {
+    path: ["natsTls", "cert"],
+    env: "CRIER_NATS_TLS_CERT",
+    flag: "nats-tls-cert",
+    kind: "string",
+    help: "PEM client certificate for NATS (with --nats-tls-key)",
+  },
+  {
+    path: ["natsTls", "key"],
+    env: "CRIER_NATS_TLS_KEY",
+    flag: "nats-tls-key",
+    kind: "string",
+    help: "PEM client key for NATS (with --nats-tls-cert)",
+  },
+  {
     path: ["jwt", "secret"],
     env: "CRIER_JWT_SECRET",
     flag: "jwt-secret",
@@ -344,7 +379,9 @@ function describe(issue: z.core.$ZodIssue, input: unknown, origin: ReadonlyMap<s
   const key = path.join(".");
   const source = origin.get(key) ?? origin.get(path[0] ?? "");
   const value = valueAt(input, issue.path);
-  const shown = value === undefined ? "" : ` (got ${JSON.stringify(value)})`;
+  // A URL's credentials (redis://:PASS@…, nats://USER:PASS@…) are not echoed.
+  const masked = typeof value === "string" ? value.replace(/^([a-z+]+:\/\/)[^/@]*@/, "$1***@") : value;
+  const shown = value === undefined ? "" : ` (got ${JSON.stringify(masked)})`;
   return `config key "${key}"${source ? ` ${source}` : ""}: ${issue.message}${shown}`;
 }
 

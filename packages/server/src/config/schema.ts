@@ -3,7 +3,8 @@
 // the parsed values and never read config or env themselves.
 
 import { z } from "zod";
-import { redisUrlProblem, SENTINEL_SCHEME } from "../redis/url.js";
+import { natsUrlProblem } from "../nats/url.js";
+import { isClusterUrl, redisUrlProblem, SENTINEL_SCHEME } from "../redis/url.js";
 import { originEntryProblem } from "../transport/origin.js";
 import { parseDuration } from "./duration.js";
 
@@ -148,16 +149,36 @@ export const configSchema = z
     redis: z
       .string()
       .regex(
-        /^(rediss?|redis\+sentinel):\/\//,
-        'must be a redis://, rediss:// or redis+sentinel:// URL, e.g. "redis://127.0.0.1:6379" or "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster"',
+        /^(rediss?|redis\+sentinel|rediss?\+cluster):\/\//,
+        'must be a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL, e.g. "redis://127.0.0.1:6379", "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster" or "redis+cluster://10.0.0.1:7000,10.0.0.2:7000"',
       )
       .superRefine((url, context) => {
-        if (!url.startsWith(SENTINEL_SCHEME)) return;
+        if (!url.startsWith(SENTINEL_SCHEME) && !isClusterUrl(url)) return;
         const problem = redisUrlProblem(url);
         if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
       })
       .optional(),
     redisPrefix: z.string().max(64).default("crier:"),
+    /** NATS servers of the backplane; with JetStream, history, presence and membership too (docs/configuration.md). */
+    nats: z
+      .string()
+      .superRefine((url, context) => {
+        const problem = natsUrlProblem(url);
+        if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+      })
+      .optional(),
+    /** A NATS .creds file (user JWT and NKey seed). */
+    natsCreds: z.string().min(1).optional(),
+    /** PEM files for TLS to NATS: the CA to trust, and a client certificate and key if the server asks for one. */
+    natsTls: z
+      .object({
+        ca: z.string().min(1).optional(),
+        cert: z.string().min(1).optional(),
+        key: z.string().min(1).optional(),
+      })
+      .strict()
+      .refine((tls) => (tls.cert === undefined) === (tls.key === undefined), "cert and key go together")
+      .optional(),
     jwt: jwtSchema.default({}),
     proxy: proxySchema.optional(),
     allowAnonymous: z.boolean().optional(),
@@ -236,12 +257,21 @@ export const configSchema = z
   })
   .strict()
   .superRefine((config, ctx) => {
-    if (config.workers > 1 && config.redis === undefined) {
+    for (const key of ["natsCreds", "natsTls"] as const) {
+      if (config[key] !== undefined && config.nats === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: "applies to NATS only: set nats (or CRIER_NATS_URL) too",
+        });
+      }
+    }
+    if (config.workers > 1 && config.redis === undefined && config.nats === undefined) {
       ctx.addIssue({
         code: "custom",
         path: ["workers"],
         message:
-          "more than one worker needs redis: the workers of a host share rooms and users through it (set redis or CRIER_REDIS_URL)",
+          "more than one worker needs redis or nats: the workers of a host share rooms and users through it (set redis, CRIER_REDIS_URL, nats or CRIER_NATS_URL)",
       });
     }
   });

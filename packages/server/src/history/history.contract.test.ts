@@ -1,19 +1,24 @@
 // The history contract (docs/protocol.md "Delivery semantics"), run against
 // every engine that keeps history: appends through its broker (Broker.append),
 // reads through its HistoryStore; the same tests, so the embedded memory
-// engine and Redis number, retain and recover the same way.
+// engine, Redis and NATS (JetStream) number, retain and recover the same way.
 
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { ProtocolError, type StreamPosition } from "crier-protocol";
 import { Collector } from "../../../../test/support/collector.js";
+import { type NatsProcess, startNats } from "../../../../test/support/nats.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { type RedisClusterProcess, startRedisCluster } from "../../../../test/support/redis-cluster.js";
 import { waitUntil } from "../../../../test/support/wait.js";
-import type { Broker } from "../broker/broker.js";
+import { type Broker, ChannelNames } from "../broker/broker.js";
 import type { Envelope } from "../broker/envelope.js";
 import { MemoryBroker } from "../broker/memory.js";
+import { NatsBroker } from "../broker/nats.js";
 import { RedisBroker } from "../broker/redis.js";
+import { NatsLink } from "../nats/connection.js";
 import type { HistoryOptions, HistoryRead, HistoryStore, ReadOptions } from "./history.js";
+import { NatsHistory } from "./nats.js";
 import { RedisHistory } from "./redis.js";
 
 /** What a broker delivered on one channel; waits for deliveries by event, with a deadline. */
@@ -66,7 +71,8 @@ let roomSeq = 0;
 function freshRoom(name: string): { room: string; channel: string } {
   roomSeq += 1;
   const room = `test:${process.pid}:${roomSeq}:${name}`;
-  return { room, channel: `crier-test:room:${room}` };
+  // The room as hash tag, as crier names channels on Redis Cluster (harmless on one Redis).
+  return { room, channel: `crier-test:room:{${room}}` };
 }
 
 function message(room: string, data: string): Envelope {
@@ -227,6 +233,27 @@ function historyContract(backing: Backing): void {
       assert.deepEqual(offsetsOf(more.messages), range(1, 6));
     });
 
+    test("long reads: a page far behind the head, and the latest many", async () => {
+      const { store, peer } = await open();
+      const { room, channel } = freshRoom("long");
+      const [first] = await publishAll(store, room, channel, 60);
+      const epoch = first?.epoch ?? "";
+      const page = await peer.read(room, { since: { offset: 10, epoch }, limit: 30, ...READ_TTL });
+      assert.deepEqual([page.complete, offsetsOf(page.messages)], [true, range(11, 40)]);
+      assert.deepEqual(
+        page.messages.map((m) => m.data),
+        range(11, 40).map((i) => JSON.stringify(`m${i}`)),
+      );
+      const rest = await peer.read(room, { since: { offset: 40, epoch }, ...READ_TTL });
+      assert.deepEqual([rest.complete, offsetsOf(rest.messages)], [true, range(41, 60)]);
+      const latest = await peer.read(room, { limit: 25, ...READ_TTL });
+      assert.deepEqual(offsetsOf(latest.messages), range(36, 60));
+      const trimmed = await publishAll(store, room, channel, 1, { size: 30, ttlMs: KEEP.ttlMs });
+      assert.equal(trimmed[0]?.offset, 61);
+      const lost = await peer.read(room, { since: { offset: 5, epoch }, ...READ_TTL });
+      assert.deepEqual([lost.complete, offsetsOf(lost.messages)], [false, range(32, 61)]);
+    });
+
     test("messages older than ttl are gone; the epoch and offset outlive them", async () => {
       const { store, tick } = await open();
       const { room, channel } = freshRoom("ttl");
@@ -320,6 +347,29 @@ historyContract({
   },
 });
 
+/** The Redis engine's world on the server `url()` names: two instances appending, a third listening. */
+async function redisWorld(url: string): Promise<World & { close(): Promise<void> }> {
+  const prefix = "crier-test:";
+  const instance = async (): Promise<EngineHistory> => {
+    const appender = new RedisBroker({ url, prefix });
+    const reader = new RedisHistory({ url, prefix });
+    await Promise.all([appender.start(() => {}), reader.start()]);
+    return engineHistory(appender, reader);
+  };
+  const { inboxes, handler } = dispatcher();
+  const broker = new RedisBroker({ url });
+  const [store, peer] = await Promise.all([instance(), instance(), broker.start(handler)]);
+  return {
+    store,
+    peer,
+    listen: (channel) => listenOn(broker, inboxes, channel),
+    tick: () => {},
+    async close() {
+      await Promise.all([store.close(), peer.close(), broker.close()]);
+    },
+  };
+}
+
 let redis: RedisProcess | undefined;
 
 historyContract({
@@ -330,17 +380,45 @@ historyContract({
   async teardown() {
     await redis?.stop();
   },
+  world: () => redisWorld(redis?.url ?? ""),
+});
+
+let cluster: RedisClusterProcess | undefined;
+
+historyContract({
+  name: "Redis Cluster engine",
+  async setup() {
+    cluster = await startRedisCluster();
+  },
+  async teardown() {
+    await cluster?.stop();
+  },
+  world: () => redisWorld(cluster?.url ?? ""),
+});
+
+let nats: NatsProcess | undefined;
+
+historyContract({
+  name: "NATS engine (JetStream)",
+  async setup() {
+    nats = await startNats();
+  },
+  async teardown() {
+    await nats?.stop();
+  },
   async world() {
-    const url = redis?.url ?? "";
+    const url = nats?.url ?? "";
     const prefix = "crier-test:";
     const instance = async (): Promise<EngineHistory> => {
-      const appender = new RedisBroker({ url, prefix });
-      const reader = new RedisHistory({ url, prefix });
+      // The channels freshRoom() names: hash-tagged.
+      const channels = new ChannelNames(prefix, true);
+      const appender = new NatsBroker({ link: new NatsLink("broker", { url }), prefix, channels });
+      const reader = new NatsHistory({ link: new NatsLink("history", { url }), prefix, channels });
       await Promise.all([appender.start(() => {}), reader.start()]);
       return engineHistory(appender, reader);
     };
     const { inboxes, handler } = dispatcher();
-    const broker = new RedisBroker({ url });
+    const broker = new NatsBroker({ link: new NatsLink("broker", { url }), prefix });
     const [store, peer] = await Promise.all([instance(), instance(), broker.start(handler)]);
     return {
       store,

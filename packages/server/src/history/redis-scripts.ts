@@ -14,7 +14,12 @@ export function historyKeys(prefix: string, room: string): [stream: string, meta
 // KEYS[1] the stream, KEYS[2] the meta hash.
 // ARGV[1] an epoch for a room that has none, ARGV[2] MAXLEN, ARGV[3] stream ttl ms,
 // ARGV[4] meta ttl ms, ARGV[5] channel, ARGV[6] and ARGV[7] the envelope's head and tail.
-// Returns {offset, epoch}.
+// Returns {offset, epoch}. PUBLISH on one Redis; SPUBLISH on Redis Cluster,
+// where the channel carries the room's hash tag too, so it is on this shard.
+export function publishScript(command: "PUBLISH" | "SPUBLISH"): string {
+  return PUBLISH_SCRIPT.replace("redis.call('PUBLISH'", `redis.call('${command}'`);
+}
+
 export const PUBLISH_SCRIPT = `
 if redis.call('HSETNX', KEYS[2], 'epoch', ARGV[1]) == 1 then
   -- A new epoch: anything the stream still holds belongs to a lost one.

@@ -15,6 +15,7 @@ import type { Logger } from "pino";
 import { encodeEnvelope } from "../broker/envelope.js";
 import { messageOf } from "../describe-error.js";
 import { parseJsonObject } from "../json-object.js";
+import type { RedisClient } from "../redis/connection.js";
 import { type ScriptCall, StoreConnection } from "../redis/store-connection.js";
 import { compareMembers, memberOf, type PresenceEntry, type PresenceStats, type PresenceStore } from "./presence.js";
 import { ADD_SCRIPT, LIST_SCRIPT, PresenceKeys, REMOVE_SCRIPT, REWRITE_SCRIPT, STATS_SCRIPT } from "./redis-scripts.js";
@@ -65,7 +66,7 @@ const REWRITE_BATCH = 500;
 
 export class RedisPresence implements PresenceStore {
   private readonly conn: StoreConnection;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly keys: PresenceKeys;
   private readonly nodeKeyPrefix: string;
   private readonly sweeper: RedisSweeper;

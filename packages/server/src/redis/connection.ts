@@ -1,10 +1,14 @@
 // Shared by the Redis-backed parts (broker, membership, stores): how a URL
-// becomes a connection (one Redis, or a master found through Sentinel),
+// becomes a connection (one Redis, a master found through Sentinel, or a
+// Redis Cluster),
 // reconnect backoff, URL redaction for logs, and closing without hanging.
 
 import { ProtocolError } from "crier-protocol";
-import { Redis, type RedisOptions } from "ioredis";
-import { parseSentinelUrl, SENTINEL_SCHEME } from "./url.js";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
+import { isClusterUrl, parseClusterUrl, parseSentinelUrl, SENTINEL_SCHEME } from "./url.js";
+
+/** A connection for commands: to one Redis, or to every master of a Redis Cluster. */
+export type RedisClient = Redis | Cluster;
 
 /** The prefix of every channel and key crier names in Redis, unless configured (`redisPrefix`). */
 export const DEFAULT_PREFIX = "crier:";
@@ -50,7 +54,7 @@ export function connectionOptions(policy: ConnectionPolicy): RedisOptions {
 export type ScriptCall = (...args: Array<string | number>) => Promise<unknown>;
 
 /** Defines a Lua script as a command on `redis` (EVALSHA, and EVAL once after a NOSCRIPT, e.g. after a Redis restart). */
-export function defineScript(redis: Redis, name: string, numberOfKeys: number, lua: string): ScriptCall {
+export function defineScript(redis: RedisClient, name: string, numberOfKeys: number, lua: string): ScriptCall {
   redis.defineCommand(name, { numberOfKeys, lua });
   const command: unknown = Reflect.get(redis, name);
   if (typeof command !== "function") throw new Error(`redis: defining the ${name} script failed`);
@@ -99,6 +103,58 @@ export function createRedis(url: string, options: RedisOptions): Redis {
 }
 
 /**
+ * A client for `url`: a Cluster for redis+cluster:// (commands routed by slot,
+ * MOVED and ASK followed, the slot map refreshed after a failover), a Redis
+ * otherwise (see createRedis). `resend: false` for a client whose writes
+ * must never run twice.
+ */
+export function createClient(url: string, options: RedisOptions, { resend = true } = {}): RedisClient {
+  if (!isClusterUrl(url)) return createRedis(url, options);
+  const { nodes, tls, password, username } = parseClusterUrl(url);
+  const { retryStrategy, enableOfflineQueue, lazyConnect, ...nodeOptions } = options;
+  return new Cluster(nodes, {
+    lazyConnect: true,
+    // Unlike on one Redis, this must stay on: without it ioredis fails the
+    // commands sent to a master whose connection is still being opened
+    // ("Connection is closed"). Nothing waits in it while the cluster is down:
+    // the broker and the stores refuse a call unless the client is ready.
+    enableOfflineQueue: true,
+    clusterRetryStrategy: (attempt) => (typeof retryStrategy === "function" ? retryStrategy(attempt) : 100),
+    // A command whose master's connection closed under it (a failover) is
+    // sent again once the slot map is read again, unless `resend` is false:
+    // it may have run, and the broker's append+publish must then fail as
+    // `unavailable` rather than risk a duplicate. Reads and the stores'
+    // idempotent writes are resent. Replies that say a command did not run
+    // (CLUSTERDOWN, TRYAGAIN, MOVED, ASK) are retried either way, a bounded
+    // number of times.
+    retryDelayOnFailover: resend ? 100 : 0,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    maxRedirections: 8,
+    // Notices resharding even on a connection that gets no MOVED.
+    slotsRefreshInterval: 2000,
+    slotsRefreshTimeout: options.connectTimeout ?? 2000,
+    redisOptions: {
+      ...nodeOptions,
+      ...(password === undefined ? {} : { password }),
+      ...(username === undefined ? {} : { username }),
+      ...(tls ? { tls: {} } : {}),
+    },
+  });
+}
+
+/** The options for a plain connection to one node of the cluster `url` (auth, TLS), or undefined when `url` is not a cluster. */
+export function clusterNodeOptions(url: string): RedisOptions | undefined {
+  if (!isClusterUrl(url)) return undefined;
+  const { tls, password, username } = parseClusterUrl(url);
+  return {
+    ...(password === undefined ? {} : { password }),
+    ...(username === undefined ? {} : { username }),
+    ...(tls ? { tls: {} } : {}),
+  };
+}
+
+/**
  * Delay before reconnect attempt `attempt` (1-based): exponential up to `maxMs`,
  * with "equal jitter" (half fixed, half random) so the delay still grows while
  * instances cut off by the same outage spread their reconnects out.
@@ -110,6 +166,12 @@ export function backoffDelay(attempt: number, baseMs: number, maxMs: number, ran
 
 /** The URL with any password masked, for logs and error messages. */
 export function redactUrl(url: string): string {
+  if (isClusterUrl(url)) {
+    return url.replace(
+      /^(rediss?\+cluster:\/\/)([^@/]*:)?[^@/]*@/,
+      (_all, scheme: string, user?: string) => `${scheme}${user ?? ""}***@`,
+    );
+  }
   if (url.startsWith(SENTINEL_SCHEME)) {
     // Not a WHATWG URL (several hosts): mask what sits between "//" and "@", and the sentinel password.
     return url.replace(/^(redis\+sentinel:\/\/)[^@/]*@/, "$1***@").replace(/([?&]sentinelPassword=)[^&]*/, "$1***");
@@ -125,7 +187,7 @@ export function redactUrl(url: string): string {
 }
 
 /** QUIT when connected (Redis finishes what it has and closes); otherwise drop the socket and any reconnect timer. */
-export async function quit(conn: Redis): Promise<void> {
+export async function quit(conn: RedisClient): Promise<void> {
   if (conn.status === "ready") {
     try {
       await conn.quit();

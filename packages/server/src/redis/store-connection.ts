@@ -7,13 +7,14 @@
 // fail needlessly.
 
 import { ProtocolError } from "crier-protocol";
-import type { Redis } from "ioredis";
+import { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import {
   connectionOptions,
-  createRedis,
+  createClient,
   defineScript,
   quit,
+  type RedisClient,
   redactUrl,
   redisFailure,
   type ScriptCall,
@@ -36,7 +37,7 @@ export interface StoreConnectionOptions {
 }
 
 export class StoreConnection {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** The URL with any password masked. */
   readonly url: string;
   readonly log: Logger;
@@ -55,7 +56,7 @@ export class StoreConnection {
     this.component = options.component;
     this.url = redactUrl(options.url);
     this.log = (options.logger ?? pino({ enabled: false })).child({ component: options.component, redis: this.url });
-    this.redis = createRedis(
+    this.redis = createClient(
       options.url,
       connectionOptions({
         timeoutMs: options.timeoutMs ?? 2000,
@@ -114,10 +115,13 @@ export class StoreConnection {
   /**
    * Ready, and its socket still writable: between Redis going away (the
    * socket has ended) and ioredis noticing (its "close"), the status still
-   * says ready while every command is refused.
+   * says ready while every command is refused. (A cluster has a connection
+   * per node and stays ready while one master fails over: its commands to
+   * that master fail one by one, as `unavailable`.)
    */
   private usable(): boolean {
-    return this.redis.status === "ready" && this.redis.stream?.writable === true;
+    if (this.redis.status !== "ready") return false;
+    return !(this.redis instanceof Redis) || this.redis.stream?.writable === true;
   }
 
   /** Defines a Lua script as a command (EVALSHA, and EVAL once after a NOSCRIPT, e.g. after a Redis restart). */

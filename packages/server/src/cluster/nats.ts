@@ -1,0 +1,182 @@
+// Membership through NATS: each node rewrites its NodeInfo in a JetStream KV
+// bucket whose TTL (max_age) is the node timeout, so a node that stops
+// heartbeating simply expires, judged by the NATS server's clock alone, as
+// the Redis membership is by Redis's. Presence (presence/nats.ts) reads the
+// same bucket to tell live nodes from gone ones.
+
+import { ProtocolError } from "crier-protocol";
+import type { KV } from "nats";
+import { messageOf } from "../describe-error.js";
+import { bucketKeys, encodeToken, type NatsLink, natsNames } from "../nats/connection.js";
+import { DEFAULT_PREFIX } from "../redis/connection.js";
+import { type Membership, type NodeInfo, parseNodeInfo } from "./membership.js";
+
+export interface NatsMembershipOptions {
+  link: NatsLink;
+  /** Prefix shared with the broker's channel prefix (default "crier:"); scopes the bucket. */
+  prefix?: string;
+  /** How often this node rewrites its entry (default 3000). */
+  heartbeatMs?: number;
+  /** How long an entry lives without a heartbeat; must exceed heartbeatMs (default 10000). */
+  nodeTimeoutMs?: number;
+}
+
+/**
+ * The bucket of node entries, created with `nodeTimeoutMs` as its TTL, or
+ * brought to it if an earlier configuration made it with another.
+ */
+export async function nodesBucket(link: NatsLink, prefix: string, nodeTimeoutMs: number): Promise<KV> {
+  const { manager } = await link.jetstream();
+  const conn = link.live();
+  const kv = await conn.jetstream({ timeout: link.timeoutMs }).views.kv(natsNames(prefix).nodesBucket, {
+    ttl: nodeTimeoutMs,
+    history: 1,
+  });
+  const status = await kv.status();
+  if (status.ttl !== nodeTimeoutMs) {
+    const stream = status.streamInfo.config;
+    await manager.streams.update(stream.name, { ...stream, max_age: nodeTimeoutMs * 1_000_000 });
+  }
+  return kv;
+}
+
+export class NatsMembership implements Membership {
+  private readonly link: NatsLink;
+  private readonly prefix: string;
+  private readonly heartbeatMs: number;
+  private readonly nodeTimeoutMs: number;
+  private kv: KV | undefined;
+  private info: (() => NodeInfo) | undefined;
+  private announcedId: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private beating: Promise<void> | undefined;
+  private failing = false;
+  /** Bind the bucket again before the next heartbeat: NATS came back, perhaps without its store. */
+  private reopen = false;
+  private readonly rejoinListeners: Array<() => void> = [];
+  private closing: Promise<void> | undefined;
+
+  constructor(options: NatsMembershipOptions) {
+    this.link = options.link;
+    this.prefix = options.prefix ?? DEFAULT_PREFIX;
+    this.heartbeatMs = options.heartbeatMs ?? 3000;
+    this.nodeTimeoutMs = options.nodeTimeoutMs ?? 10_000;
+    if (!(this.heartbeatMs > 0) || !(this.nodeTimeoutMs > this.heartbeatMs)) {
+      throw new Error(
+        `membership: nodeTimeoutMs (${this.nodeTimeoutMs}) must exceed heartbeatMs (${this.heartbeatMs}) > 0, or live nodes would expire between heartbeats`,
+      );
+    }
+  }
+
+  /** Rejects, naming the URL, if NATS is unreachable or the first heartbeat fails: a node must not start unseen. */
+  async start(info: () => NodeInfo): Promise<void> {
+    if (this.info !== undefined || this.closing) throw new Error("membership: start() called twice or after close()");
+    this.info = info;
+    try {
+      await this.link.start();
+      this.kv = await nodesBucket(this.link, this.prefix, this.nodeTimeoutMs);
+      await this.heartbeat(true);
+    } catch (err) {
+      await this.close();
+      throw new Error(`membership: cannot announce this node in NATS at ${this.link.url}: ${messageOf(err)}`);
+    }
+    // After a reconnect (NATS may have restarted empty) announce at once, not a heartbeat later.
+    this.link.onChange((up) => {
+      if (!up) return;
+      this.reopen = true;
+      this.beat();
+    });
+    this.timer = setInterval(() => this.beat(), this.heartbeatMs);
+    this.timer.unref();
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    const kv = this.kv;
+    const nodes: NodeInfo[] = [];
+    try {
+      this.link.live();
+      if (kv === undefined) return [];
+      const keys = await bucketKeys(this.link, natsNames(this.prefix).nodesBucket);
+      const entries = await Promise.all(keys.map((key) => kv.get(key)));
+      for (const entry of entries) {
+        if (entry === null || entry.operation !== "PUT") continue;
+        const node = parseNodeInfo(entry.string());
+        if (node === undefined)
+          this.link.log.warn({ entry: entry.string().slice(0, 200) }, "ignored a malformed node entry");
+        else nodes.push(node);
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) throw err;
+      throw new ProtocolError(
+        "unavailable",
+        `cluster membership unavailable: NATS at ${this.link.url}: ${messageOf(err)}`,
+      );
+    }
+    return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  onRejoin(listener: () => void): void {
+    this.rejoinListeners.push(listener);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.withdraw();
+    return this.closing;
+  }
+
+  /** Stops the heartbeat without withdrawing the entry, as a crash would. */
+  protected stopHeartbeat(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private beat(): void {
+    // Skip a tick rather than pile heartbeats up behind a slow NATS.
+    if (this.timer === undefined || this.beating !== undefined) return;
+    this.beating = this.heartbeat(false).finally(() => (this.beating = undefined));
+  }
+
+  private async withdraw(): Promise<void> {
+    this.stopHeartbeat();
+    await this.beating;
+    const id = this.announcedId;
+    if (id !== undefined && this.kv !== undefined && this.link.isReady()) {
+      // Withdrawn at once so /api/info does not list a node that shut down cleanly.
+      await this.kv.purge(encodeToken(id)).catch((err: unknown) => {
+        this.link.log.warn({ err: messageOf(err) }, "could not withdraw node entry; it expires");
+      });
+    }
+    await this.link.close();
+  }
+
+  private async heartbeat(first: boolean): Promise<void> {
+    const info = this.info;
+    if (info === undefined || this.kv === undefined) return;
+    const entry: NodeInfo = { ...info(), updatedAt: Date.now() };
+    const key = encodeToken(entry.id);
+    try {
+      this.link.live();
+      if (this.reopen) {
+        this.kv = await nodesBucket(this.link, this.prefix, this.nodeTimeoutMs);
+        this.reopen = false;
+      }
+      const kv = this.kv;
+      const existing = await kv.get(key);
+      await kv.put(key, JSON.stringify(entry));
+      this.announcedId = entry.id;
+      if (this.failing) this.link.log.info("heartbeats reach NATS again");
+      this.failing = false;
+      if (!first && (existing === null || existing.operation !== "PUT")) {
+        this.link.log.warn(
+          "this node had dropped out of the cluster (stalled, or NATS lost its entry): announced again",
+        );
+        for (const listener of this.rejoinListeners) listener();
+      }
+    } catch (err) {
+      if (first) throw err;
+      this.reopen = true;
+      if (!this.failing) this.link.log.warn({ err: messageOf(err) }, "heartbeat failed");
+      this.failing = true;
+    }
+  }
+}

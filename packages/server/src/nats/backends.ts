@@ -1,0 +1,66 @@
+// The parts of the NATS engine, chosen when `nats` is set: live messages on
+// core NATS; history, presence and membership in JetStream, or presence and
+// membership in Redis when `redis` is set too. History reads share the
+// broker's connection; presence and membership have their own.
+
+import type { Logger } from "pino";
+import type { Backends } from "../backends.js";
+import type { Broker } from "../broker/broker.js";
+import { NatsBroker } from "../broker/nats.js";
+import { NatsMembership } from "../cluster/nats.js";
+import { nodeKeyPrefix, RedisMembership } from "../cluster/redis.js";
+import type { CrierConfig } from "../config/schema.js";
+import { NatsHistory } from "../history/nats.js";
+import { NatsPresence } from "../presence/nats.js";
+import { RedisPresence } from "../presence/redis.js";
+import { isClusterUrl } from "../redis/url.js";
+import { NatsLink, type NatsOptions } from "./connection.js";
+
+export function natsBackends(config: CrierConfig, nats: string, logger: Logger, broker?: Broker): Backends {
+  const namespaces = Object.values(config.namespaces);
+  const histories = namespaces.flatMap((options) => (options.history === undefined ? [] : [options.history]));
+  const keepsPresence = namespaces.some((options) => options.presence);
+  const prefix = config.redisPrefix;
+  const redis = config.redis;
+  if (redis !== undefined && histories.length > 0) {
+    throw new Error(
+      "nats and redis are both set and a namespace keeps history: its offsets would be numbered in Redis " +
+        "but reach subscribers over NATS, where two instances' messages can overtake each other, so one order " +
+        "per room and contiguous offsets could not hold. Remove redis (NATS with JetStream keeps history, " +
+        "presence and membership itself), or remove nats (Redis then carries live messages too)",
+    );
+  }
+  const options: NatsOptions = { url: nats, logger };
+  if (config.natsCreds !== undefined) options.credsFile = config.natsCreds;
+  if (config.natsTls !== undefined) options.tls = config.natsTls;
+  const link = (component: string): NatsLink => new NatsLink(component, options);
+  const retention = {
+    maxSize: Math.max(1, ...histories.map((history) => history.size)),
+    maxTtlMs: Math.max(0, ...histories.map((history) => history.ttlMs)),
+  };
+  const { heartbeatMs, nodeTimeoutMs } = config.cluster;
+  // The history reads on the broker's connection: when the broker is ready again after an
+  // outage (and the hub resyncs rooms from history) the reads can go out at once.
+  const brokerLink = link("broker");
+  const chosenBroker = broker ?? new NatsBroker({ link: brokerLink, prefix, ...retention });
+  const history =
+    histories.length > 0
+      ? new NatsHistory({ link: broker === undefined ? brokerLink : link("history"), prefix, ...retention })
+      : undefined;
+  if (redis !== undefined) {
+    return {
+      broker: chosenBroker,
+      membership: new RedisMembership({ url: redis, prefix, heartbeatMs, nodeTimeoutMs, logger }),
+      history,
+      presence: keepsPresence
+        ? new RedisPresence({ url: redis, prefix, nodeKeyPrefix: nodeKeyPrefix(prefix, isClusterUrl(redis)), logger })
+        : undefined,
+    };
+  }
+  return {
+    broker: chosenBroker,
+    membership: new NatsMembership({ link: link("membership"), prefix, heartbeatMs, nodeTimeoutMs }),
+    history,
+    presence: keepsPresence ? new NatsPresence({ link: link("presence"), prefix, nodeTimeoutMs }) : undefined,
+  };
+}

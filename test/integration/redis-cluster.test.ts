@@ -1,0 +1,221 @@
+// What only Redis Cluster has: a room's messages travel within the shard that
+// owns it (sharded pub/sub), a master SIGKILLed during traffic is replaced by
+// its replica while clients stay connected and recovery fills the gap, and a
+// bad or unreachable cluster URL stops `crier serve` naming the key. Three real
+// `crier serve` processes over a real 3-master, 3-replica cluster, shared by
+// every test of this file.
+
+import assert from "node:assert/strict";
+import { after, afterEach, before, describe, test } from "node:test";
+import { historyKeys } from "../../packages/server/src/history/redis-scripts.js";
+import { api, type CrierInstance, runCli, startCrier, writeConfig } from "../support/crier.js";
+import {
+  ackIndex,
+  allAcks,
+  assertNoProblems,
+  contiguityProblem,
+  Publisher,
+  roomPosition,
+  sequenceProblem,
+} from "../support/delivery.js";
+import { REDIS_CLUSTER, type RedisClusterEngine } from "../support/engines.js";
+import { freePort } from "../support/redis.js";
+import { RecordingSubscriber } from "../support/sdk-subscriber.js";
+import { waitUntil } from "../support/wait.js";
+
+let engine: RedisClusterEngine;
+let removeConfig = async (): Promise<void> => {};
+const instances: CrierInstance[] = [];
+let subscribers: RecordingSubscriber[] = [];
+
+/** The master that owns `room` (its history stream's slot, which its channel shares). */
+function ownerOf(room: string): ReturnType<RedisClusterEngine["cluster"]["masterOf"]> {
+  return engine.cluster.masterOf(historyKeys("crier:", room)[0]);
+}
+
+/** A room that `owner` does (or does not) own. */
+async function roomOn(prefix: string, wanted: (port: number) => boolean): Promise<string> {
+  for (let i = 0; i < 1000; i++) {
+    const room = `${prefix}-${i}`;
+    if (wanted((await ownerOf(room)).port)) return room;
+  }
+  throw new Error(`no room found for ${prefix}`);
+}
+
+async function subscribeMany(room: string, count: number): Promise<RecordingSubscriber[]> {
+  const group = Array.from(
+    { length: count },
+    (_, i) => new RecordingSubscriber((instances[i % instances.length] as CrierInstance).url, room),
+  );
+  subscribers.push(...group);
+  await Promise.all(group.map((subscriber) => subscriber.start()));
+  return group;
+}
+
+before(async () => {
+  engine = (await REDIS_CLUSTER.start()) as RedisClusterEngine;
+  const config = await writeConfig({
+    namespaces: { chat: { history: { size: 10_000, ttl: "10m" } } },
+    limits: { maxConnectionsPerIp: 100_000, commandsPerSecond: 10_000 },
+  });
+  removeConfig = config.remove;
+  instances.push(
+    ...(await Promise.all(
+      ["a", "b", "c"].map((id) => startCrier({ args: [...engine.args, "--node-id", id, "--config", config.path] })),
+    )),
+  );
+});
+
+afterEach(() => {
+  for (const subscriber of subscribers) subscriber.close();
+  subscribers = [];
+});
+
+after(async () => {
+  await Promise.all(instances.splice(0).map((instance) => instance.stop()));
+  await engine?.stop();
+  await removeConfig();
+});
+
+describe("crier on Redis Cluster", { timeout: 90_000 }, () => {
+  test("a room's channel is a shard channel on the master that owns the room, and nowhere else", async () => {
+    const [a, b] = instances as [CrierInstance, CrierInstance];
+    const room = "chat:sharded";
+    const channel = engine.names.room(room);
+    assert.equal(channel, "crier:room:{chat:sharded}", "the room is the channel's hash tag, as in its history keys");
+    const group = await subscribeMany(room, 2);
+    const owner = await ownerOf(room);
+    const masters = await engine.cluster.masters();
+    assert.equal(masters.length, 3);
+    for (const master of masters) {
+      const shardChannels = (await engine.cluster.command(master, "PUBSUB", "SHARDCHANNELS")) as string[];
+      const [, count] = (await engine.cluster.command(master, "PUBSUB", "SHARDNUMSUB", channel)) as [string, number];
+      if (master === owner) {
+        assert.ok(shardChannels.includes(channel), `${channel} is a shard channel on its owner`);
+        assert.equal(count, 2, "the two instances with a member listen to it, one connection each");
+      } else {
+        assert.ok(!shardChannels.includes(channel), `${channel} is not on master ${master.port}`);
+        assert.equal(count, 0);
+      }
+      // Nothing on classic pub/sub, which Redis Cluster would send to every node.
+      assert.deepEqual(await engine.cluster.command(master, "PUBSUB", "CHANNELS"), []);
+    }
+    // And messages flow through it, from an instance with no member in the room too.
+    const reply = await api(instances[2] as CrierInstance, "/api/publish", { room, data: { p: 1, s: 1 } });
+    assert.equal(reply.status, 200, JSON.stringify(reply.body));
+    await waitUntil("both members got it", () => group.every((subscriber) => subscriber.received.length === 1));
+    assert.ok(a !== b);
+  });
+
+  test("a master SIGKILLed during traffic: its replica takes over, clients stay connected, refusals are `unavailable`, recovery fills the gap", async (t) => {
+    const [a, b, c] = instances as [CrierInstance, CrierInstance, CrierInstance];
+    const room = `chat:failover-${Date.now()}`;
+    const victim = await ownerOf(room);
+    // A room on another shard, which must not notice anything.
+    const calm = await roomOn(`chat:calm-${Date.now()}`, (port) => port !== victim.port);
+    const group = await subscribeMany(room, 60);
+    const bystanders = await subscribeMany(calm, 6);
+    const start = group[0]?.subscribed[0];
+    assert.ok(start?.epoch !== undefined && start.offset !== undefined);
+
+    const publishers = [a, b, c].map((instance, i) => new Publisher(i + 1, instance, room));
+    const calmPublisher = new Publisher(9, a, calm);
+    let target = Number.POSITIVE_INFINITY;
+    const acked = (): number => allAcks(publishers).length;
+    const publishing = Promise.all([
+      ...publishers.map((publisher) => publisher.run(() => acked() >= target)),
+      calmPublisher.run(() => acked() >= target),
+    ]);
+    let promoted = "";
+    try {
+      await waitUntil("200 publications are acknowledged", () => acked() >= 200, 30_000);
+      await victim.kill("SIGKILL");
+      const ackedAtKill = acked();
+      await engine.cluster.waitHealthy(30_000);
+      promoted = String((await ownerOf(room)).port);
+      await waitUntil("200 more are acknowledged after the failover", () => acked() >= ackedAtKill + 200, 30_000);
+      target = acked() + 100;
+    } finally {
+      if (target === Number.POSITIVE_INFINITY) target = 0;
+      await publishing;
+      // Back as a replica of the promoted master, for any test after this one.
+      await victim.restart();
+    }
+    assert.notEqual(promoted, String(victim.port), "another node owns the room now");
+
+    for (const publisher of [...publishers, calmPublisher]) {
+      assert.deepEqual(publisher.unexpected, [], "a publish is acknowledged or refused with `unavailable`");
+      assert.deepEqual(publisher.failures, [], "every publish got an answer");
+    }
+    const refused = publishers.reduce((sum, publisher) => sum + publisher.refused, 0);
+
+    const end = await roomPosition(b, room);
+    await waitUntil(
+      `every subscriber has offset ${end.offset}`,
+      () =>
+        group.every(
+          (subscriber) =>
+            subscriber.lastOffset() === end.offset ||
+            subscriber.subscribed.some((info) => info.recovered === false && info !== subscriber.subscribed[0]),
+        ),
+      30_000,
+    );
+    const acks = allAcks(publishers);
+    const index = ackIndex(acks.filter((ack) => ack.epoch === end.epoch));
+    const problems: string[] = [];
+    let toldUnrecovered = 0;
+    /** Told recovered: false on a resubscribe (the first subscription has nothing to recover). */
+    const unrecovered = (subscriber: RecordingSubscriber): boolean =>
+      subscriber.subscribed.slice(1).some((info) => info.recovered === false);
+    for (const [i, subscriber] of group.entries()) {
+      // A write the old master acknowledged but had not replicated is lost with it:
+      // its subscribers are told recovered: false rather than fed a reused offset.
+      if (unrecovered(subscriber)) {
+        toldUnrecovered++;
+        continue;
+      }
+      const problem =
+        contiguityProblem(subscriber.received, start.offset, end.offset, end.epoch, index) ??
+        sequenceProblem(subscriber.received);
+      if (problem !== undefined) problems.push(`subscriber ${i}: ${problem}`);
+      assert.deepEqual(subscriber.closes, [], "its connection stayed up through the failover");
+    }
+    assertNoProblems(problems, "subscribers did not get every message exactly once in order");
+    t.diagnostic(
+      `failover: ${acks.length} acknowledged, ${refused} refused with unavailable, ` +
+        `${toldUnrecovered} of ${group.length} subscribers told recovered: false`,
+    );
+    // The room on a live shard: every acknowledged message, in order, nobody dropped.
+    const calmEnd = await roomPosition(b, calm);
+    await waitUntil("the calm room's subscribers are up to date", () =>
+      bystanders.every((subscriber) => subscriber.lastOffset() === calmEnd.offset),
+    );
+    for (const subscriber of bystanders) {
+      assert.deepEqual(subscriber.closes, []);
+      assert.equal(sequenceProblem(subscriber.received), undefined);
+    }
+  });
+});
+
+describe("crier serve with a bad Redis Cluster URL", () => {
+  test("a malformed URL is refused naming the key and the expected form", async () => {
+    const result = await runCli(["serve", "--redis", "redis+cluster://127.0.0.1:notaport"]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /config key "redis" from --redis: node '127\.0\.0\.1:notaport' is not HOST:PORT/);
+    assert.match(result.stderr, /expected redis\+cluster:\/\/\[USER:PASSWORD@\]HOST:PORT\[,HOST:PORT\.\.\.\]/);
+    const withDb = await runCli(["serve"], { env: { CRIER_REDIS_URL: "redis+cluster://127.0.0.1:7000/2" } });
+    assert.equal(withDb.code, 2, withDb.stderr);
+    assert.match(withDb.stderr, /config key "redis" from CRIER_REDIS_URL: a cluster URL has no database/);
+  });
+
+  test("an unreachable cluster stops the start naming the key and the URL, password masked", async () => {
+    const port = await freePort();
+    const result = await runCli(["serve", "--port", "0", "--redis", `redis+cluster://:s3cret@127.0.0.1:${port}`]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(
+      result.stderr,
+      new RegExp(`config key "redis" \\(redis\\+cluster://:\\*\\*\\*@127\\.0\\.0\\.1:${port}\\): .*cannot reach Redis`),
+    );
+    assert.doesNotMatch(result.stderr, /s3cret/);
+  });
+});
