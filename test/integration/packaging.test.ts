@@ -219,6 +219,7 @@ describe("installed from the tarballs", () => {
     for (const [entry, contents] of [
       ["crier-client", 'export * from "crier-client";'],
       ["crier-client/msgpack", 'export * from "crier-client"; export * from "crier-client/msgpack";'],
+      ["crier-client/sse", 'export * from "crier-client"; export * from "crier-client/sse";'],
     ] as const) {
       const bundle = await build({
         stdin: { contents, resolveDir: app, sourcefile: "entry.js" },

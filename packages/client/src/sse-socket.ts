@@ -37,10 +37,10 @@ export class SseSocket implements WebSocketLike {
   #stop: (() => void) | undefined;
   #done = false;
 
-  /** `url`: the GET /sse endpoint; /emulation is its sibling. */
+  /** `url`: the GET /sse endpoint, or a WebSocket URL (ws:, wss:) to find it beside; /emulation is its sibling. */
   constructor(url: string) {
-    this.#url = url;
-    this.#emulation = new URL("emulation", url).href;
+    this.#url = sseUrl(url);
+    this.#emulation = new URL("emulation", this.#url).href;
     // Nothing opens before the connect frame, which travels in the stream's URL.
     void Promise.resolve().then(() => {
       if (!this.#done) this.onopen?.({});
@@ -131,4 +131,13 @@ export class SseSocket implements WebSocketLike {
     this.close();
     this.onclose?.({ code, reason });
   }
+}
+
+/** GET /sse beside a WebSocket endpoint: ws(s) becomes http(s), the path's last segment "sse" (/ws: /sse). */
+export function sseUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") return url;
+  parsed.protocol = parsed.protocol === "wss:" ? "https:" : "http:";
+  parsed.search = "";
+  return new URL("sse", parsed).href;
 }

@@ -15,33 +15,13 @@ export interface TransportOptions {
 
 /** The transports to try, in order: by default the WebSocket, then SSE when `sse` is given and the codec is JSON. */
 export function resolveTransports(options: TransportOptions, codec: Codec): TransportName[] {
-  const list =
-    options.transports ?? (options.sse !== undefined && !codec.binary ? ["websocket", "sse"] : ["websocket"]);
-  if (
-    list.length === 0 ||
-    list.some((name, i) => (name !== "websocket" && name !== "sse") || list.indexOf(name) !== i)
-  ) {
-    throw new RangeError(
-      `crier-client: option 'transports' must list "websocket" and/or "sse" once each, got ${JSON.stringify(list)}`,
-    );
-  }
-  if (list.includes("sse") && options.sse === undefined) {
-    throw new RangeError(
-      'crier-client: transport "sse" needs option \'sse\': import { SseSocket } from "crier-client/sse" and pass sse: SseSocket',
-    );
-  }
-  if (list.includes("sse") && codec.binary) {
-    throw new RangeError('crier-client: transport "sse" carries JSON only; use the JSON codec or drop "sse"');
-  }
+  const list = options.transports ?? (options.sse && !codec.binary ? ["websocket", "sse"] : ["websocket"]);
+  // Short messages: this file is in the browser entry, under its size budget.
+  if (list.length === 0 || list.some((name) => name !== "websocket" && name !== "sse"))
+    throw new RangeError("crier-client: bad option 'transports'");
+  if (list.includes("sse") && (!options.sse || codec.binary))
+    throw new RangeError("crier-client: transport sse needs the JSON codec and SseSocket from crier-client/sse");
   return list;
-}
-
-/** GET /sse beside the WebSocket endpoint: ws(s) becomes http(s), the path's last segment "sse" (/ws: /sse). */
-export function defaultSseUrl(url: string): string {
-  const parsed = new URL(url);
-  parsed.protocol = parsed.protocol === "wss:" ? "https:" : parsed.protocol === "ws:" ? "http:" : parsed.protocol;
-  parsed.search = "";
-  return new URL("sse", parsed).href;
 }
 
 /** The next transport to try after one closed before `connected`: the following one in the list, round. */
@@ -49,7 +29,11 @@ export function nextTransport(list: readonly TransportName[], current: Transport
   return list[(list.indexOf(current) + 1) % list.length] ?? current;
 }
 
-/** The socket constructor and URL an attempt on `transport` uses. */
+/**
+ * The socket constructor and URL an attempt on `transport` uses. The SSE
+ * socket is given `sseUrl`, or the WebSocket URL to find /sse beside
+ * (sse-socket.ts), so that finding it costs the browser entry nothing.
+ */
 export function dialTarget(
   transport: TransportName,
   options: {
@@ -59,8 +43,10 @@ export function dialTarget(
   },
   url: string,
 ): { WebSocket: WebSocketConstructor; url: string } {
-  const socket = transport === "sse" ? options.sse : options.WebSocket;
+  const sse = transport === "sse";
   // resolveOptions made sure every listed transport has its constructor.
-  if (socket === undefined) throw new TypeError(`crier-client: no socket for transport "${transport}"`);
-  return { WebSocket: socket, url: transport === "sse" ? (options.sseUrl ?? defaultSseUrl(url)) : url };
+  return {
+    WebSocket: (sse ? options.sse : options.WebSocket) as WebSocketConstructor,
+    url: sse ? (options.sseUrl ?? url) : url,
+  };
 }
