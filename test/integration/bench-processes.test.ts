@@ -10,17 +10,21 @@ import { GeneratorPool } from "../../bench/generator/pool.js";
 import type { ConnSpec } from "../../bench/generator/spec.js";
 import { descendants, sample, sampleTree } from "../../bench/proc.js";
 import { track } from "../support/children.js";
-import { api, type CrierInstance, startCrier } from "../support/crier.js";
+import { api, type ConfigFile, type CrierInstance, startCrier, writeConfig } from "../support/crier.js";
 import { waitUntil } from "../support/wait.js";
 
 let crier: CrierInstance;
+let config: ConfigFile;
 
 before(async () => {
-  crier = await startCrier();
+  // The generator opens its connections from one address as fast as it can.
+  config = await writeConfig({ limits: { connectionsPerSecondPerIp: 100_000, connectionsPerSecond: 100_000 } });
+  crier = await startCrier({ args: ["--config", config.path] });
 });
 
 after(async () => {
   await crier?.stop();
+  await config?.remove();
 });
 
 async function openConnections(): Promise<number> {

@@ -62,7 +62,12 @@ before(async () => {
   config = await writeConfig({
     namespaces: { storm: { presence: true, joinLeave: true } },
     // One test process opens every connection, and the publisher publishes as fast as it is answered.
-    limits: { maxConnectionsPerIp: 5000, commandsPerSecond: 100_000 },
+    limits: {
+      maxConnectionsPerIp: 5000,
+      connectionsPerSecondPerIp: 100_000,
+      connectionsPerSecond: 100_000,
+      commandsPerSecond: 100_000,
+    },
   });
   redis = await startRedis();
   instances = await Promise.all(
