@@ -2,7 +2,7 @@
 // instance (memory backplane, 1000 idle connections) with the console's
 // per-second sampler running and with it stopped, side by side as two child
 // processes over the same minute, CPU time from process.cpuUsage().
-//   node --import tsx bench/console-idle.ts [seconds=60] [rounds=2]
+//   node --conditions=crier-source --import tsx bench/console-idle.ts [seconds=60] [rounds=2]
 
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -43,7 +43,15 @@ function runChild(variant: string, seconds: number): Promise<{ variant: string; 
   return new Promise((resolve, reject) => {
     const proc = spawn(
       process.execPath,
-      ["--import", "tsx", fileURLToPath(import.meta.url), "--child", variant, String(seconds)],
+      [
+        "--conditions=crier-source",
+        "--import",
+        "tsx",
+        fileURLToPath(import.meta.url),
+        "--child",
+        variant,
+        String(seconds),
+      ],
       {
         stdio: ["ignore", "pipe", "inherit"],
       },

@@ -30,6 +30,7 @@ import { closeAllPools } from "./generator/pool.js";
 import type { ConnSpec, TargetName } from "./generator/spec.js";
 import { machineInfo } from "./machine.js";
 import type { StepResult, TargetResult } from "./measure.js";
+import { PRESENCE_ABOUT, runPresenceBench } from "./presence/index.js";
 import { openFileLimit } from "./proc.js";
 import { type BenchReport, type RampCriteria, renderMarkdown, renderText } from "./report.js";
 import { type RunOptions, runTarget } from "./run.js";
@@ -115,6 +116,7 @@ function usage(invokedAs: string): string {
           .map(([k, v]) => `--${k} ${v}`)
           .join(" ")}`,
     ),
+    `  presence ${PRESENCE_ABOUT}\n${" ".repeat(11)}crier only; '${invokedAs} presence --help' for its options`,
     "",
     "Options:",
     "  --duration S                   measured seconds per step (default 20; 10 in ramp mode; idle: 30, a ping interval)",
@@ -162,7 +164,7 @@ function usage(invokedAs: string): string {
 const TARGETS: readonly TargetName[] = ["crier", "socketio", "floor"];
 
 /** --target: crier, socketio, floor, or several joined by commas; `both` is crier,socketio. */
-function parseTargets(option: string): TargetName[] {
+export function parseTargets(option: string): TargetName[] {
   const names = option === "both" ? ["crier", "socketio"] : option.split(",").map((name) => name.trim());
   const targets: TargetName[] = [];
   for (const name of names) {
@@ -178,7 +180,7 @@ function parseTargets(option: string): TargetName[] {
 }
 
 /** Of a target's runs, the one whose measurement had the least other work on the machine. */
-function quietest(runs: TargetResult[]): TargetResult {
+export function quietest(runs: TargetResult[]): TargetResult {
   const noise = (run: TargetResult): number =>
     Math.max(run.idle?.otherCpuCores ?? 0, ...run.steps.map((s) => s.otherCpuCores + s.stealCores));
   return runs.reduce((best, run) => (noise(run) < noise(best) ? run : best));
@@ -189,7 +191,7 @@ function quietest(runs: TargetResult[]): TargetResult {
  * already fails, down by `factor` until one passes (or the rate is below 1
  * publication/s). Stops at the first failure after a pass.
  */
-function rampSchedule(
+export function rampSchedule(
   criteria: RampCriteria,
   factor: number,
   max: number,
@@ -209,7 +211,7 @@ function rampSchedule(
 }
 
 /** argv as it may be printed and recorded: secret values replaced. */
-function redacted(argv: string[]): string[] {
+export function redacted(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? "";
@@ -231,6 +233,8 @@ function log(line: string): void {
 async function main(argv: string[], invokedAs: string): Promise<number> {
   // Several runs and a table of its own, with options of its own (bench/scale.ts).
   if (argv[0] === "scale" && !argv.includes("--help")) return runScale(argv.slice(1), `${invokedAs} scale`, log);
+  // Presence at size is crier alone, with options of its own (bench/presence.ts).
+  if (argv[0] === "presence") return runPresenceBench(argv.slice(1), invokedAs);
   const { values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   if (values.help || positionals.length === 0) {
     process.stdout.write(`${usage(invokedAs)}\n`);

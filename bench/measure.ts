@@ -272,21 +272,8 @@ async function runStep(
     await sleep(PROGRESS_MS);
   }
   const collected = await pool.all<CollectReply>(() => ({ type: "collect" }));
-  const histogram = newHistogram();
-  for (const reply of collected) histogram.add(decodeFromCompressedBase64(reply.histogram));
   delivered = sum(collected.map((c) => c.delivered));
-  const ms = (percentile: number): number => histogram.getValueAtPercentile(percentile) / 1000;
-  const latency: Latency =
-    histogram.totalCount === 0
-      ? { p50: 0, p90: 0, p99: 0, p999: 0, max: 0, mean: 0 }
-      : {
-          p50: ms(50),
-          p90: ms(90),
-          p99: ms(99),
-          p999: ms(99.9),
-          max: histogram.maxValue / 1000,
-          mean: histogram.mean / 1000,
-        };
+  const latency = latencyOf(collected.map((reply) => reply.histogram));
 
   const costs = costsBetween(before, after);
   const serverCpuSeconds = sum(costs.servers.map((s) => s.cpuSeconds));
@@ -317,6 +304,22 @@ async function runStep(
     stealCores: costs.stealCores,
     skipped: sum(ends.map((e) => e.skipped)),
     unsent: sum(ends.map((e) => e.unsent)),
+  };
+}
+
+/** The latency of every worker's histogram (µs, encoded) merged, in ms; all 0 when nothing was recorded. */
+export function latencyOf(histograms: readonly string[]): Latency {
+  const histogram = newHistogram();
+  for (const encoded of histograms) histogram.add(decodeFromCompressedBase64(encoded));
+  if (histogram.totalCount === 0) return { p50: 0, p90: 0, p99: 0, p999: 0, max: 0, mean: 0 };
+  const ms = (percentile: number): number => histogram.getValueAtPercentile(percentile) / 1000;
+  return {
+    p50: ms(50),
+    p90: ms(90),
+    p99: ms(99),
+    p999: ms(99.9),
+    max: histogram.maxValue / 1000,
+    mean: histogram.mean / 1000,
   };
 }
 

@@ -1,7 +1,12 @@
 #!/usr/bin/env node
-// Runs every *.test.ts under packages/*/src and test/ with node's test runner
+// Runs every *.test.ts under packages/*/src, bench/ and test/ with node's test runner
 // (through tsx), so the runner's closing summary is printed. Extra arguments
 // are passed to node --test (e.g. --test-name-pattern=redis).
+//
+// The workspace packages resolve to their TypeScript sources through the
+// "crier-source" export condition (README: Development), here and in every child
+// process a test starts, through NODE_OPTIONS; the packaging test removes it to
+// run the built packages as a user would.
 
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
@@ -20,7 +25,11 @@ function find(dir, out) {
   return out;
 }
 
-const files = [...find(join(root, "packages"), []), ...find(join(root, "test"), [])].sort();
+const files = [
+  ...find(join(root, "packages"), []),
+  ...find(join(root, "bench"), []),
+  ...find(join(root, "test"), []),
+].sort();
 const filter = process.argv.slice(2).filter((arg) => !arg.startsWith("-"));
 const flags = process.argv.slice(2).filter((arg) => arg.startsWith("-"));
 const selected = filter.length === 0 ? files : files.filter((file) => filter.some((part) => file.includes(part)));
@@ -28,9 +37,11 @@ if (selected.length === 0) {
   console.error(`no test files match ${filter.join(" ")}`);
   process.exit(1);
 }
+const SOURCE_CONDITION = "--conditions=crier-source";
+const nodeOptions = [process.env.NODE_OPTIONS, SOURCE_CONDITION].filter(Boolean).join(" ");
 const result = spawnSync(
   process.execPath,
   ["--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=300000", ...flags, ...selected],
-  { cwd: root, stdio: "inherit" },
+  { cwd: root, stdio: "inherit", env: { ...process.env, NODE_OPTIONS: nodeOptions } },
 );
 process.exit(result.status ?? 1);

@@ -58,7 +58,7 @@ export async function stopInstances(instances: Instance[]): Promise<void> {
 async function startOne(options: InstancesOptions, name: string): Promise<Instance> {
   const port = await freePort();
   const logFile = join(options.logDir, `${options.target}-${name}.log`);
-  const node = ["--import", "tsx"];
+  const node = ["--conditions=crier-source", "--import", "tsx"];
   if (options.cpuProfDir !== undefined) {
     const file = `${options.target}-${name}.cpuprofile`;
     node.push("--cpu-prof", "--cpu-prof-dir", options.cpuProfDir, "--cpu-prof-name", file);

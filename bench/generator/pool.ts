@@ -125,7 +125,7 @@ export class GeneratorPool {
     const worker: Worker | ChildProcess = asProcess
       ? fork(fileURLToPath(ENTRY), [], {
           cwd: REPO_ROOT,
-          execArgv: ["--import", "tsx"],
+          execArgv: ["--conditions=crier-source", "--import", "tsx"],
           serialization: "advanced",
           stdio: ["ignore", "inherit", "inherit", "ipc"],
         })
@@ -196,7 +196,11 @@ export class GeneratorPool {
 
   private async closeNow(): Promise<void> {
     try {
-      await Promise.race([this.all(() => ({ type: "close" })), new Promise((resolve) => setTimeout(resolve, 5000))]);
+      // Unref'd: the grace period must not keep a process that is done (a test) alive for its length.
+      await Promise.race([
+        this.all(() => ({ type: "close" })),
+        new Promise((resolve) => setTimeout(resolve, 5000).unref()),
+      ]);
     } catch {
       // A worker that already died has nothing left to close.
     }

@@ -37,6 +37,8 @@ const bundle = await build({
   bundle: true,
   format: "esm",
   platform: "browser",
+  // The SDK's TypeScript sources (README: Development), so the demo needs no build.
+  conditions: ["crier-source"],
   target: "es2022",
   write: false,
 });

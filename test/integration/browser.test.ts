@@ -90,6 +90,8 @@ before(async () => {
     bundle: true,
     format: "esm",
     platform: "browser",
+    // The SDK's sources, not a build: the packaging test bundles the built package.
+    conditions: ["crier-source"],
     target: "chrome120",
     write: false,
   });

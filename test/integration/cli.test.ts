@@ -2,7 +2,7 @@
 // codes and what they print, the HTTP API they expose and how they shut down.
 
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -11,6 +11,7 @@ import {
   api,
   type CliProcess,
   type CrierInstance,
+  REPO_ROOT,
   runCli,
   spawnCli,
   startCrier,
@@ -68,6 +69,23 @@ describe("help and usage errors", () => {
       assert.ok(result.stdout.includes(`--${setting.flag}`), `serve --help should list --${setting.flag}`);
       assert.ok(result.stdout.includes(setting.env), `serve --help should name ${setting.env}`);
     }
+  });
+
+  test("crier --version and crier version print the package's version", async () => {
+    const manifest = JSON.parse(await readFile(join(REPO_ROOT, "packages/server/package.json"), "utf8"));
+    assert.match(manifest.version, /^\d+\.\d+\.\d+/);
+    for (const args of [["--version"], ["version"]]) {
+      const result = await runCli(args);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, `${manifest.version}\n`);
+    }
+  });
+
+  test("--log-format with another value exits 2 naming the key and the allowed values", async () => {
+    const result = await runCli(["serve", "--log-format", "loud", "--api-key", TEST_API_KEY]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /config key "logFormat" from --log-format/);
+    assert.match(result.stderr, /"json"\|"pretty" \(got "loud"\)/);
   });
 
   test("an unknown command exits 2 naming it", async () => {
@@ -174,6 +192,34 @@ describe("a running instance", () => {
     const status = await sub.kill("SIGTERM");
     assert.deepEqual(status, { code: 0, signal: null });
     assert.match(sub.stderr(), /connection closed: 1000/);
+  });
+});
+
+describe("log format", () => {
+  test("JSON lines off a terminal; --log-format pretty (or CRIER_LOG_FORMAT) prints readable lines", async () => {
+    const json = await crier();
+    const first = json
+      .output()
+      .split("\n")
+      .find((line) => line.startsWith("{"));
+    assert.ok(first !== undefined && JSON.parse(first).msg !== undefined, json.output());
+    await json.stop();
+
+    for (const options of [{ args: ["--log-format", "pretty"] }, { env: { CRIER_LOG_FORMAT: "pretty" } }]) {
+      const port = await freePort();
+      const child = spawnCli(["serve", "--port", String(port), "--api-key", TEST_API_KEY, ...(options.args ?? [])], {
+        env: options.env,
+      });
+      children.push(child);
+      // As long as startCrier waits for "crier listening" (a loaded machine can take seconds).
+      const line = await child.waitForLine(/crier listening/, { stream: "stdout", timeoutMs: 20_000 });
+      assert.match(line, new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} INFO  crier listening .*port=${port}\\b`));
+      assert.ok(!child.linesOf("stdout").some((text) => text.startsWith("{")), child.output());
+      // A request answered: the CLI is past listen() and has its SIGTERM handler.
+      assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+      child.process.kill("SIGTERM");
+      assert.equal((await child.exited).code, 0, child.output());
+    }
   });
 });
 

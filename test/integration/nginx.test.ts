@@ -47,6 +47,12 @@ describe("behind nginx (docs/deployment.md)", () => {
       });
       assert.equal(response.status, 200);
       await waitUntil("every client received the publication", () => received.every((list) => list.length === 1));
+      for (const list of received) {
+        assert.deepEqual(
+          list.map((message) => [message.room, message.data]),
+          [["proxied", "through nginx"]],
+        );
+      }
       assert.equal((await fetch(`${nginx.httpUrl}/readyz`)).status, 200);
     } finally {
       for (const client of clients) client.close();

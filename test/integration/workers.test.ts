@@ -14,10 +14,14 @@ describe("crier serve --workers", () => {
 
   before(async () => {
     redis = await startRedis();
-    crier = await startCrier({ args: ["--redis", redis.url, "--workers", "2", "--node-id", "host"] });
+    // Three processes compile and start at once: on a loaded machine that takes a while.
+    crier = await startCrier({
+      args: ["--redis", redis.url, "--workers", "2", "--node-id", "host"],
+      readyTimeoutMs: 60_000,
+    });
     // The first worker's "listening" line started us; wait for the second's.
-    await crier.waitForLog((entry) => entry.msg === "crier listening" && entry.node === "host-w1");
-    await crier.waitForLog((entry) => entry.msg === "crier listening" && entry.node === "host-w0");
+    await crier.waitForLog((entry) => entry.msg === "crier listening" && entry.node === "host-w1", 60_000);
+    await crier.waitForLog((entry) => entry.msg === "crier listening" && entry.node === "host-w0", 60_000);
   });
 
   after(async () => {
@@ -61,8 +65,9 @@ test("workers that keep failing to start (port taken) make the primary stop with
   const redis = await startRedis();
   const blocker = await startCrier();
   try {
+    // Three rounds of two workers starting and failing: a deadline for a hang, not a speed test.
     const result = await runCli(["serve", "--workers", "2", "--redis", redis.url, "--port", String(blocker.port)], {
-      timeoutMs: 30_000,
+      timeoutMs: 90_000,
     });
     assert.equal(result.code, 1);
     assert.match(result.stderr, /keep failing to start/);

@@ -81,9 +81,19 @@ interface LineWaiter {
   resolve: (line: string) => void;
 }
 
+/** A `crier` other than the repository's sources, e.g. `npx crier` in a project that installed the package. */
+export interface CliCommand {
+  file: string;
+  /** Arguments before crier's own (`serve …`). */
+  args: readonly string[];
+  cwd: string;
+}
+
 export interface SpawnCliOptions {
   /** Added to the child's environment (see childEnv); undefined removes a variable. */
   env?: Record<string, string | undefined>;
+  /** Default: the repository's packages/server/src/cli.ts through tsx, from the repository's root. */
+  command?: CliCommand;
 }
 
 /** A `crier …` child process whose stdout and stderr are captured and awaitable line by line. */
@@ -99,8 +109,9 @@ export class CliProcess {
 
   constructor(args: readonly string[], options: SpawnCliOptions = {}) {
     this.args = [...args];
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
-      cwd: REPO_ROOT,
+    const command = options.command ?? { file: process.execPath, args: ["--import", "tsx", CLI], cwd: REPO_ROOT };
+    const child = spawn(command.file, [...command.args, ...args], {
+      cwd: command.cwd,
       env: childEnv(options.env),
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -298,6 +309,8 @@ export interface StartCrierOptions {
   logLevel?: "info" | "debug" | "trace" | null;
   /** How long to wait for "crier listening" (default 20 s). */
   readyTimeoutMs?: number;
+  /** The `crier` to run (default: the repository's sources). */
+  command?: CliCommand;
 }
 
 export interface CrierInstance {
@@ -368,19 +381,19 @@ class CrierProcess implements CrierInstance {
   nodeId: string | undefined;
   args: readonly string[];
   private child: CliProcess | undefined;
-  private readonly env: Record<string, string | undefined>;
+  private readonly spawnOptions: SpawnCliOptions;
   private readonly knownApiKey: string | undefined;
   private readonly readyTimeoutMs: number;
   private readonly previousOutput: string[] = [];
 
   constructor(
     args: readonly string[],
-    env: Record<string, string | undefined>,
+    spawnOptions: SpawnCliOptions,
     apiKey: string | undefined,
     readyTimeoutMs: number,
   ) {
     this.args = args;
-    this.env = env;
+    this.spawnOptions = spawnOptions;
     this.knownApiKey = apiKey;
     this.readyTimeoutMs = readyTimeoutMs;
   }
@@ -441,7 +454,7 @@ class CrierProcess implements CrierInstance {
 
   async launch(): Promise<void> {
     if (this.child !== undefined) this.previousOutput.push(this.child.output());
-    const child = spawnCli(["serve", ...this.args], { env: this.env });
+    const child = spawnCli(["serve", ...this.args], this.spawnOptions);
     this.child = child;
     try {
       await this.waitReady(child);
@@ -527,7 +540,7 @@ export async function startCrier(options: StartCrierOptions = {}): Promise<Crier
     throw new Error(`startCrier needs log level info, debug or trace to see "crier listening" (got ${level})`);
   }
   const apiKey = flagValue(args, "api-key") ?? env.CRIER_API_KEY;
-  const instance = new CrierProcess(args, env, apiKey, options.readyTimeoutMs ?? 20_000);
+  const instance = new CrierProcess(args, { env, command: options.command }, apiKey, options.readyTimeoutMs ?? 20_000);
   await instance.launch();
   return instance;
 }
@@ -566,4 +579,11 @@ export async function api(
     // Not JSON (e.g. /metrics): keep the text.
   }
   return { status: response.status, body: parsed };
+}
+
+/** A counter or gauge from an instance's /metrics (0 when absent). */
+export async function metric(instance: CrierInstance, name: string): Promise<number> {
+  const text = await (await fetch(`${instance.httpUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+  return line === undefined ? 0 : Number(line.split(" ").at(-1));
 }

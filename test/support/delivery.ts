@@ -73,7 +73,13 @@ export class Publisher {
         outcome = "failed";
       }
       if (outcome !== "ack" && !done()) {
-        await waitUntil(`instance ${this.instance.port} is ready again`, () => isReady(this.instance), 30_000);
+        // Longer than the test's own waits while an instance is down plus its restart, so that on a
+        // loaded machine the test's step fails first, saying which; done() ends the wait too.
+        await waitUntil(
+          `instance ${this.instance.port} is ready again`,
+          async () => done() || (await isReady(this.instance)),
+          90_000,
+        );
       }
     }
   }

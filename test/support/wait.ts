@@ -13,3 +13,19 @@ export async function waitUntil(
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/**
+ * Whether `promise` settles within the event loop's current turn (before a
+ * setImmediate callback runs): a call that waits for a timeout, a reconnect or a
+ * queue to drain cannot. The event-based form of "rejected at once", with no
+ * wall-clock bound to flake on a loaded machine.
+ */
+export async function settlesAtOnce(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  const done = (): void => {
+    settled = true;
+  };
+  promise.then(done, done);
+  await new Promise((resolve) => setImmediate(resolve));
+  return settled;
+}

@@ -1,6 +1,7 @@
 // CrierClient: one logical connection to a crier server that outlives its sockets.
-// It owns the reconnect loop, the command ids and their replies, the commands queued
-// while reconnecting, and the subscriptions it restores (with `since`) after each reconnect.
+// It owns the reconnect loop and the public API; the command ids, their replies and
+// the commands queued while reconnecting are requests.ts's, and the subscriptions it
+// restores (with `since`) after each reconnect are subscriptions.ts's.
 
 import {
   type ClientCommand,
@@ -10,7 +11,6 @@ import {
   type DirectPush,
   type ErrorCode,
   type HistoryMessage,
-  isValidRoom,
   type JoinPush,
   type JsonValue,
   type LeavePush,
@@ -19,7 +19,6 @@ import {
   ProtocolError,
   type ServerFrame,
   type StreamPosition,
-  type SubscribeCommand,
   shouldReconnect,
 } from "crier-protocol";
 import { type BackoffOptions, backoffDelay } from "./backoff.js";
@@ -28,9 +27,9 @@ import { type Deferred, deferred } from "./deferred.js";
 import { Emitter } from "./emitter.js";
 import { asError, CrierClientError } from "./errors.js";
 import { type ClientOptions, type ResolvedOptions, resolveOptions } from "./options.js";
-import type { ReplyCallbacks } from "./pending.js";
-import { PendingReplies } from "./pending.js";
-import { type MessageHandler, type SubscribeOptions, Subscription } from "./subscription.js";
+import { Requests } from "./requests.js";
+import type { MessageHandler, SubscribeOptions, Subscription } from "./subscription.js";
+import { checkRoom, Subscriptions } from "./subscriptions.js";
 import { startTimer, type Timer } from "./timer.js";
 
 export interface ConnectedInfo {
@@ -83,47 +82,21 @@ export interface HistoryResult {
   messages: HistoryMessage[];
 }
 
-type Reply<Op extends ServerFrame["op"]> = Extract<ServerFrame, { op: Op }>;
-
-function isReply<Op extends ServerFrame["op"]>(frame: ServerFrame, op: Op): frame is Reply<Op> {
-  return frame.op === op;
+/** A room's counts: connections in it, and distinct users among them. */
+export interface PresenceStats {
+  clients: number;
+  users: number;
 }
 
 /** Errors in reply to `connect` that another attempt would only repeat. */
 const REFUSALS = new Set<ErrorCode>(["unauthorized", "forbidden", "bad_request", "too_large"]);
-/** Errors in reply to a resubscribe that are worth retrying on the same connection. */
-const TRANSIENT = new Set<ErrorCode>(["unavailable", "rate_limited", "internal"]);
-
-function isTransient(error: Error): boolean {
-  if (error instanceof ProtocolError) return TRANSIENT.has(error.code);
-  return error instanceof CrierClientError && error.code === "timeout";
-}
-
-/** Failures that mean "this connection is gone", after which the next `connected` resubscribes. */
-function isConnectionLoss(error: Error): boolean {
-  return error instanceof CrierClientError && (error.code === "disconnected" || error.code === "closed");
-}
-
-function checkRoom(room: string): void {
-  if (!isValidRoom(room)) {
-    throw new ProtocolError("bad_request", "room must be 1-200 characters of A-Z a-z 0-9 _ - : . @ / =");
-  }
-}
-
-interface ResubscribeRetry {
-  attempt: number;
-  timer: Timer | undefined;
-}
 
 export class CrierClient extends Emitter<ClientEvents> {
   readonly url: string;
   readonly #options: ResolvedOptions;
   readonly #backoff: BackoffOptions;
-  readonly #pending: PendingReplies;
-  readonly #subscriptions = new Map<string, Subscription>();
-  readonly #retries = new Map<Subscription, ResubscribeRetry>();
-  /** Commands issued while (re)connecting, written after the next `connected`. */
-  #queue: { id: number; frame: string | Uint8Array }[] = [];
+  readonly #requests: Requests;
+  readonly #subscriptions: Subscriptions;
   #state: ClientState = "disconnected";
   #connection: Connection | undefined;
   #info: ConnectedInfo | undefined;
@@ -145,7 +118,11 @@ export class CrierClient extends Emitter<ClientEvents> {
       maxDelayMs: this.#options.maxReconnectDelayMs,
       jitter: this.#options.jitter,
     };
-    this.#pending = new PendingReplies(this.#options.ackTimeoutMs);
+    this.#requests = new Requests(this.#options, {
+      connected: () => (this.#state === "connected" ? this.#connection : undefined),
+      active: () => this.#state !== "disconnected",
+    });
+    this.#subscriptions = new Subscriptions(this.#requests, this.#backoff, () => this.#state === "connected");
     if (typeof options.token === "string") this.#token = options.token;
   }
 
@@ -183,8 +160,7 @@ export class CrierClient extends Emitter<ClientEvents> {
     const wasActive = this.#state !== "disconnected";
     const error = new CrierClientError("closed", "the client was closed");
     this.#halt(error);
-    for (const subscription of this.#subscriptions.values()) subscription.end(error);
-    this.#subscriptions.clear();
+    this.#subscriptions.endAll(error);
     if (wasActive) this.emit("disconnected", { code: 1000, reason: "client closed", willReconnect: false });
   }
 
@@ -194,17 +170,7 @@ export class CrierClient extends Emitter<ClientEvents> {
    * after each reconnect, with `since` set to the last position seen.
    */
   subscribe(room: string, handler: MessageHandler, options: SubscribeOptions = {}): Subscription {
-    checkRoom(room);
-    if (this.#subscriptions.has(room)) {
-      throw new ProtocolError(
-        "already_subscribed",
-        `already subscribed to '${room}'; add a listener with subscription.on("message") instead`,
-      );
-    }
-    const subscription = new Subscription(room, handler, options.since, (s) => this.#unsubscribe(s));
-    this.#subscriptions.set(room, subscription);
-    this.#sendSubscribe(subscription);
-    return subscription;
+    return this.#subscriptions.add(room, handler, options);
   }
 
   /** The live subscription to `room`, if any. */
@@ -214,7 +180,7 @@ export class CrierClient extends Emitter<ClientEvents> {
 
   async publish(room: string, data: JsonValue): Promise<PublishResult> {
     checkRoom(room);
-    const reply = await this.#request({ op: "publish", room, data }, "ok");
+    const reply = await this.#requests.request({ op: "publish", room, data }, "ok");
     const result: PublishResult = {};
     if (reply.offset !== undefined) result.offset = reply.offset;
     if (reply.epoch !== undefined) result.epoch = reply.epoch;
@@ -225,13 +191,20 @@ export class CrierClient extends Emitter<ClientEvents> {
   async send(user: string, data: JsonValue): Promise<void> {
     if (user === "")
       throw new ProtocolError("bad_request", "user must not be empty: anonymous connections cannot be addressed");
-    await this.#request({ op: "send", user, data }, "ok");
+    await this.#requests.request({ op: "send", user, data }, "ok");
   }
 
   async presence(room: string): Promise<Member[]> {
     checkRoom(room);
-    const reply = await this.#request({ op: "presence", room }, "presence");
+    const reply = await this.#requests.request({ op: "presence", room }, "presence");
     return reply.members;
+  }
+
+  /** The room's counts, cluster-wide, without its member list (cheap even in a room of thousands). */
+  async presenceStats(room: string): Promise<PresenceStats> {
+    checkRoom(room);
+    const reply = await this.#requests.request({ op: "presence_stats", room }, "presence_stats");
+    return { clients: reply.clients, users: reply.users };
   }
 
   async history(room: string, options: HistoryOptions = {}): Promise<HistoryResult> {
@@ -239,13 +212,13 @@ export class CrierClient extends Emitter<ClientEvents> {
     const command: ClientCommand = { op: "history", room };
     if (options.since !== undefined) command.since = options.since;
     if (options.limit !== undefined) command.limit = options.limit;
-    const reply = await this.#request(command, "history");
+    const reply = await this.#requests.request(command, "history");
     return { room: reply.room, offset: reply.offset, epoch: reply.epoch, messages: reply.messages };
   }
 
   /** Gives the server a new token for the same user; later reconnects use it too. */
   async refresh(token: string): Promise<void> {
-    await this.#request({ op: "refresh", token }, "ok");
+    await this.#requests.request({ op: "refresh", token }, "ok");
     this.#token = token;
     this.#tokenStale = false;
   }
@@ -265,7 +238,7 @@ export class CrierClient extends Emitter<ClientEvents> {
     }
     if (run !== this.#run) return;
 
-    const connect: ConnectCommand & { id: number } = { op: "connect", id: this.#pending.nextId() };
+    const connect: ConnectCommand & { id: number } = { op: "connect", id: this.#requests.nextId() };
     if (token !== undefined) connect.token = token;
     if (this.#options.info !== undefined) connect.info = this.#options.info;
     if (this.#options.name !== undefined) connect.name = this.#options.name;
@@ -316,8 +289,8 @@ export class CrierClient extends Emitter<ClientEvents> {
     this.#info = info;
     // Subscriptions first, then queued commands: a publish queued while offline must
     // not overtake the resubscribe to its room.
-    for (const subscription of this.#subscriptions.values()) this.#sendSubscribe(subscription);
-    this.#flushQueue(connection);
+    this.#subscriptions.resubscribeAll();
+    this.#requests.flush(connection);
     // A failed write above ends the connection synchronously; then it never was "connected".
     if (connection !== this.#connection) return;
     const waiter = this.#connectWaiter;
@@ -330,25 +303,28 @@ export class CrierClient extends Emitter<ClientEvents> {
     if (connection !== this.#connection) return;
     switch (frame.op) {
       case "message":
-        this.#subscriptions.get(frame.room)?.handleMessage(frame);
+        this.#subscriptions.message(frame);
         this.emit("message", frame);
         return;
       case "direct":
         this.emit("direct", frame);
         return;
       case "join":
+        this.#subscriptions.memberPush(frame);
         this.emit("join", frame);
         return;
       case "leave":
+        this.#subscriptions.memberPush(frame);
         this.emit("leave", frame);
         return;
       case "connected":
       case "subscribed":
       case "ok":
       case "presence":
+      case "presence_stats":
       case "history":
       case "error":
-        if (typeof frame.id === "number" && this.#pending.settle(frame.id, frame)) return;
+        if (typeof frame.id === "number" && this.#requests.settle(frame.id, frame)) return;
         if (frame.op === "error") this.emit("error", new ProtocolError(frame.code, frame.message));
         return;
       default:
@@ -367,11 +343,10 @@ export class CrierClient extends Emitter<ClientEvents> {
     const willReconnect = fatal === undefined && !refused && (tokenExpired || shouldReconnect(code));
     const suffix = reason === "" ? "" : ` ${reason}`;
 
-    this.#pending.failSent(
+    this.#requests.failSent(
       new CrierClientError("disconnected", `the connection closed (${code}${suffix}) before the reply`, code),
     );
-    this.#cancelRetries();
-    for (const subscription of this.#subscriptions.values()) subscription.handleConnectionLost();
+    this.#subscriptions.connectionLost();
     if (willReconnect) {
       if (tokenExpired) this.#tokenStale = true;
       this.#state = "connecting";
@@ -407,168 +382,13 @@ export class CrierClient extends Emitter<ClientEvents> {
     this.#info = undefined;
     this.#reconnectTimer?.cancel();
     this.#reconnectTimer = undefined;
-    this.#cancelRetries();
+    this.#subscriptions.cancelRetries();
     const connection = this.#connection;
     this.#connection = undefined;
     connection?.close();
-    this.#pending.failAll(error);
-    this.#queue = [];
+    this.#requests.failAll(error);
     const waiter = this.#connectWaiter;
     this.#connectWaiter = undefined;
     waiter?.reject(error);
-  }
-
-  // Commands.
-
-  /** Sends `command` with a fresh id and resolves with its reply, which must have op `expect`. */
-  #request<Op extends ServerFrame["op"]>(command: ClientCommand, expect: Op): Promise<Reply<Op>> {
-    return new Promise((resolve, reject) => {
-      this.#command(
-        command,
-        {
-          reply: (frame) => {
-            if (isReply(frame, expect)) resolve(frame);
-            else reject(new CrierClientError("bad_frame", `'${frame.op}' in reply to '${command.op}'`));
-          },
-          fail: reject,
-        },
-        true,
-      );
-    });
-  }
-
-  /**
-   * Writes `command` now when connected; while (re)connecting, queues it when `queueable`
-   * (bounded by maxQueuedCommands) or fails it; before connect() or after close(), fails it.
-   */
-  #command(command: ClientCommand, callbacks: ReplyCallbacks, queueable: boolean): void {
-    const id = this.#pending.nextId();
-    let frame: string | Uint8Array;
-    try {
-      frame = this.#options.codec.encode({ ...command, id });
-    } catch (error) {
-      callbacks.fail(asError(error));
-      return;
-    }
-    const connection = this.#state === "connected" ? this.#connection : undefined;
-    if (connection !== undefined) {
-      // Registered before writing: if the write fails, the connection reports its close,
-      // and that fails this command like every other one in flight.
-      this.#pending.add(id, command.op, true, callbacks);
-      connection.send(frame);
-      return;
-    }
-    if (this.#state === "disconnected" || !queueable) {
-      callbacks.fail(
-        new CrierClientError(
-          "not_connected",
-          `cannot ${command.op}: the client is not connected (call connect() first)`,
-        ),
-      );
-      return;
-    }
-    this.#queue = this.#queue.filter((queued) => this.#pending.has(queued.id));
-    if (this.#queue.length >= this.#options.maxQueuedCommands) {
-      callbacks.fail(
-        new CrierClientError(
-          "queue_full",
-          `cannot ${command.op}: reconnecting, and ${this.#options.maxQueuedCommands} commands already wait for the connection`,
-        ),
-      );
-      return;
-    }
-    this.#pending.add(id, command.op, false, callbacks);
-    this.#queue.push({ id, frame });
-  }
-
-  /** Writes the queued commands in order. If a write ends the connection, the rest stay queued for the next one. */
-  #flushQueue(connection: Connection): void {
-    while (connection === this.#connection) {
-      const queued = this.#queue.shift();
-      if (queued === undefined) return;
-      // Commands that timed out while queued are dropped, not sent late.
-      if (this.#pending.markSent(queued.id)) connection.send(queued.frame);
-    }
-  }
-
-  // Subscriptions.
-
-  #sendSubscribe(subscription: Subscription): void {
-    // Not connected: the next `connected` sends every registered subscription.
-    if (this.#state !== "connected") return;
-    const since = subscription.position;
-    const command: SubscribeCommand = { op: "subscribe", room: subscription.room };
-    if (since !== undefined) command.since = since;
-    this.#command(
-      command,
-      {
-        reply: (frame) => {
-          if (this.#subscriptions.get(subscription.room) !== subscription) return;
-          if (!isReply(frame, "subscribed")) {
-            this.#onSubscribeFailed(
-              subscription,
-              new CrierClientError("bad_frame", `'${frame.op}' in reply to 'subscribe'`),
-            );
-            return;
-          }
-          this.#retries.delete(subscription);
-          subscription.handleSubscribed(frame, since);
-        },
-        fail: (error) => this.#onSubscribeFailed(subscription, error),
-      },
-      false,
-    );
-  }
-
-  #onSubscribeFailed(subscription: Subscription, error: Error): void {
-    if (this.#subscriptions.get(subscription.room) !== subscription) return;
-    if (isConnectionLoss(error)) return;
-    if (subscription.confirmed && isTransient(error)) {
-      // A resubscribe after a reconnect hit a passing problem (broker down, rate limit):
-      // keep the subscription and try again with backoff, telling the app meanwhile.
-      subscription.handleError(error, false);
-      const retry = this.#retries.get(subscription) ?? { attempt: 0, timer: undefined };
-      this.#retries.set(subscription, retry);
-      retry.timer?.cancel();
-      retry.timer = startTimer(backoffDelay(retry.attempt, this.#backoff), () => {
-        retry.timer = undefined;
-        if (this.#subscriptions.get(subscription.room) === subscription) this.#sendSubscribe(subscription);
-      });
-      retry.attempt += 1;
-      return;
-    }
-    this.#subscriptions.delete(subscription.room);
-    this.#cancelRetry(subscription);
-    subscription.handleError(error, true);
-    if (error instanceof CrierClientError && error.code === "timeout") {
-      // The server may still apply the subscribe we gave up on; do not leave it there.
-      this.#command({ op: "unsubscribe", room: subscription.room }, { reply: () => {}, fail: () => {} }, false);
-    }
-  }
-
-  async #unsubscribe(subscription: Subscription): Promise<void> {
-    if (this.#subscriptions.get(subscription.room) !== subscription) return;
-    this.#subscriptions.delete(subscription.room);
-    this.#cancelRetry(subscription);
-    subscription.end();
-    // The server forgets a connection's subscriptions when it drops: nothing to undo while offline.
-    if (this.#state !== "connected") return;
-    try {
-      await this.#request({ op: "unsubscribe", room: subscription.room }, "ok");
-    } catch (error) {
-      if (error instanceof ProtocolError && error.code === "not_subscribed") return;
-      if (error instanceof Error && isConnectionLoss(error)) return;
-      throw error;
-    }
-  }
-
-  #cancelRetry(subscription: Subscription): void {
-    this.#retries.get(subscription)?.timer?.cancel();
-    this.#retries.delete(subscription);
-  }
-
-  #cancelRetries(): void {
-    for (const retry of this.#retries.values()) retry.timer?.cancel();
-    this.#retries.clear();
   }
 }

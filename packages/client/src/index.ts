@@ -23,6 +23,7 @@ export type {
   DisconnectedInfo,
   HistoryOptions,
   HistoryResult,
+  PresenceStats,
   PublishResult,
 } from "./client.js";
 export { CrierClient } from "./client.js";

@@ -30,7 +30,7 @@ describe("positionAfter", () => {
 
 describe("Subscription", () => {
   it("resolves ready on the first `subscribed`, then reports later ones as resubscribed", async () => {
-    const sub = new Subscription("r", () => {}, undefined, detach);
+    const sub = new Subscription("r", () => {}, {}, detach);
     const resubscribed: boolean[] = [];
     sub.on("resubscribed", (info) => resubscribed.push(info.recovered));
     sub.handleSubscribed({ op: "subscribed", room: "r", offset: 1, epoch: "e", recovered: false }, undefined);
@@ -47,7 +47,7 @@ describe("Subscription", () => {
 
   it("delivers messages to its handler and advances its position with their offsets", () => {
     const got: MessagePush[] = [];
-    const sub = new Subscription("r", (m) => got.push(m), { offset: 3, epoch: "e" }, detach);
+    const sub = new Subscription("r", (m) => got.push(m), { since: { offset: 3, epoch: "e" } }, detach);
     assert.deepEqual(sub.position, { offset: 3, epoch: "e" });
     sub.handleMessage({ op: "message", room: "r", data: "x", offset: 4 });
     sub.handleMessage({ op: "message", room: "r", data: "y", offset: 5 });
@@ -59,12 +59,12 @@ describe("Subscription", () => {
   });
 
   it("rejects ready when refused before confirmation, and when ended before confirmation", async () => {
-    const refused = new Subscription("r", () => {}, undefined, detach);
+    const refused = new Subscription("r", () => {}, {}, detach);
     refused.handleError(new CrierClientError("timeout", "slow"), true);
     await assert.rejects(refused.ready, { code: "timeout" });
     assert.equal(refused.state, "failed");
 
-    const ended = new Subscription("r", () => {}, undefined, detach);
+    const ended = new Subscription("r", () => {}, {}, detach);
     ended.end();
     await assert.rejects(ended.ready, { code: "unsubscribed" });
     assert.equal(ended.state, "unsubscribed");

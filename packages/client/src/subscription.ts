@@ -1,15 +1,22 @@
 // One room subscription as the application holds it: its message listeners, its
-// `ready` promise, and the last position seen in the room, which the client sends as
-// `since` when it resubscribes after a reconnect so the server replays what was missed.
+// `ready` promise, the last position seen in the room, which the client sends as
+// `since` when it resubscribes after a reconnect so the server replays what was
+// missed, and, when asked for, the room's member list.
 
-import type { MessagePush, StreamPosition, SubscribedReply } from "crier-protocol";
+import type { JoinPush, LeavePush, Member, MessagePush, StreamPosition, SubscribedReply } from "crier-protocol";
 import { type Deferred, deferred } from "./deferred.js";
 import { Emitter } from "./emitter.js";
 import { CrierClientError } from "./errors.js";
+import { MemberList } from "./members.js";
 
 export interface SubscribeOptions {
   /** Resume after this position (e.g. one saved by the app); the server replays what came after it. */
   since?: StreamPosition;
+  /**
+   * Keep `subscription.members`: read with `presence` after each (re)subscribe, then kept
+   * current with `join` and `leave` (the room's namespace needs presence and joinLeave).
+   */
+  members?: boolean;
 }
 
 /** The server's `subscribed` reply. `recovered: false` after a resubscribe means messages may have been missed: reload state. */
@@ -27,8 +34,10 @@ export interface SubscriptionEvents {
   message: MessagePush;
   /** The subscription was restored after a reconnect; check `recovered`. */
   resubscribed: SubscribedInfo;
-  /** A resubscribe after a reconnect failed; see `state` for whether the client still retries. */
+  /** A resubscribe after a reconnect failed, or reading the members did; see `state` for whether the client still retries. */
   error: Error;
+  /** The member list changed: read anew after a (re)subscribe, or a member joined or left. */
+  members: ReadonlyMap<string, Member>;
 }
 
 /** subscribing: waiting for the server (first time or after a reconnect); active: confirmed; failed: the server refused it; unsubscribed: ended by the app or close(). */
@@ -43,17 +52,20 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   #state: SubscriptionState = "subscribing";
   #confirmed = false;
   #position: StreamPosition | undefined;
+  readonly #members: MemberList | undefined;
 
   constructor(
     room: string,
     handler: MessageHandler,
-    since: StreamPosition | undefined,
+    options: SubscribeOptions,
     detach: (subscription: Subscription) => Promise<void>,
   ) {
     super();
     this.room = room;
     this.#detach = detach;
+    const since = options.since;
     this.#position = since === undefined ? undefined : { offset: since.offset, epoch: since.epoch };
+    this.#members = options.members === true ? new MemberList() : undefined;
     this.#ready = deferred();
     this.ready = this.#ready.promise;
     // An app that never awaits `ready` must not get an unhandled rejection when the
@@ -74,6 +86,19 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   /** The last position seen (offset and epoch), sent as `since` on resubscribe; undefined for rooms without history. */
   get position(): StreamPosition | undefined {
     return this.#position === undefined ? undefined : { ...this.#position };
+  }
+
+  /**
+   * The room's members keyed by client id (this client included), with `members: true`;
+   * an empty map otherwise. Replaced as a whole once read after each (re)subscribe.
+   */
+  get members(): ReadonlyMap<string, Member> {
+    return this.#members?.members ?? NO_MEMBERS;
+  }
+
+  /** Whether the subscription keeps its member list (subscribe's `members` option). */
+  get tracksMembers(): boolean {
+    return this.#members !== undefined;
   }
 
   /** Stops delivery at once and tells the server. Resolves when the server confirmed (or had already forgotten). */
@@ -98,9 +123,24 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     }
   }
 
-  /** @internal The connection dropped: the client resubscribes on the next one. */
+  /** @internal The connection dropped: the client resubscribes on the next one, and reads the members again. */
   handleConnectionLost(): void {
     if (this.#state === "active") this.#state = "subscribing";
+    this.#members?.reset();
+  }
+
+  /** @internal A `join` or `leave` in the room. */
+  handleMemberPush(frame: JoinPush | LeavePush): void {
+    if (this.#members?.push(frame)) this.emit("members", this.#members.members);
+  }
+
+  /** @internal The `presence` answer read after a (re)subscribe; undefined when the read was refused. */
+  handleMembers(members: readonly Member[] | undefined): void {
+    const list = this.#members;
+    if (list === undefined) return;
+    if (members === undefined) list.unread();
+    else list.loaded(members);
+    this.emit("members", list.members);
   }
 
   /** @internal */
@@ -125,6 +165,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     if (!this.#confirmed) this.#ready.reject(error);
   }
 }
+
+const NO_MEMBERS: ReadonlyMap<string, Member> = new Map();
 
 /**
  * The position to resume from after a `subscribed` reply. When the server recovered

@@ -43,6 +43,11 @@ export interface PresenceCommand extends WithId {
   op: "presence";
   room: string;
 }
+/** Counts of a room's presence without its members; an addition to PROTOCOL.md v1. */
+export interface PresenceStatsCommand extends WithId {
+  op: "presence_stats";
+  room: string;
+}
 export interface HistoryCommand extends WithId {
   op: "history";
   room: string;
@@ -70,6 +75,7 @@ export type ClientCommand =
   | PublishCommand
   | SendCommand
   | PresenceCommand
+  | PresenceStatsCommand
   | HistoryCommand
   | RefreshCommand
   | PongCommand
@@ -110,6 +116,15 @@ export interface PresenceReply {
   id?: number;
   room: string;
   members: Member[];
+}
+export interface PresenceStatsReply {
+  op: "presence_stats";
+  id?: number;
+  room: string;
+  /** Connections in the room. */
+  clients: number;
+  /** Distinct users among them. */
+  users: number;
 }
 export interface HistoryMessage {
   room: string;
@@ -173,6 +188,7 @@ export type ServerFrame =
   | SubscribedReply
   | OkReply
   | PresenceReply
+  | PresenceStatsReply
   | HistoryReply
   | RpcReply
   | MessagePush
@@ -184,11 +200,7 @@ export type ServerFrame =
   | ErrorReply;
 
 /** The frames that answer a command (they may carry its id). */
-export type ReplyFrame =
-  | ConnectedReply
-  | SubscribedReply
-  | OkReply
-  | PresenceReply
-  | HistoryReply
-  | RpcReply
-  | ErrorReply;
+export type ReplyFrame = Extract<
+  ServerFrame,
+  { op: "connected" | "subscribed" | "ok" | "presence" | "presence_stats" | "history" | "rpc" | "error" }
+>;

@@ -21,6 +21,16 @@ describe("decodeClientFrame", () => {
     });
   });
 
+  test("presence_stats takes a valid room, like presence", () => {
+    assert.deepEqual(decodeClientFrame('{"op":"presence_stats","room":"chat:1","id":2}'), {
+      kind: "command",
+      command: { op: "presence_stats", room: "chat:1", id: 2 },
+    });
+    const decoded = decodeClientFrame('{"op":"presence_stats","room":"no spaces","id":3}');
+    assert.equal(decoded.kind, "invalid");
+    if (decoded.kind === "invalid") assert.match(decoded.error.message, /field 'room'/);
+  });
+
   for (const text of ["", "nope", "[]", "1", '"x"', "null", "true"]) {
     test(`${JSON.stringify(text)} is fatal`, () => {
       assert.equal(decodeClientFrame(text).kind, "fatal");

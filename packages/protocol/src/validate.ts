@@ -88,6 +88,7 @@ function command(op: unknown, frame: Record<string, unknown>): ClientCommand {
       return { op, room: room(frame), since: since(frame) };
     case "unsubscribe":
     case "presence":
+    case "presence_stats":
       return { op, room: room(frame) };
     case "publish":
       return { op, room: room(frame), data: data(frame) };

@@ -5,7 +5,8 @@
 // start, with an error that says what to configure instead.
 
 import type { Logger } from "pino";
-import type { Broker } from "./broker/broker.js";
+import { RoomPolicy } from "./auth/policy.js";
+import { type Broker, ChannelNames } from "./broker/broker.js";
 import { MemoryBroker } from "./broker/memory.js";
 import { RedisBroker } from "./broker/redis.js";
 import type { Membership } from "./cluster/membership.js";
@@ -26,12 +27,23 @@ export interface Backends {
   presence: PresenceStore | undefined;
 }
 
-export function createBackends(config: CrierConfig, logger: Logger, broker?: Broker): Backends {
+export function createBackends(config: CrierConfig, nodeId: string, logger: Logger, broker?: Broker): Backends {
   const url = config.redis;
+  const names = new ChannelNames(config.redisPrefix);
+  const policy = new RoomPolicy(config.namespaces);
   const prefix = config.redisPrefix;
   const namespaces = Object.values(config.namespaces);
   const keepsHistory = namespaces.some((options) => options.history !== undefined);
-  const keepsPresence = namespaces.some((options) => options.presence);
+  // Members of join/leave rooms are stored too: the survivors of a crash announce their leaves from the store.
+  const keepsPresence = namespaces.some((options) => options.presence || options.joinLeave);
+  if (url !== undefined && isClusterUrl(url) && keepsPresence) {
+    // The presence scripts read the instances' membership keys and PUBLISH
+    // leaves, both on other slots than the room's: Redis Cluster refuses that.
+    throw new Error(
+      'a namespace has `presence` or `joinLeave`, which Redis Cluster ("redis": redis+cluster://) does not ' +
+        "support yet: turn them off in `namespaces`, or use one Redis (redis:// or redis+sentinel://)",
+    );
+  }
   const chosenBroker = broker ?? (url === undefined ? new MemoryBroker() : new RedisBroker({ url, prefix, logger }));
   if (keepsHistory && chosenBroker.append === undefined) {
     throw new Error(
@@ -65,7 +77,16 @@ export function createBackends(config: CrierConfig, logger: Logger, broker?: Bro
     }),
     history: keepsHistory ? new RedisHistory({ url, prefix, logger }) : undefined,
     presence: keepsPresence
-      ? new RedisPresence({ url, prefix, nodeKeyPrefix: nodeKeyPrefix(prefix, isClusterUrl(url)), logger })
+      ? new RedisPresence({
+          url,
+          prefix,
+          nodeKeyPrefix: nodeKeyPrefix(prefix, isClusterUrl(url)),
+          nodeId,
+          channel: (room) => names.room(room),
+          announces: (room) => policy.options(room).joinLeave,
+          sweepMs: config.cluster.heartbeatMs,
+          logger,
+        })
       : undefined,
   };
 }

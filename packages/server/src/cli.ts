@@ -1,5 +1,6 @@
 // The `crier` command: serve, sub, pub, bench.
 
+import { readFileSync } from "node:fs";
 import { bench, benchHelp } from "./cli/bench.js";
 import { serve, serveHelp } from "./cli/serve.js";
 import { tryCommand, tryHelp } from "./cli/try.js";
@@ -10,6 +11,7 @@ Commands:
   serve            start a crier instance (crier serve --help for its options)
   sub ROOM         print messages published to ROOM
   pub ROOM JSON    publish JSON to ROOM
+  version          print crier's version (also --version)
   bench SCENARIO   load a deployment (--url) or this machine and report throughput and latency
                    (crier bench --help for the scenarios and options)
 
@@ -25,6 +27,11 @@ async function main(argv: string[]): Promise<number> {
       return tryCommand(command, args, process.env);
     case "bench":
       return bench(args);
+    case "version":
+    case "--version":
+    case "-v":
+      process.stdout.write(`${version()}\n`);
+      return 0;
     case undefined:
     case "help":
     case "--help":
@@ -35,6 +42,12 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`crier: unknown command '${command}'\n${USAGE}\n`);
       return 2;
   }
+}
+
+/** The package's version: package.json is one directory up from src/cli.ts and from dist/cli.js alike. */
+function version(): string {
+  const manifest = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  return manifest.version;
 }
 
 main(process.argv.slice(2)).then(

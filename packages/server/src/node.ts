@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { hostname } from "node:os";
 import { CloseCode, type HistoryReply, type JsonValue, type Member, type StreamPosition } from "crier-protocol";
-import { type Logger, pino } from "pino";
+import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { AuthGate, type CrierHooks } from "./auth/gate.js";
 import { TokenVerifier } from "./auth/jwt.js";
@@ -23,8 +23,9 @@ import type { ConsoleMethods, ConsoleViews } from "./console/views.js";
 import { messageOf } from "./describe-error.js";
 import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
+import { createLogger } from "./log.js";
 import { createMetrics, proxyMetrics } from "./metrics.js";
-import type { PresenceStore } from "./presence/presence.js";
+import type { PresenceStats, PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
 import { ProxyClient } from "./proxy/client.js";
 import { BackendProxy } from "./proxy/proxy.js";
@@ -49,7 +50,7 @@ export interface CrierOptions {
   /** Settings as in the config file (validated here), or the result of loadConfig/validateConfig. */
   config?: CrierConfigInput | CrierConfig;
   hooks?: CrierHooks;
-  /** A pino logger; by default one is made at config.logLevel, writing to stdout. */
+  /** A pino logger; by default one is made at config.logLevel and config.logFormat, writing to stdout. */
   logger?: Logger;
   /** A broker to use instead of the one config.redis selects (tests, custom backplanes). */
   broker?: Broker;
@@ -80,7 +81,7 @@ export class CrierNode implements SessionHost, ApiHost {
   private readonly console: NodeConsole;
   /** Present when some namespace keeps history. */
   private readonly historyStore: HistoryStore | undefined;
-  /** Present when some namespace enables presence. */
+  /** Present when some namespace enables presence or join/leave events. */
   private readonly presenceStore: PresenceStore | undefined;
   private port: number;
   private readonly names: ChannelNames;
@@ -103,7 +104,7 @@ export class CrierNode implements SessionHost, ApiHost {
       `${hostname()
         .replace(/[^A-Za-z0-9_.:-]/g, "-")
         .slice(0, 40)}-${randomBytes(3).toString("hex")}`;
-    this.logger = (options.logger ?? pino({ level: config.logLevel })).child({ node: this.nodeId });
+    this.logger = (options.logger ?? createLogger(config)).child({ node: this.nodeId });
     this.batcher = new WriteBatcher(config.delivery.coalesceMs);
     this.apiKeyGenerated = config.apiKey === undefined;
     this.apiKey = config.apiKey ?? randomBytes(24).toString("base64url");
@@ -121,7 +122,7 @@ export class CrierNode implements SessionHost, ApiHost {
     // On Redis Cluster a channel carries its room's (or user's) hash tag.
     this.names = new ChannelNames(config.redisPrefix, config.redis !== undefined && isClusterUrl(config.redis));
     this.port = config.port;
-    const backends = createBackends(config, this.logger, options.broker);
+    const backends = createBackends(config, this.nodeId, this.logger, options.broker);
     this.broker = backends.broker;
     this.membership = backends.membership;
     this.historyStore = backends.history;
@@ -357,6 +358,10 @@ export class CrierNode implements SessionHost, ApiHost {
 
   roomPresence(room: string): Promise<Member[]> {
     return this.queries.presence(room);
+  }
+
+  roomPresenceStats(room: string): Promise<PresenceStats> {
+    return this.queries.presenceStats(room);
   }
 
   history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply> {

@@ -13,6 +13,7 @@ import { TokenVerifier } from "./jwt.js";
 import { RoomPolicy } from "./policy.js";
 
 const SECRET = "a-secret-long-enough-for-hs256-tokens";
+type KeyPair = Awaited<ReturnType<typeof generateKeyPair>>;
 
 async function rejectsWith(promise: Promise<unknown>, message: RegExp): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
@@ -41,15 +42,20 @@ describe("TokenVerifier", () => {
 
   test("issuer and audience are enforced when configured", async () => {
     const verifier = new TokenVerifier({ secret: SECRET, issuer: "https://auth", audience: "crier" });
-    const sign = (iss: string) =>
-      new SignJWT({})
-        .setProtectedHeader({ alg: "HS256" })
-        .setSubject("u")
-        .setIssuer(iss)
-        .setAudience("crier")
-        .sign(new TextEncoder().encode(SECRET));
-    assert.equal((await verifier.verify(await sign("https://auth"))).user, "u");
-    await rejectsWith(verifier.verify(await sign("https://other")), /'iss'/);
+    const sign = (claims: { iss?: string; aud?: string }) => {
+      const jwt = new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("u");
+      if (claims.iss !== undefined) jwt.setIssuer(claims.iss);
+      if (claims.aud !== undefined) jwt.setAudience(claims.aud);
+      return jwt.sign(new TextEncoder().encode(SECRET));
+    };
+    assert.equal((await verifier.verify(await sign({ iss: "https://auth", aud: "crier" }))).user, "u");
+    await rejectsWith(verifier.verify(await sign({ iss: "https://other", aud: "crier" })), /'iss'/);
+    await rejectsWith(verifier.verify(await sign({ iss: "https://auth", aud: "another-service" })), /'aud'/);
+    await rejectsWith(verifier.verify(await sign({ aud: "crier" })), /'iss'/);
+    await rejectsWith(verifier.verify(await sign({ iss: "https://auth" })), /'aud'/);
+    // Unconfigured, neither is checked.
+    const open = new TokenVerifier({ secret: SECRET });
+    assert.equal((await open.verify(await sign({ iss: "https://other", aud: "another-service" }))).user, "u");
   });
 
   test("claims of the wrong type are refused", async () => {
@@ -77,27 +83,40 @@ describe("TokenVerifier", () => {
   });
 
   test("JWKS: keys are fetched from the URL and selected by kid", async () => {
-    const { publicKey, privateKey } = await generateKeyPair("ES256");
-    const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256", use: "sig" };
+    // Three keys of one algorithm: only the kid tells which one verifies a token.
+    const pairs = await Promise.all(["k1", "k2", "k3"].map(() => generateKeyPair("ES256")));
+    const keys = await Promise.all(
+      pairs.map(async ({ publicKey }, i) => ({
+        ...(await exportJWK(publicKey)),
+        kid: `k${i + 1}`,
+        alg: "ES256",
+        use: "sig",
+      })),
+    );
     const server = createServer((_request, response) => {
       response.writeHead(200, { "Content-Type": "application/json" });
-      response.end(JSON.stringify({ keys: [jwk] }));
+      response.end(JSON.stringify({ keys }));
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const sign = (kid: string, key: KeyPair["privateKey"], sub: string) =>
+      new SignJWT({}).setProtectedHeader({ alg: "ES256", kid }).setSubject(sub).sign(key);
     try {
       const { port } = server.address() as AddressInfo;
       const verifier = new TokenVerifier({ jwksUrl: `http://127.0.0.1:${port}/jwks.json` });
-      const token = await new SignJWT({})
-        .setProtectedHeader({ alg: "ES256", kid: "k1" })
-        .setSubject("jwks-user")
-        .sign(privateKey);
-      assert.equal((await verifier.verify(token)).user, "jwks-user");
+      for (const [i, { privateKey }] of pairs.entries()) {
+        assert.equal(
+          (await verifier.verify(await sign(`k${i + 1}`, privateKey, `user-${i + 1}`))).user,
+          `user-${i + 1}`,
+        );
+      }
+      const [first, second] = pairs;
+      assert.ok(first && second);
+      // Signed with k2's key but naming k1: k1 is the key tried, and it does not match.
+      await rejectsWith(verifier.verify(await sign("k1", second.privateKey, "x")), /signature/);
+      // A kid the set does not have is refused, whichever key signed it.
+      await rejectsWith(verifier.verify(await sign("k9", first.privateKey, "x")), /no applicable key/);
       const other = await generateKeyPair("ES256");
-      const forged = await new SignJWT({})
-        .setProtectedHeader({ alg: "ES256", kid: "k1" })
-        .setSubject("x")
-        .sign(other.privateKey);
-      await rejectsWith(verifier.verify(forged), /signature/);
+      await rejectsWith(verifier.verify(await sign("k1", other.privateKey, "x")), /signature/);
     } finally {
       server.close();
     }

@@ -8,7 +8,7 @@ import { ProtocolError } from "crier-protocol";
 import { Redis } from "ioredis";
 import { type Logger, pino } from "pino";
 import { freePort, type RedisProcess, startRedis } from "../../../../test/support/redis.js";
-import { waitUntil } from "../../../../test/support/wait.js";
+import { settlesAtOnce, waitUntil } from "../../../../test/support/wait.js";
 import { backoffDelay, redactUrl } from "../redis/connection.js";
 import type { Envelope } from "./envelope.js";
 import { RedisBroker, type RedisBrokerOptions } from "./redis.js";
@@ -71,7 +71,7 @@ test("the constructor rejects a URL that is not redis://", () => {
 test("start rejects within its timeout, naming the URL, when Redis is not there", async () => {
   const port = await freePort();
   const broker = new RedisBroker({ url: `redis://127.0.0.1:${port}`, startTimeoutMs: 300, retryBaseMs: 20 });
-  const began = Date.now();
+  // The message names the start timeout: that timer, not a connect or command timeout, gave up.
   await assert.rejects(
     broker.start(() => {}),
     (err: unknown) => {
@@ -81,7 +81,6 @@ test("start rejects within its timeout, naming the URL, when Redis is not there"
       return true;
     },
   );
-  assert.ok(Date.now() - began < 2000, "start did not give up in bounded time");
   assert.equal(broker.isReady(), false);
   await broker.close();
 });
@@ -165,9 +164,9 @@ describe("RedisBroker against a real redis-server", () => {
     await waitUntil("the broker reports not ready", () => !b.isReady());
     assert.deepEqual(transitions, [false]);
 
-    const began = Date.now();
-    await assert.rejects(b.publish("before-outage", envelope("lost")), assertUnavailable);
-    assert.ok(Date.now() - began < 100, `publish took ${Date.now() - began} ms to reject`);
+    const lost = b.publish("before-outage", envelope("lost"));
+    assert.ok(await settlesAtOnce(lost), "a publish while down is rejected at once, not queued or timed out");
+    await assert.rejects(lost, assertUnavailable);
     assert.equal(b.stats().publishFailed, 1);
     // A subscribe while down is not live, so it rejects; the wish is kept and applied on reconnect.
     await assert.rejects(b.subscribe("during-outage"), assertUnavailable);

@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-/** bench/index.ts of the repository this package sits in (packages/server/src/cli/ → the root). */
+/** bench/index.ts of the repository this package sits in (packages/server/src/cli/ or dist/cli/ → the root). */
 const BENCH_ENTRY = new URL("../../../../bench/index.ts", import.meta.url);
 
 export const benchHelp = `Usage: crier bench <scenario> [options]
@@ -18,7 +18,7 @@ Socket.IO. 'crier bench --help' lists the scenarios and every option.`;
 
 const MISSING = `crier bench: the bench is not part of this installation (no ${fileURLToPath(BENCH_ENTRY)}).
 It ships with the crier repository, not the npm package: clone the repository,
-run 'npm ci' there, then 'npx crier bench ...' or 'npm run bench -- ...' from it.`;
+run 'npm ci' there, then 'npm run bench -- ...' from it (or 'npx crier bench ...' after 'npm run build').`;
 
 interface BenchModule {
   runBench(argv: string[], invokedAs: string): Promise<number>;
@@ -32,6 +32,13 @@ export async function bench(args: string[]): Promise<number> {
   }
   let module: Partial<BenchModule>;
   try {
+    // The built CLI (npx crier in a clone) loads the bench's TypeScript through the
+    // repository's tsx, a dev dependency: the specifier is a variable so the build
+    // does not depend on it. Run from the sources, tsx is loaded already.
+    if (import.meta.url.endsWith(".js")) {
+      const tsx = "tsx/esm/api";
+      ((await import(tsx)) as { register(): unknown }).register();
+    }
     module = (await import(BENCH_ENTRY.href)) as Partial<BenchModule>;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;

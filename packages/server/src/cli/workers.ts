@@ -11,8 +11,6 @@ import { randomBytes } from "node:crypto";
 /** Set in a worker's environment: its index, for its node id. */
 export const WORKER_INDEX_ENV = "CRIER_WORKER_INDEX";
 
-/** A worker that exits sooner than this after it was started failed to start. */
-const START_GRACE_MS = 5000;
 /** Start failures in a row after which the primary gives up (bad config, port taken). */
 const MAX_START_FAILURES = 3;
 
@@ -22,12 +20,14 @@ export function runPrimary(count: number, apiKey: string | undefined): Promise<n
   if (apiKey === undefined) {
     process.stderr.write(`crier: HTTP API key for this run (set CRIER_API_KEY to choose one): ${key}\n`);
   }
-  const workers = new Map<Worker, { index: number; startedAt: number }>();
+  // A worker that exits before it listened failed to start. Known by the cluster's
+  // "listening" event, not by how long it ran: a loaded machine may take seconds to fail.
+  const workers = new Map<Worker, { index: number; listened: boolean }>();
   let stopping = false;
   let startFailures = 0;
   const fork = (index: number): void => {
     const worker = cluster.fork({ CRIER_API_KEY: key, [WORKER_INDEX_ENV]: String(index) });
-    workers.set(worker, { index, startedAt: Date.now() });
+    workers.set(worker, { index, listened: false });
   };
   return new Promise<number>((resolve) => {
     const finish = (): void => resolve(startFailures >= MAX_START_FAILURES ? 1 : 0);
@@ -42,6 +42,10 @@ export function runPrimary(count: number, apiKey: string | undefined): Promise<n
       if (workers.size === 0) finish();
       for (const worker of workers.keys()) worker.process.kill("SIGTERM");
     };
+    cluster.on("listening", (worker) => {
+      const entry = workers.get(worker);
+      if (entry !== undefined) entry.listened = true;
+    });
     cluster.on("exit", (worker, code, signal) => {
       const entry = workers.get(worker);
       workers.delete(worker);
@@ -51,8 +55,7 @@ export function runPrimary(count: number, apiKey: string | undefined): Promise<n
       }
       const index = entry?.index ?? 0;
       const how = signal ?? `code ${code}`;
-      const early = entry !== undefined && Date.now() - entry.startedAt < START_GRACE_MS;
-      startFailures = early ? startFailures + 1 : 0;
+      startFailures = entry !== undefined && !entry.listened ? startFailures + 1 : 0;
       if (startFailures >= MAX_START_FAILURES) {
         // Retrying will not help (bad config, port taken): say so and stop.
         process.stderr.write(`crier: workers keep failing to start (last: worker ${index}, ${how}); stopping\n`);

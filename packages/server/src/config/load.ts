@@ -134,6 +134,13 @@ export const SETTINGS: readonly Setting[] = [
     kind: "string",
     help: "fatal, error, warn, info (default), debug, trace or silent",
   },
+  {
+    path: ["logFormat"],
+    env: "CRIER_LOG_FORMAT",
+    flag: "log-format",
+    kind: "string",
+    help: "json or pretty (default: pretty when stdout is a terminal, json otherwise)",
+  },
 ];
 
 function convert(raw: string, kind: Kind): unknown {

@@ -199,6 +199,8 @@ export const configSchema = z
     /** Processes serving the same port on this host (node:cluster); more than one needs `redis`. */
     workers: z.number().int().min(1).max(256).default(1),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    /** JSON lines, or readable lines for a person; unset: pretty when stdout is a terminal (log.ts). */
+    logFormat: z.enum(["json", "pretty"]).optional(),
   })
   .strict()
   .superRefine((config, ctx) => {

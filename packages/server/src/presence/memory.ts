@@ -1,10 +1,11 @@
 // Presence kept in this process, for the embedded single-instance setup. It
-// follows the same contract as RedisPresence (pruning of instances that are no
-// longer live, rewrite()), with liveness injectable for the contract tests; in
-// a cluster of one the only instance is this one, always live.
+// follows the same contract as RedisPresence (hiding and sweeping instances
+// that are no longer live, rewrite()), with liveness injectable for the
+// contract tests; in a cluster of one the only instance is this one, always
+// live, so nothing is ever swept and no leave is announced on anyone's behalf.
 
 import { type Member, ProtocolError } from "crier-protocol";
-import { compareMembers, memberOf, type PresenceEntry, type PresenceStore } from "./presence.js";
+import { compareMembers, memberOf, type PresenceEntry, type PresenceStats, type PresenceStore } from "./presence.js";
 import { drop, put, type Rooms } from "./rooms.js";
 
 export interface MemoryPresenceOptions {
@@ -44,15 +45,29 @@ export class MemoryPresence implements PresenceStore {
 
   async list(room: string): Promise<Member[]> {
     this.check();
-    const entries = this.rooms.get(room);
-    if (entries === undefined) return [];
     const members: Member[] = [];
-    for (const [client, entry] of entries) {
+    for (const entry of this.rooms.get(room)?.values() ?? [])
       if (this.isLive(entry.node)) members.push(memberOf(entry));
-      else entries.delete(client);
-    }
-    if (entries.size === 0) this.rooms.delete(room);
     return members.sort(compareMembers);
+  }
+
+  async stats(room: string): Promise<PresenceStats> {
+    this.check();
+    const entries = [...(this.rooms.get(room)?.values() ?? [])];
+    return { clients: entries.length, users: new Set(entries.map((entry) => entry.user)).size };
+  }
+
+  async sweep(): Promise<number> {
+    this.check();
+    let removed = 0;
+    for (const [room, entries] of [...this.rooms]) {
+      for (const entry of [...entries.values()]) {
+        if (this.isLive(entry.node)) continue;
+        drop(this.rooms, room, entry.client);
+        removed += 1;
+      }
+    }
+    return removed;
   }
 
   async rewrite(): Promise<void> {

@@ -1,14 +1,12 @@
 // The presence contract (ARCHITECTURE.md "Seams", docs/protocol.md `presence`), run
 // against every PresenceStore: the same tests, so the embedded memory store and
-// Redis list, prune and rewrite members the same way.
+// Redis list, count, sweep and rewrite members the same way.
 
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { type Member, ProtocolError } from "crier-protocol";
+import { Redis } from "ioredis";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
-import { type RedisClusterProcess, startRedisCluster } from "../../../../test/support/redis-cluster.js";
-import { nodeKeyPrefix as nodeKeys } from "../cluster/redis.js";
-import { createClient } from "../redis/connection.js";
 import { MemoryPresence } from "./memory.js";
 import type { PresenceEntry, PresenceStore } from "./presence.js";
 import { RedisPresence } from "./redis.js";
@@ -110,19 +108,40 @@ function presenceContract(backing: Backing): void {
       }
     });
 
-    test("members of an instance that is no longer live are not listed, and are pruned for good", async () => {
+    test("members of an instance that is no longer live are hidden at once, and gone for good once swept", async () => {
       const { store, peer, setLive } = await open();
       const room = freshRoom("dead-node");
       await store.add(room, entry("ann", "c1", "n1"));
       await peer.add(room, entry("bob", "c2", "n2"));
       await setLive("n2", false);
       assert.deepEqual(clientsOf(await store.list(room)), ["c1"], "n2's member is hidden once n2 is gone");
+      assert.deepEqual(await store.stats(room), { clients: 2, users: 2 }, "counted until swept");
+      assert.equal(await store.sweep(), 1);
+      assert.equal(await store.sweep(), 0, "swept once");
+      assert.deepEqual(await store.stats(room), { clients: 1, users: 1 });
       await setLive("n2", true);
       assert.deepEqual(
         clientsOf(await peer.list(room)),
         ["c1"],
-        "pruned, not hidden: an instance that comes back must write its members again",
+        "swept, not hidden: an instance that comes back must write its members again",
       );
+    });
+
+    test("stats count entries and distinct users without listing them", async () => {
+      const { store, peer } = await open();
+      const room = freshRoom("stats");
+      assert.deepEqual(await store.stats(room), { clients: 0, users: 0 });
+      await store.add(room, entry("ann", "c1", "n1"));
+      await store.add(room, entry("ann", "c2", "n1"));
+      await peer.add(room, entry("bob", "c3", "n2"));
+      await store.add(room, entry("ann", "c1", "n1", { again: true }));
+      assert.deepEqual(await peer.stats(room), { clients: 3, users: 2 }, "replacing an entry counts it once");
+      await store.remove(room, "c1");
+      await store.remove(room, "c1");
+      assert.deepEqual(await peer.stats(room), { clients: 2, users: 2 });
+      await store.remove(room, "c2");
+      assert.deepEqual(await peer.stats(room), { clients: 1, users: 1 }, "ann's last connection took her out");
+      assert.deepEqual(await store.stats(freshRoom("other")), { clients: 0, users: 0 });
     });
 
     test("rewrite() writes again what this store added and did not remove", async () => {
@@ -136,11 +155,15 @@ function presenceContract(backing: Backing): void {
       await setLive("n1", false);
       assert.deepEqual(await peer.list(room), []);
       assert.deepEqual(await peer.list(other), []);
+      assert.equal(await peer.sweep(), 2);
       await setLive("n1", true);
-      assert.deepEqual(await peer.list(room), [], "pruned while n1 was gone");
+      assert.deepEqual(await peer.list(room), [], "swept while n1 was gone");
       await store.rewrite();
       assert.deepEqual(await peer.list(room), [{ user: "ann", client: "c1", info: { k: "v" } }]);
       assert.deepEqual(clientsOf(await peer.list(other)), ["c3"]);
+      assert.deepEqual(await peer.stats(room), { clients: 1, users: 1 });
+      await store.rewrite();
+      assert.deepEqual(await peer.stats(room), { clients: 1, users: 1 }, "a second rewrite changes nothing");
     });
 
     test("once closed, every operation rejects with unavailable", async () => {
@@ -152,6 +175,8 @@ function presenceContract(backing: Backing): void {
       await assert.rejects(store.add(room, entry("ann", "c1", "n1")), isUnavailable);
       await assert.rejects(store.remove(room, "c1"), isUnavailable);
       await assert.rejects(store.list(room), isUnavailable);
+      await assert.rejects(store.stats(room), isUnavailable);
+      await assert.rejects(store.sweep(), isUnavailable);
     });
   });
 }
@@ -178,37 +203,8 @@ presenceContract({
   },
 });
 
-let worldSeq = 0;
-
-/** Two RedisPresence instances on `url`; node keys set as RedisMembership lays them out there. */
-async function redisWorld(url: string, cluster: boolean): Promise<World> {
-  worldSeq += 1;
-  // A prefix per world: its own node keys, as if each test ran its own cluster.
-  const prefix = `ptest${worldSeq}:`;
-  const nodeKeyPrefix = nodeKeys(prefix, cluster);
-  const admin = createClient(url, { lazyConnect: true });
-  await admin.connect();
-  const setLive = async (node: string, live: boolean): Promise<void> => {
-    if (live) await admin.set(nodeKeyPrefix + node, "{}");
-    else await admin.del(nodeKeyPrefix + node);
-  };
-  await setLive("n1", true);
-  await setLive("n2", true);
-  const store = new RedisPresence({ url, prefix, nodeKeyPrefix });
-  const peer = new RedisPresence({ url, prefix, nodeKeyPrefix });
-  await Promise.all([store.start(), peer.start()]);
-  return {
-    store,
-    peer,
-    setLive,
-    async close() {
-      await Promise.all([store.close(), peer.close()]);
-      await admin.quit();
-    },
-  };
-}
-
 let redis: RedisProcess | undefined;
+let worldSeq = 0;
 
 presenceContract({
   name: "redis",
@@ -218,18 +214,31 @@ presenceContract({
   async teardown() {
     await redis?.stop();
   },
-  world: () => redisWorld(redis?.url ?? "", false),
-});
-
-let cluster: RedisClusterProcess | undefined;
-
-presenceContract({
-  name: "redis cluster",
-  async setup() {
-    cluster = await startRedisCluster();
+  async world() {
+    if (redis === undefined) throw new Error("redis is not started");
+    worldSeq += 1;
+    // A prefix per world: its own node keys, as if each test ran its own cluster.
+    const prefix = `ptest${worldSeq}:`;
+    const nodeKeyPrefix = `${prefix}node:`;
+    const admin = new Redis(redis.url);
+    const setLive = async (node: string, live: boolean): Promise<void> => {
+      if (live) await admin.set(nodeKeyPrefix + node, "{}");
+      else await admin.del(nodeKeyPrefix + node);
+    };
+    await setLive("n1", true);
+    await setLive("n2", true);
+    // Sweeps only when a test asks, so that what a test sees never depends on a timer.
+    const store = new RedisPresence({ url: redis.url, prefix, nodeKeyPrefix, sweepMs: 0 });
+    const peer = new RedisPresence({ url: redis.url, prefix, nodeKeyPrefix, sweepMs: 0 });
+    await Promise.all([store.start(), peer.start()]);
+    return {
+      store,
+      peer,
+      setLive,
+      async close() {
+        await Promise.all([store.close(), peer.close()]);
+        await admin.quit();
+      },
+    };
   },
-  async teardown() {
-    await cluster?.stop();
-  },
-  world: () => redisWorld(cluster?.url ?? "", true),
 });

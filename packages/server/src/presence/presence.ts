@@ -1,9 +1,11 @@
 // The presence seam (ARCHITECTURE.md "Seams"): who is in a room, cluster-wide.
 // Each instance adds its own subscribers of rooms whose namespace enables
-// presence and removes them when they leave. An entry belongs to the instance
-// that added it: when that instance drops out of the cluster (it crashed and
-// stopped heartbeating), its entries stop being listed and are pruned, so no
-// instance has to refresh entries one by one to keep them alive.
+// presence or join/leave events and removes them when they leave. An entry
+// belongs to the instance that added it: when that instance drops out of the
+// cluster (it crashed and stopped heartbeating), its entries stop being listed
+// at once, and one surviving instance sweeps them out, announcing their leaves
+// (docs/protocol.md "An instance crashes"), so no instance has to refresh
+// entries one by one to keep them alive.
 
 import type { JsonObject, Member } from "crier-protocol";
 
@@ -14,6 +16,14 @@ export interface PresenceEntry {
   info?: JsonObject;
   /** Id of the instance the member is connected to. */
   node: string;
+}
+
+/** A room's counts, without listing it. */
+export interface PresenceStats {
+  /** Entries: connections in the room. */
+  clients: number;
+  /** Distinct users among them (anonymous connections count as the one user ""). */
+  users: number;
 }
 
 export interface PresenceStore {
@@ -30,15 +40,26 @@ export interface PresenceStore {
   remove(room: string, client: string): Promise<void>;
   /**
    * The members of `room` whose instance is live, ordered by user then client.
-   * Entries of instances no longer live are pruned on the way: removed, not
-   * merely hidden, so an instance that comes back must add its members again
-   * (rewrite()). Rejects like add().
+   * Entries of instances no longer live are hidden until sweep() removes them.
+   * Rejects like add().
    */
   list(room: string): Promise<Member[]>;
   /**
+   * The room's counts in O(1). They include the entries of an instance that
+   * is gone until they are swept. Rejects like add().
+   */
+  stats(room: string): Promise<PresenceStats>;
+  /**
+   * Removes the entries of instances no longer live, in every room, and
+   * announces each one's leave where the store announces (Redis); one store
+   * in the cluster does it per dead instance. Resolves to how many it removed.
+   */
+  sweep(): Promise<number>;
+  /**
    * Writes again every entry added through this store and not removed since:
    * for when this instance dropped out of the cluster and came back, and
-   * others may have pruned its entries meanwhile.
+   * others may have swept its entries meanwhile (those are announced as
+   * joining again where the store announces). Rejects like add().
    */
   rewrite(): Promise<void>;
   /** Stops; leaves the entries in place (removing them is the caller's job on a clean shutdown). Idempotent. */

@@ -7,6 +7,7 @@ import { ProtocolError } from "crier-protocol";
 import { Redis } from "ioredis";
 import { freePort, type RedisProcess, startRedis } from "../../../../test/support/redis.js";
 import { waitUntil } from "../../../../test/support/wait.js";
+import { decodeEnvelope, type Envelope } from "../broker/envelope.js";
 import { RedisPresence } from "./redis.js";
 
 function isUnavailable(error: unknown): boolean {
@@ -47,19 +48,14 @@ describe("RedisPresence against a real redis-server", () => {
     await redis.stop();
   });
 
-  test("an entry is JSON {user, client, info, node, w} in the room's hash, under the room's hash tag, with a TTL", async () => {
+  test("an entry is JSON {user, client, info, node} in the room's hash, under the room's hash tag, with a TTL", async () => {
     const store = new RedisPresence({ url: redis.url, prefix: "keys:", nodeKeyPrefix: "keys:node:", ttlMs: 60_000 });
     try {
       await store.add("chat:1", { user: "ann", client: "c1", info: { name: "Ann" }, node: "n1" });
       const key = "keys:presence:{chat:1}";
       const stored = await admin.hgetall(key);
       assert.deepEqual(Object.keys(stored), ["c1"]);
-      const { w, ...entry } = JSON.parse(stored.c1 ?? "");
-      assert.deepEqual(entry, { user: "ann", client: "c1", info: { name: "Ann" }, node: "n1" });
-      // A stamp unique to the write, so a rewrite is a different value (see presence/redis.ts).
-      assert.equal(typeof w, "number");
-      await store.add("chat:1", { user: "ann", client: "c1", info: { name: "Ann" }, node: "n1" });
-      assert.notEqual(JSON.parse((await admin.hget(key, "c1")) ?? "").w, w);
+      assert.deepEqual(JSON.parse(stored.c1 ?? ""), { user: "ann", client: "c1", info: { name: "Ann" }, node: "n1" });
       const ttl = await admin.pttl(key);
       assert.ok(ttl > 50_000 && ttl <= 60_000, `TTL ${ttl}`);
       // Removing the last member leaves no key behind.
@@ -103,6 +99,141 @@ describe("RedisPresence against a real redis-server", () => {
       await live.close();
       await crashed.close();
     }
+  });
+});
+
+describe("sweeping an instance that is gone", () => {
+  let redis: RedisProcess;
+  let admin: Redis;
+  let listener: Redis;
+  /** Every envelope published on a room channel (`sw:room:ROOM`), in order. */
+  const heard: Envelope[] = [];
+  let barriers = 0;
+  const stores: RedisPresence[] = [];
+
+  // As every instance shares one configuration: "quiet" is a room without join/leave events.
+  const open = async (nodeId?: string): Promise<RedisPresence> => {
+    const store = new RedisPresence({
+      url: redis.url,
+      prefix: "sw:",
+      nodeKeyPrefix: "sw:node:",
+      nodeId,
+      channel: (room) => `sw:room:${room}`,
+      announces: (room) => room !== "quiet",
+      sweepMs: 0,
+    });
+    stores.push(store);
+    await store.start();
+    return store;
+  };
+  /** Resolves once everything published on `room`'s channel before now has been heard. */
+  const settled = async (...rooms: string[]): Promise<void> => {
+    const before = barriers;
+    for (const room of rooms) await admin.publish(`sw:room:${room}`, "barrier");
+    await waitUntil("the barriers are heard", () => barriers === before + rooms.length);
+  };
+  const heardOf = (kind: string, room: string): string[] =>
+    heard.filter((e) => e.kind === kind && e.room === room).map((e) => `${e.client}:${e.data}`);
+
+  before(async () => {
+    redis = await startRedis();
+    admin = new Redis(redis.url);
+    listener = new Redis(redis.url);
+    await listener.psubscribe("sw:room:*");
+    listener.on("pmessage", (_pattern, _channel, text: string) => {
+      if (text === "barrier") barriers += 1;
+      else heard.push(decodeEnvelope(text));
+    });
+  });
+  after(async () => {
+    await Promise.all(stores.map((store) => store.close()));
+    await Promise.all([admin.quit(), listener.quit()]);
+    await redis.stop();
+  });
+
+  const ANN = { user: "ann", client: "c1", info: { name: "Ann", tags: ["a/b", 1.5] } };
+  const BOB = { user: "bob", client: "c2" };
+  const CAT = { user: "cat", client: "c3" };
+
+  test("one sweeper per dead instance removes its entries and publishes each leave once, with its join's member", async () => {
+    await admin.mset("sw:node:n1", "{}", "sw:node:n2", "{}");
+    const n1 = await open();
+    const n2 = await open();
+    const n3 = await open();
+    await n1.add("r1", { ...ANN, node: "n1" });
+    await n1.add("r1", { ...BOB, node: "n1" });
+    await n1.add("r2", { ...ANN, node: "n1" });
+    await n1.add("quiet", { ...BOB, node: "n1" });
+    await n2.add("r1", { ...CAT, node: "n2" });
+    await admin.del("sw:node:n1");
+
+    // Two survivors sweep at once: the claim lets one of them do it.
+    const removed = await Promise.all([n2.sweep(), n3.sweep()]);
+    assert.equal(
+      removed.reduce((a, b) => a + b, 0),
+      4,
+      `removed ${removed}`,
+    );
+    await settled("r1", "r2", "quiet");
+    // The member exactly as the tracker's join carries it: JSON.stringify(member).
+    assert.deepEqual(heardOf("leave", "r1").sort(), [`c1:${JSON.stringify(ANN)}`, `c2:${JSON.stringify(BOB)}`]);
+    assert.deepEqual(heardOf("leave", "r2"), [`c1:${JSON.stringify(ANN)}`]);
+    assert.deepEqual(heardOf("leave", "quiet"), [], "no leave where the room announces none");
+    assert.ok(
+      heard.every((e) => e.node === "n1"),
+      "sent on the dead instance's behalf",
+    );
+    assert.deepEqual(await n2.list("r1"), [CAT]);
+    assert.deepEqual(await n2.stats("r1"), { clients: 1, users: 1 });
+    assert.deepEqual(await n2.stats("r2"), { clients: 0, users: 0 });
+    assert.equal(await admin.sismember("sw:presence-nodes", "n1"), 0, "no longer indexed");
+    assert.equal(await admin.exists("sw:presence-rooms:n1"), 0);
+    assert.equal(await admin.exists("sw:presence-sweep:n1"), 0, "the claim is released");
+    assert.equal(await n3.sweep(), 0, "nothing left to sweep");
+
+    // n1 was only stalled: back, it writes its entries again and announces the joins of those swept.
+    await admin.set("sw:node:n1", "{}");
+    await n1.add("r1", { user: "dan", client: "c4", node: "n1" });
+    await n1.rewrite();
+    await settled("r1", "r2", "quiet");
+    assert.deepEqual(heardOf("join", "r1").sort(), [`c1:${JSON.stringify(ANN)}`, `c2:${JSON.stringify(BOB)}`]);
+    assert.deepEqual(heardOf("join", "r2"), [`c1:${JSON.stringify(ANN)}`]);
+    assert.deepEqual(heardOf("join", "quiet"), []);
+    assert.deepEqual(await n2.stats("r1"), { clients: 4, users: 4 });
+    assert.deepEqual(await n2.list("quiet"), [BOB]);
+    await n1.rewrite();
+    await settled("r1", "r2");
+    assert.equal(heard.filter((e) => e.kind === "join").length, 3, "a second rewrite announces nothing");
+  });
+
+  test("a process restarted under the node id of one that crashed sweeps what that one left, at start", async () => {
+    await admin.set("sw:node:n7", "{}");
+    const crashed = new RedisPresence({ url: redis.url, prefix: "sw:", nodeKeyPrefix: "sw:node:", nodeId: "n7" });
+    await crashed.start();
+    await crashed.add("restarted", { ...ANN, node: "n7" });
+    await crashed.close();
+    // Its node key has not even expired: the new process must not take the old members for its own.
+    const restarted = await open("n7");
+    assert.deepEqual(await restarted.list("restarted"), []);
+    await settled("restarted");
+    assert.deepEqual(heardOf("leave", "restarted"), [`c1:${JSON.stringify(ANN)}`]);
+  });
+
+  test("an instance back before its sweep keeps its entries and nobody hears a leave", async () => {
+    await admin.mset("sw:node:n5", "{}", "sw:node:n6", "{}");
+    const n5 = await open();
+    const n6 = await open();
+    await n5.add("back", { ...ANN, node: "n5" });
+    await admin.del("sw:node:n5");
+    assert.deepEqual(await n6.list("back"), [], "hidden while it is gone");
+    await admin.set("sw:node:n5", "{}");
+    assert.equal(await n6.sweep(), 0);
+    await settled("back");
+    assert.deepEqual(heardOf("leave", "back"), []);
+    assert.deepEqual(await n6.list("back"), [ANN]);
+    await n5.rewrite();
+    await settled("back");
+    assert.deepEqual(heardOf("join", "back"), [], "it never left, so it does not join again");
   });
 });
 

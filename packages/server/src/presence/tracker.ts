@@ -18,7 +18,11 @@ export interface PresenceSettings {
 export interface PresenceTrackerOptions {
   /** This instance's id: the `node` of its entries and envelopes. */
   nodeId: string;
-  /** Present when some namespace enables presence. */
+  /**
+   * Present when some namespace enables presence or join/leave events. Members
+   * of rooms with either are stored, so that when this instance crashes the
+   * survivors know whose leaves to announce (PresenceStore.sweep).
+   */
   store: PresenceStore | undefined;
   settings(room: string): PresenceSettings;
   /** Publishes an envelope on `room`'s channel; rejects with ProtocolError("unavailable") when it cannot. */
@@ -78,7 +82,7 @@ export class PresenceTracker {
 
   private async join(room: string, tracked: Tracked): Promise<void> {
     const { store, nodeId } = this.options;
-    if (tracked.settings.presence && store !== undefined) {
+    if (store !== undefined) {
       await store.add(room, { ...tracked.member, node: nodeId });
     }
     if (tracked.settings.joinLeave) {
@@ -93,7 +97,7 @@ export class PresenceTracker {
   private async leave(room: string, tracked: Tracked): Promise<void> {
     const { store, logger } = this.options;
     const client = tracked.member.client;
-    if (tracked.settings.presence && store !== undefined) {
+    if (store !== undefined) {
       await store.remove(room, client).catch((err: unknown) => {
         logger.warn({ err: messageOf(err), room, client }, "could not remove a presence entry");
       });

@@ -65,14 +65,6 @@ export class StoreConnection {
         connectionName: `crier-${options.component}`,
       }),
     );
-    this.firstAttempt = new Promise((resolve) => {
-      const settle = (): void => {
-        this.firstAttemptDone = true;
-        resolve();
-      };
-      this.redis.once("ready", settle);
-      this.redis.once("close", settle);
-    });
     this.redis.on("error", (err: Error) => this.log.debug({ err }, "redis connection error"));
     this.redis.on("ready", () => {
       const again = this.firstAttemptDone;
@@ -86,14 +78,24 @@ export class StoreConnection {
       this.up = false;
       this.settleInFlight(`connection to redis at ${this.url} lost`);
     });
+    // After the listeners above, so the first "ready" still finds firstAttemptDone false
+    // and is not taken for a reconnect.
+    this.firstAttempt = new Promise((resolve) => {
+      const settle = (): void => {
+        this.firstAttemptDone = true;
+        resolve();
+      };
+      this.redis.once("ready", settle);
+      this.redis.once("close", settle);
+    });
     // Failures arrive as "error" events and are retried with backoff.
     this.redis.connect().catch(() => {});
   }
 
   /** Resolves once Redis answers; rejects naming the URL if it does not within `timeoutMs`. */
   async start(timeoutMs = 5000): Promise<void> {
-    if (this.redis.status === "ready") return;
     if (this.closed) throw new Error(`redis ${this.component}: start() after close()`);
+    if (this.redis.status === "ready") return;
     let timer: NodeJS.Timeout | undefined;
     let onReady = (): void => {};
     const ready = await new Promise<boolean>((resolve) => {

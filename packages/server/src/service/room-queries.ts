@@ -1,5 +1,5 @@
-// What a client or a backend can ask of a room: who is in it (presence) and
-// what was said (history). Shared by sessions and the HTTP API, with the same
+// What a client or a backend can ask of a room: who is in it (presence), how
+// many (presence stats) and what was said (history). Shared by sessions and the HTTP API, with the same
 // errors for a namespace that does not keep them.
 
 import {
@@ -12,7 +12,7 @@ import {
 } from "crier-protocol";
 import type { RoomPolicy } from "../auth/policy.js";
 import type { HistoryOptions, HistoryStore } from "../history/history.js";
-import type { PresenceStore } from "../presence/presence.js";
+import type { PresenceStats, PresenceStore } from "../presence/presence.js";
 
 /** `history` without a limit returns this many of the latest messages (docs/protocol.md). */
 const DEFAULT_HISTORY_LIMIT = 100;
@@ -37,13 +37,22 @@ export class RoomQueries {
 
   /** The room's members, cluster-wide. */
   presence(room: string): Promise<Member[]> {
+    return this.presenceOf(room).list(room);
+  }
+
+  /** The room's counts, cluster-wide, without listing it (O(1) in Redis). */
+  presenceStats(room: string): Promise<PresenceStats> {
+    return this.presenceOf(room).stats(room);
+  }
+
+  private presenceOf(room: string): PresenceStore {
     if (!this.policy.options(room).presence || this.presenceStore === undefined) {
       throw new ProtocolError(
         "bad_request",
         `presence is not enabled in ${this.policy.describe(room)}: set "presence": true in its namespace configuration`,
       );
     }
-    return this.presenceStore.list(room);
+    return this.presenceStore;
   }
 
   /** Retained messages after `since`, or the latest `limit` without it, oldest first. */

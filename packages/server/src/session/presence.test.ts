@@ -1,5 +1,6 @@
 // Presence and join/leave events on one instance, over real WebSockets as
-// docs/protocol.md says: the `presence` op, GET /api/presence, `join` and `leave`
+// docs/protocol.md says: the `presence` and `presence_stats` ops, GET /api/presence
+// and /api/presence/stats, `join` and `leave`
 // pushes, and what a namespace that does not enable them answers.
 
 import assert from "node:assert/strict";
@@ -178,6 +179,45 @@ describe("the presence op and GET /api/presence", () => {
       (http.body as { members: Member[] }).members.map((m) => m.user),
       ["keeper"],
     );
+  });
+});
+
+describe("presence counts", () => {
+  async function stats(client: TestClient, room: string): Promise<unknown> {
+    const reply = await client.call({ op: "presence_stats", room });
+    return reply.op === "presence_stats" ? { room: reply.room, clients: reply.clients, users: reply.users } : reply;
+  }
+
+  test("presence_stats and GET /api/presence/stats count connections and distinct users, without listing them", async () => {
+    const room = "chat:counted";
+    const first = await connect("counter");
+    const second = await connect("counter");
+    const other = await connect("other");
+    const anonymous = await connect("");
+    assert.deepEqual(await stats(first.client, room), { room, clients: 0, users: 0 }, "asked before subscribing");
+    for (const { client } of [first, second, other, anonymous]) await subscribe(client, room);
+    assert.deepEqual(await stats(other.client, room), { room, clients: 4, users: 3 }, "anonymous is one user");
+    assert.deepEqual((await server.api(`/api/presence/stats?room=${room}`)).body, { clients: 4, users: 3 });
+    await first.client.call({ op: "unsubscribe", room });
+    assert.deepEqual(await stats(other.client, room), { room, clients: 3, users: 3 });
+    second.client.close();
+    await waitUntil("the closed connection is counted out", async () => {
+      const body = (await server.api(`/api/presence/stats?room=${room}`)).body as { clients: number };
+      return body.clients === 2;
+    });
+    assert.deepEqual(await stats(other.client, room), { room, clients: 2, users: 2 });
+  });
+
+  test("presence_stats is refused where presence is: a namespace without it, a room the client may not enter", async () => {
+    const { client } = await connect("counter2");
+    const reply = await client.call({ op: "presence_stats", room: "events:1" });
+    assert.equal(reply.op === "error" && reply.code, "bad_request", JSON.stringify(reply));
+    assert.match(reply.op === "error" ? reply.message : "", /presence is not enabled in namespace 'events'/);
+    assert.equal((await server.api("/api/presence/stats?room=events:1")).status, 400);
+    assert.equal((await server.api("/api/presence/stats?room=bad%20room")).status, 400);
+    const refused = await client.call({ op: "presence_stats", room: "vault:9" });
+    assert.equal(refused.op === "error" && refused.code, "forbidden", JSON.stringify(refused));
+    assert.equal((await server.api("/api/presence/stats?room=vault:9")).status, 200, "the backend may ask");
   });
 });
 

@@ -202,10 +202,17 @@ describe("rooms and users", () => {
     assert.deepEqual(message, { op: "message", room: "lobby", data: { text: "hi", n: [1, 2] } });
     const unsubscribed = await alice.call({ op: "unsubscribe", room: "lobby" });
     assert.equal(unsubscribed.op, "ok");
+    await alice.call({ op: "subscribe", room: "lobby-barrier" });
+    await bob.call({ op: "subscribe", room: "lobby-barrier" });
     await bob.call({ op: "publish", room: "lobby", data: "after" });
-    // Bob sees his own publication; by then Alice would have had hers too.
-    await bob.seen((f) => f.op === "message" && f.data === "after", "bob's own message");
-    assert.equal(alice.all("message").length, 1);
+    // A publication to another of Alice's rooms, after "after", is the barrier on her own connection.
+    await bob.call({ op: "publish", room: "lobby-barrier", data: "barrier" });
+    await alice.seen((f) => f.op === "message" && f.data === "barrier", "the barrier");
+    assert.deepEqual(
+      alice.all("message").map((m) => (m.op === "message" ? m.data : undefined)),
+      [{ text: "hi", n: [1, 2] }, "barrier"],
+      "nothing of lobby after the unsubscribe",
+    );
     alice.close();
     bob.close();
   });
@@ -250,6 +257,23 @@ describe("rooms and users", () => {
     assert.equal(reply.op === "error" && reply.code, "forbidden");
     assert.match(reply.op === "error" ? reply.message : "", /subscribe first/);
     client.close();
+  });
+
+  test("connect then subscribe without waiting: the subscribe waits for the connect", async () => {
+    const client = await TestClient.open(server.url);
+    // Sent in one go, so they reach the server together, while the connect is still under way.
+    client.send({ op: "connect", id: 1 });
+    client.send({ op: "subscribe", room: "pipelined", id: 2 });
+    const reply = await client.waitFor((f) => "id" in f && f.id === 2, "subscribe reply");
+    assert.equal(reply.op, "subscribed", JSON.stringify(reply));
+    client.close();
+  });
+
+  test("a command queued behind a connect that fails closes with 4001, as any command before connect does", async () => {
+    const client = await TestClient.open(server.url);
+    client.send({ op: "connect", id: 1, info: { big: "x".repeat(4096) } });
+    client.send({ op: "subscribe", room: "pipelined", id: 2 });
+    assert.equal((await client.waitClosed()).code, 4001);
   });
 
   test("subscribe then publish without waiting keeps their order", async () => {
@@ -307,7 +331,10 @@ describe("rooms and users", () => {
     for (const dave of [dave1, dave2]) {
       assert.deepEqual(await dave.next("direct"), { op: "direct", data: { ping: 1 }, from: "erin" });
     }
-    assert.equal(erin.all("direct").length, 0);
+    // One to erin, sent after hers, is the barrier: had hers come back to her, it would be first.
+    assert.equal((await dave1.call({ op: "send", user: "erin", data: "barrier" })).op, "ok");
+    assert.deepEqual(await erin.next("direct"), { op: "direct", data: "barrier", from: "dave" });
+    assert.equal(erin.all("direct").length, 1, "the sender does not get its own direct message");
     for (const client of [dave1, dave2, erin]) client.close();
   });
 
@@ -518,8 +545,10 @@ describe("rooms with history", () => {
     const publisher = await server.client();
     await publisher.call({ op: "subscribe", room: "chat:b" });
     const first = await publisher.call({ op: "publish", room: "chat:b", data: 1 });
-    assert.equal(first.op, "ok");
-    if (first.op !== "ok" || first.epoch === undefined) return;
+    assert.ok(
+      first.op === "ok" && typeof first.epoch === "string",
+      `a publish reply with an epoch: ${JSON.stringify(first)}`,
+    );
     for (const n of [2, 3, 4]) await publisher.call({ op: "publish", room: "chat:b", data: n });
 
     const late = await server.client();
@@ -568,7 +597,11 @@ describe("rooms with history", () => {
     // Size 5 retains offsets 4..8: since 1 would need 2 and 3.
     const trimmed = await stale.call({ op: "subscribe", room: "chat:c", since: { offset: 1, epoch } });
     assert.equal(trimmed.op === "subscribed" && trimmed.recovered, false);
-    assert.equal(stale.all("message").length, 0);
+    // A message published now is the barrier: any replay would have come before it.
+    await publisher.call({ op: "publish", room: "chat:c", data: "barrier" });
+    const firstMessage = await stale.next("message");
+    assert.deepEqual(firstMessage, { op: "message", room: "chat:c", data: "barrier", offset: 9 });
+    assert.equal(stale.all("message").length, 1, "no replay before the barrier");
     publisher.close();
     stale.close();
   });

@@ -142,7 +142,13 @@ export class Session implements HubMember, SessionView {
       this.close(CloseCode.BadFrame, decoded.reason);
       return;
     }
-    if (this.state === "connecting" && !(decoded.kind === "command" && decoded.command.op === "connect")) {
+    // Frames after a `connect` still under way wait for it like any command after a barrier;
+    // run() closes with 4001 if it failed and left the session unconnected.
+    if (
+      this.state === "connecting" &&
+      !this.busy &&
+      !(decoded.kind === "command" && decoded.command.op === "connect")
+    ) {
       if (decoded.kind === "invalid" && decoded.op === "connect") {
         this.error(decoded.id, decoded.error.code, decoded.error.message);
         return;
@@ -175,6 +181,10 @@ export class Session implements HubMember, SessionView {
   }
 
   private run(command: ClientCommand): void {
+    if (this.state === "connecting" && command.op !== "connect") {
+      this.close(CloseCode.ConnectExpected, "the first frame must be connect");
+      return;
+    }
     const result = this.dispatch(command).catch((error: unknown) => this.fail(command.id, error));
     if (!BARRIERS.has(command.op)) return;
     this.busy = true;
@@ -218,6 +228,12 @@ export class Session implements HubMember, SessionView {
         await host.auth.authorize(this, command.room, "subscribe");
         const members = await host.queries.presence(command.room);
         this.reply(command.id, { op: "presence", room: command.room, members });
+        return;
+      }
+      case "presence_stats": {
+        await host.auth.authorize(this, command.room, "subscribe");
+        const stats = await host.queries.presenceStats(command.room);
+        this.reply(command.id, { op: "presence_stats", room: command.room, ...stats });
         return;
       }
       case "history":

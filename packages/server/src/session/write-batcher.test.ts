@@ -20,22 +20,20 @@ test("same tick: the first write is not corked; a second corks the socket until 
   writer.socket.destroy();
 });
 
-test("window: a write soon after the last one waits for the window's end; a write after a pause does not", async () => {
-  const batcher = new WriteBatcher(20);
+test("window: a write soon after the last one waits for the window's end; a write after a pause does not", async (t) => {
+  // The window's timer is mocked, so the test decides when the window ends. The
+  // window is long, so the real time between the two writes below is well inside it.
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const batcher = new WriteBatcher(10_000);
   const busy = new SocketWriter(new Socket());
   batcher.hold(busy);
   await nextTick();
   batcher.hold(busy);
-  assert.equal(busy.socket.writableCorked, 1, "within 20 ms of its last write: held for the window");
-  const uncorked = new Promise<void>((resolve) => {
-    const check = setInterval(() => {
-      if (busy.socket.writableCorked === 0) {
-        clearInterval(check);
-        resolve();
-      }
-    }, 1);
-  });
-  await uncorked;
+  assert.equal(busy.socket.writableCorked, 1, "within the window of its last write: held");
+  t.mock.timers.tick(9_999);
+  assert.equal(busy.socket.writableCorked, 1, "still held 1 ms before the window ends");
+  t.mock.timers.tick(1);
+  assert.equal(busy.socket.writableCorked, 0, "sent when the window ends");
   const quiet = new SocketWriter(new Socket());
   batcher.hold(quiet);
   assert.equal(quiet.socket.writableCorked, 0, "a socket with no recent write is not delayed");

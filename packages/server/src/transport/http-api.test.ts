@@ -55,8 +55,8 @@ describe("HTTP API", () => {
     await b.call({ op: "subscribe", room: "b2" });
     const result = await server.api("/api/broadcast", { rooms: ["b1", "b2"], data: "all" });
     assert.deepEqual(result, { status: 200, body: { results: [{ room: "b1" }, { room: "b2" }] } });
-    assert.equal((await a.next("message")).op, "message");
-    assert.equal((await b.next("message")).op, "message");
+    assert.deepEqual(await a.next("message"), { op: "message", room: "b1", data: "all" });
+    assert.deepEqual(await b.next("message"), { op: "message", room: "b2", data: "all" });
     a.close();
     b.close();
   });

@@ -8,6 +8,7 @@ import { type ErrorCode, type HistoryReply, isValidRoom, type Member, ProtocolEr
 import type { Logger } from "pino";
 import { z } from "zod";
 import { type ConsoleViews, VIEW_LIMIT } from "../console/views.js";
+import type { PresenceStats } from "../presence/presence.js";
 import type { PublishResult } from "../session/host.js";
 import { DashboardFiles } from "./dashboard.js";
 
@@ -18,6 +19,7 @@ export interface ApiHost {
   disconnect(target: { user: string } | { client: string }, code: number, reason: string): Promise<void>;
   unsubscribe(user: string, room: string): Promise<void>;
   roomPresence(room: string): Promise<Member[]>;
+  roomPresenceStats(room: string): Promise<PresenceStats>;
   history(
     room: string,
     since: { offset: number; epoch: string } | undefined,
@@ -183,6 +185,11 @@ export class HttpApi {
         expect("GET");
         const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
         return this.json(response, 200, { members: await this.host.roomPresence(target) });
+      }
+      case "/api/presence/stats": {
+        expect("GET");
+        const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
+        return this.json(response, 200, await this.host.roomPresenceStats(target));
       }
       case "/api/history": {
         expect("GET");
