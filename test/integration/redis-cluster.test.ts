@@ -52,32 +52,35 @@ async function subscribeMany(room: string, count: number): Promise<RecordingSubs
   return group;
 }
 
-before(async () => {
-  engine = (await REDIS_CLUSTER.start()) as RedisClusterEngine;
-  const config = await writeConfig({
-    namespaces: { chat: { history: { size: 10_000, ttl: "10m" } } },
-    limits: { maxConnectionsPerIp: 100_000, commandsPerSecond: 10_000 },
-  });
-  removeConfig = config.remove;
-  instances.push(
-    ...(await Promise.all(
-      ["a", "b", "c"].map((id) => startCrier({ args: [...engine.args, "--node-id", id, "--config", config.path] })),
-    )),
-  );
-});
-
-afterEach(() => {
-  for (const subscriber of subscribers) subscriber.close();
-  subscribers = [];
-});
-
-after(async () => {
-  await Promise.all(instances.splice(0).map((instance) => instance.stop()));
-  await engine?.stop();
-  await removeConfig();
-});
-
 describe("crier on Redis Cluster", { timeout: 90_000 }, () => {
+  // Only these tests need the cluster; the URL tests below start nothing.
+  before(async () => {
+    engine = (await REDIS_CLUSTER.start()) as RedisClusterEngine;
+    const config = await writeConfig({
+      namespaces: { chat: { history: { size: 10_000, ttl: "10m" } } },
+      limits: { maxConnectionsPerIp: 100_000, commandsPerSecond: 10_000 },
+    });
+    removeConfig = config.remove;
+    instances.push(
+      ...(await Promise.all(
+        ["a", "b", "c"].map((id) =>
+          startCrier({ args: [...engine.args, "--node-id", id, "--config", config.path], readyTimeoutMs: 60_000 }),
+        ),
+      )),
+    );
+  });
+
+  afterEach(() => {
+    for (const subscriber of subscribers) subscriber.close();
+    subscribers = [];
+  });
+
+  after(async () => {
+    await Promise.all(instances.splice(0).map((instance) => instance.stop()));
+    await engine?.stop();
+    await removeConfig();
+  });
+
   test("a room's channel is a shard channel on the master that owns the room, and nowhere else", async () => {
     const [a, b] = instances as [CrierInstance, CrierInstance];
     const room = "chat:sharded";
@@ -206,6 +209,26 @@ describe("crier serve with a bad Redis Cluster URL", () => {
     const withDb = await runCli(["serve"], { env: { CRIER_REDIS_URL: "redis+cluster://127.0.0.1:7000/2" } });
     assert.equal(withDb.code, 2, withDb.stderr);
     assert.match(withDb.stderr, /config key "redis" from CRIER_REDIS_URL: a cluster URL has no database/);
+  });
+
+  test("presence on Redis Cluster is refused at start, saying what to configure instead", async () => {
+    const config = await writeConfig({ namespaces: { chat: { presence: true } } });
+    try {
+      const result = await runCli([
+        "serve",
+        "--port",
+        "0",
+        "--config",
+        config.path,
+        "--redis",
+        "redis+cluster://127.0.0.1:1",
+      ]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, /`presence` or `joinLeave`, which Redis Cluster .* does not support yet/);
+      assert.match(result.stderr, /turn them off in `namespaces`, or use one Redis/);
+    } finally {
+      await config.remove();
+    }
   });
 
   test("an unreachable cluster stops the start naming the key and the URL, password masked", async () => {

@@ -41,6 +41,14 @@ export function createBackends(config: CrierConfig, nodeId: string, logger: Logg
   const keepsHistory = namespaces.some((options) => options.history !== undefined);
   // Members of join/leave rooms are stored too: the survivors of a crash announce their leaves from the store.
   const keepsPresence = namespaces.some((options) => options.presence || options.joinLeave);
+  if (url !== undefined && isClusterUrl(url) && keepsPresence) {
+    // The presence scripts read the instances' membership keys and PUBLISH
+    // leaves, both on other slots than the room's: Redis Cluster refuses that.
+    throw new Error(
+      'a namespace has `presence` or `joinLeave`, which Redis Cluster ("redis": redis+cluster://) does not ' +
+        "support yet: turn them off in `namespaces`, or use one Redis (redis:// or redis+sentinel://)",
+    );
+  }
   const chosenBroker = broker ?? (url === undefined ? new MemoryBroker() : new RedisBroker({ url, prefix, logger }));
   if (keepsHistory && chosenBroker.append === undefined) {
     throw new Error(

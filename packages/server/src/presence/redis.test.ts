@@ -48,7 +48,7 @@ describe("RedisPresence against a real redis-server", () => {
     await redis.stop();
   });
 
-  test("an entry is JSON {user, client, info, node, w} in the room's hash, under the room's hash tag, with a TTL", async () => {
+  test("an entry is JSON {user, client, info, node} in the room's hash, under the room's hash tag, with a TTL", async () => {
     const store = new RedisPresence({ url: redis.url, prefix: "keys:", nodeKeyPrefix: "keys:node:", ttlMs: 60_000 });
     try {
       await store.add("chat:1", { user: "ann", client: "c1", info: { name: "Ann" }, node: "n1" });
