@@ -44,7 +44,13 @@ test("a refused stream ends with the status", async () => {
     (reason) => ended.push(reason),
   );
   stop();
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // A reader started after it is the barrier: its end is the first (and only) one reported.
+  readEventStream(
+    url,
+    () => {},
+    (reason) => ended.push(`barrier: ${reason}`),
+  );
+  assert.equal(await ended.next(), "barrier: GET /sse answered 404");
   assert.deepEqual(ended.unread, []);
   server.close();
 });
