@@ -10,8 +10,10 @@ import {
   type ClientCommand,
   CloseCode,
   type ConnectCommand,
+  type ConnectedReply,
   decodeClientFrame,
   type ErrorCode,
+  type ErrorReply,
   type Member,
   ProtocolError,
   type ReplyFrame,
@@ -326,18 +328,21 @@ export class Session implements HubMember, SessionView {
       return;
     }
     this.state = "connected";
-    const connected: ReplyFrame = {
+    const connected: ConnectedReply = {
       op: "connected",
       client: this.id,
       user: this.user,
       node: this.host.nodeId,
       ping: this.host.settings.pingIntervalMs / 1000,
     };
+    const subs = this.identity.subs ?? [];
+    // The server-side subscriptions to come, so a client can tell them from its own (docs/protocol.md).
+    if (subs.length > 0) connected.subs = [...subs];
     // Every client needs `connected`, with or without an id.
     this.connection.sendOwn(command.id === undefined ? connected : { ...connected, id: command.id });
     this.keepalive.schedulePing();
     this.keepalive.expireAt(this.identity.expiresAt);
-    for (const room of this.identity.subs ?? []) this.subscribeServerSide(room);
+    for (const room of subs) this.subscribeServerSide(room, command.subs?.[room]);
   }
 
   /**
@@ -364,10 +369,11 @@ export class Session implements HubMember, SessionView {
   /**
    * A subscription the server made for the connection (JWT `subs`, the
    * connect proxy's `rooms`): granted already, so not authorized again, and
-   * answered by a `subscribed` push without id. A failure comes as an error without id.
+   * answered by a `subscribed` push without id, resumed from `since` when the
+   * `connect` gave one. A failure comes as an error without id, naming the room.
    */
-  private subscribeServerSide(room: string): void {
-    this.onSubscribe(room, undefined, undefined, true).catch((error: unknown) => this.fail(undefined, error));
+  private subscribeServerSide(room: string, since: StreamPosition | undefined): void {
+    this.onSubscribe(room, undefined, since, true).catch((error: unknown) => this.fail(undefined, error, room));
   }
 
   /**
@@ -504,22 +510,25 @@ export class Session implements HubMember, SessionView {
     if (this.state !== "closed") this.connection.sendOwn(frame);
   }
 
-  private error(id: number | undefined, code: ErrorCode, message: string): void {
+  /** `room`: the server-side subscription the error is about. */
+  private error(id: number | undefined, code: ErrorCode, message: string, room?: string): void {
     if (this.state === "closed") return;
-    this.connection.sendOwn(id === undefined ? { op: "error", code, message } : { op: "error", id, code, message });
+    const frame: ErrorReply = id === undefined ? { op: "error", code, message } : { op: "error", id, code, message };
+    if (room !== undefined) frame.room = room;
+    this.connection.sendOwn(frame);
   }
 
-  private fail(id: number | undefined, error: unknown): void {
+  private fail(id: number | undefined, error: unknown, room?: string): void {
     if (error instanceof DisconnectError) {
       this.close(error.disconnect.code, error.disconnect.reason);
       return;
     }
     if (error instanceof ProtocolError) {
-      this.error(id, error.code, error.message);
+      this.error(id, error.code, error.message, room);
       return;
     }
     this.logger.error({ err: error }, "command failed");
-    this.error(id, "internal", "internal error");
+    this.error(id, "internal", "internal error", room);
   }
 
   // ---- closing -------------------------------------------------------------
