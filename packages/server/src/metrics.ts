@@ -13,7 +13,7 @@ export interface MetricSources {
   ready(): boolean;
   /** Connections closed so far, by close code. */
   closes(): ReadonlyMap<number, number>;
-  /** Connections and API requests refused by a limit or the origin policy, by reason. */
+  /** Connections, subscriptions and HTTP requests refused by a limit or a policy, by reason. */
   refusals(): ReadonlyMap<string, number>;
 }
 
@@ -121,7 +121,7 @@ export function createMetrics(sources: MetricSources, labels: Record<string, str
   mirrorByLabel(
     registry,
     "crier_refused_total",
-    "Connections and HTTP API requests refused by a limit or the origin policy, by reason (docs/security.md).",
+    "Connections, subscriptions and HTTP requests (API, fallback) refused by a limit or a policy, by reason (docs/security.md).",
     "reason",
     () => sources.refusals(),
   );

@@ -225,7 +225,10 @@ export class CrierNode implements SessionHost, ApiHost {
         maxBodyBytes: config.limits.maxHttpBodyBytes,
         batcher: this.batcher,
         outboundQueueBytes: config.limits.outboundQueueBytes,
+        trustProxy: config.trustProxy,
+        refusals: this.refusals,
         logger: this.logger,
+        onRefused: (kind, detail) => this.console.warn(kind, detail),
       },
       {
         open: (connection, request) => this.sessions.add(new Session(connection, request, this)),
