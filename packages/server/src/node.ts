@@ -245,6 +245,7 @@ export class CrierNode implements SessionHost, ApiHost {
       metrics: config.metricsPort === undefined,
       metricsRequireKey: config.metricsRequireKey,
       authFailuresPerMinute: config.limits.apiAuthFailuresPerMinute,
+      authFailuresPerMinuteTotal: config.limits.apiAuthFailuresPerMinuteTotal,
       trustProxy: config.trustProxy,
       refusals: this.refusals,
     });

@@ -105,6 +105,13 @@ export const limitsSchema = z
     maxConnectionsPerUser: z.number().int().positive().default(100),
     /** HTTP API requests with a wrong or missing key per address per minute, after which the address gets 429. */
     apiAuthFailuresPerMinute: z.number().int().positive().default(20),
+    /**
+     * The same across all addresses of this instance; past it, every address that has sent a
+     * wrong key this minute gets 429 too (addresses that have not are not slowed).
+     */
+    apiAuthFailuresPerMinuteTotal: z.number().int().positive().default(100),
+    /** Subscribers of one room on this instance (server-side subscriptions too); unset: no limit. */
+    maxSubscribersPerRoom: z.number().int().positive().optional(),
     outboundQueueBytes: z
       .number()
       .int()

@@ -13,6 +13,8 @@ export type RefusalReason =
   | "connections_per_second_per_ip"
   | "max_connections_per_user"
   | "api_auth_failures"
+  | "api_auth_failures_total"
+  | "max_subscribers_per_room"
   | "body_too_large"
   | "unknown_session";
 
