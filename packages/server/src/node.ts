@@ -25,6 +25,7 @@ import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
 import { ConnectionAdmission } from "./limits/admission.js";
 import { Refusals } from "./limits/refusals.js";
+import { RoomSubscriberLimit } from "./limits/room-subscribers.js";
 import type { UserConnections } from "./limits/user-connections.js";
 import { UserConnectionLimit } from "./limits/user-limit.js";
 import { createLogger } from "./log.js";
@@ -146,7 +147,15 @@ export class CrierNode implements SessionHost, ApiHost {
     const historyOptions = (room: string) => this.rooms.historyOptions(room);
     this.recovery = new Recovery(this.historyStore, historyOptions);
     this.queries = new RoomQueries(this.policy, this.historyStore, this.presenceStore, historyOptions);
-    this.hub = new Hub(this.broker, this.names, this.logger, this.recovery);
+    this.refusals = new Refusals(this.logger);
+    const roomLimit = config.limits.maxSubscribersPerRoom;
+    this.hub = new Hub(
+      this.broker,
+      this.names,
+      this.logger,
+      this.recovery,
+      roomLimit === undefined ? undefined : new RoomSubscriberLimit(roomLimit, this.refusals),
+    );
     this.control = new Control({
       nodeId: this.nodeId,
       broker: this.broker,
@@ -173,7 +182,6 @@ export class CrierNode implements SessionHost, ApiHost {
       announce: (room, envelope) => this.broker.publish(this.names.room(room), envelope),
       logger: this.logger,
     });
-    this.refusals = new Refusals(this.logger);
     this.userConnections = createUserConnections(config, this.nodeId, this.logger);
     this.limits = new UserConnectionLimit(this.userConnections, config.limits.maxConnectionsPerUser, this.refusals);
     const keyed = TokenVerifier.configured(config.jwt);
