@@ -155,7 +155,7 @@ const sampler = setInterval(() => {
       samples.push({
         t: (performance.now() - started) / 1000,
         rss: sample(live.instance.pid)?.rssBytes ?? 0,
-        heap: m.get("crier_process_nodejs_heap_size_used_bytes") ?? 0,
+        heap: m.get("crier_nodejs_heap_size_used_bytes") ?? 0,
         connections: m.get("crier_connections") ?? 0,
       }),
     () => {},
