@@ -24,6 +24,7 @@ import type { ConsoleMethods, ConsoleViews } from "./console/views.js";
 import { messageOf } from "./describe-error.js";
 import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
+import { FrameDeflater } from "./hub/ws-deflate.js";
 import { ConnectionAdmission } from "./limits/admission.js";
 import { Refusals } from "./limits/refusals.js";
 import type { UserConnections } from "./limits/user-connections.js";
@@ -175,6 +176,8 @@ export class CrierNode implements SessionHost, ApiHost {
     this.limits = new UserConnectionLimit(this.userConnections, config.limits.maxConnectionsPerUser, this.refusals);
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
+    const { compression } = config.delivery;
+    const deflater = compression.enabled ? new FrameDeflater(compression) : undefined;
     this.registry = createMetrics(
       {
         connections: () => this.sessions.size,
@@ -184,6 +187,7 @@ export class CrierNode implements SessionHost, ApiHost {
         ready: () => this.isReady(),
         closes: () => this.sessions.closeCodes,
         refusals: () => this.refusals.totals(),
+        compression: deflater?.counters,
       },
       { node: this.nodeId },
     );
@@ -212,11 +216,13 @@ export class CrierNode implements SessionHost, ApiHost {
         refusals: this.refusals,
         logger: this.logger,
         onRefused: (kind, detail) => this.console.warn(kind, detail),
+        compression: deflater !== undefined,
       },
-      (ws, socket, request) => {
+      (ws, socket, request, windowBits) => {
         const connection = new WsConnection(ws, socket, {
           batcher: this.batcher,
           outboundQueueBytes: config.limits.outboundQueueBytes,
+          deflate: deflater === undefined || windowBits === undefined ? undefined : { deflater, windowBits },
         });
         this.sessions.add(new Session(connection, request, this));
       },

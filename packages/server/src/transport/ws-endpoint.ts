@@ -8,6 +8,7 @@ import type { Socket } from "node:net";
 import { SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK } from "crier-protocol";
 import type { Logger } from "pino";
 import { type WebSocket, WebSocketServer } from "ws";
+import { negotiatedWindowBits } from "../hub/ws-deflate.js";
 import type { ConnectionAdmission } from "../limits/admission.js";
 import type { Refusals } from "../limits/refusals.js";
 import { clientAddress } from "./client-address.js";
@@ -25,9 +26,20 @@ export interface EndpointOptions {
   logger: Logger;
   /** Told of each refused upgrade an operator should hear about (the console's warnings). */
   onRefused?: (kind: "origin_refused" | "connection_limit", detail: string) => void;
+  /** Offer permessage-deflate (delivery.compression.enabled); frames are compressed by hub/ws-deflate.ts, not ws. */
+  compression: boolean;
 }
 
-export type ConnectionHandler = (ws: WebSocket, socket: Socket, request: IncomingMessage) => void;
+/**
+ * A new WebSocket; `windowBits` is the server window of its permessage-deflate
+ * (undefined when the client did not negotiate it).
+ */
+export type ConnectionHandler = (
+  ws: WebSocket,
+  socket: Socket,
+  request: IncomingMessage,
+  windowBits: number | undefined,
+) => void;
 
 const SUPPORTED = [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK];
 
@@ -36,6 +48,8 @@ export class WsEndpoint {
   private readonly options: EndpointOptions;
   private readonly onConnection: ConnectionHandler;
   private accepting = true;
+  /** The Sec-WebSocket-Extensions answer of upgrades under way, read from ws's response headers. */
+  private readonly extensionAnswers = new WeakMap<IncomingMessage, string>();
 
   constructor(options: EndpointOptions, onConnection: ConnectionHandler) {
     this.options = options;
@@ -46,12 +60,22 @@ export class WsEndpoint {
       // closes with 1009 only past twice the limit, so a frame's size is checked
       // by us (with the protocol's code) while memory per frame stays bounded.
       maxPayload: Math.max(options.maxFrameBytes * 2, options.maxFrameBytes + 1024),
-      perMessageDeflate: false,
+      // ws only negotiates the extension and inflates what clients send: crier
+      // never calls ws.send, so ws compresses nothing. Each message is deflated
+      // on its own (which is what lets one frame serve every socket), so the
+      // server promises no context takeover and clients may drop their window.
+      perMessageDeflate: options.compression
+        ? { serverNoContextTakeover: true, threshold: Number.MAX_SAFE_INTEGER }
+        : false,
       clientTracking: false,
       handleProtocols: (offered) => {
         for (const protocol of offered) if (SUPPORTED.includes(protocol)) return protocol;
         return false;
       },
+    });
+    this.wss.on("headers", (headers, request) => {
+      const answer = headers.find((line) => line.toLowerCase().startsWith("sec-websocket-extensions:"));
+      if (answer !== undefined) this.extensionAnswers.set(request, answer.slice(answer.indexOf(":") + 1));
     });
   }
 
@@ -91,7 +115,9 @@ export class WsEndpoint {
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       // Disable Nagle: frames are already coalesced per tick by the session.
       socket.setNoDelay(true);
-      this.onConnection(ws, socket, request);
+      const answer = this.extensionAnswers.get(request);
+      this.extensionAnswers.delete(request);
+      this.onConnection(ws, socket, request, negotiatedWindowBits(answer));
     });
     return true;
   }
