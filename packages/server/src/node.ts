@@ -47,7 +47,6 @@ import { type ApiHost, HttpApi } from "./transport/http-api.js";
 import { attachTo, closeServer, createCrierServer, createMetricsServer, listenOn } from "./transport/listener.js";
 import { originPolicy } from "./transport/origin.js";
 import { SseEndpoint, type SseMethods } from "./transport/sse-endpoint.js";
-import { WsConnection } from "./transport/ws-connection.js";
 import { WsEndpoint } from "./transport/ws-endpoint.js";
 
 /** How long a request to another instance (cluster/control.ts) waits for its reply. */
@@ -176,8 +175,7 @@ export class CrierNode implements SessionHost, ApiHost {
     this.limits = new UserConnectionLimit(this.userConnections, config.limits.maxConnectionsPerUser, this.refusals);
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
-    const { compression } = config.delivery;
-    const deflater = compression.enabled ? new FrameDeflater(compression) : undefined;
+    const deflater = config.delivery.compression.enabled ? new FrameDeflater(config.delivery.compression) : undefined;
     this.registry = createMetrics(
       {
         connections: () => this.sessions.size,
@@ -216,16 +214,11 @@ export class CrierNode implements SessionHost, ApiHost {
         refusals: this.refusals,
         logger: this.logger,
         onRefused: (kind, detail) => this.console.warn(kind, detail),
-        compression: deflater !== undefined,
+        batcher: this.batcher,
+        outboundQueueBytes: config.limits.outboundQueueBytes,
+        deflater,
       },
-      (ws, socket, request, windowBits) => {
-        const connection = new WsConnection(ws, socket, {
-          batcher: this.batcher,
-          outboundQueueBytes: config.limits.outboundQueueBytes,
-          deflate: deflater === undefined || windowBits === undefined ? undefined : { deflater, windowBits },
-        });
-        this.sessions.add(new Session(connection, request, this));
-      },
+      (connection, request) => this.sessions.add(new Session(connection, request, this)),
     );
     this.sse = new SseEndpoint(
       {
