@@ -43,6 +43,12 @@ export async function nodesBucket(link: NatsLink, prefix: string, nodeTimeoutMs:
   return kv;
 }
 
+/** Whether node `id` has its entry in the nodes bucket: a delete or purge marker is a node that left. */
+export async function isLiveNode(nodes: KV, id: string): Promise<boolean> {
+  const entry = await nodes.get(encodeToken(id));
+  return entry !== null && entry.operation === "PUT";
+}
+
 export class NatsMembership implements Membership {
   private readonly link: NatsLink;
   private readonly prefix: string;

@@ -31,14 +31,11 @@ import {
 } from "nats";
 import { decodeEnvelope, type Envelope, encodeEnvelope } from "../broker/envelope.js";
 import { messageOf } from "../describe-error.js";
-import type { NatsLink, NatsNames } from "../nats/connection.js";
+import { apiCode, type NatsLink, type NatsNames, NO_MESSAGE, WRONG_LAST_SEQUENCE } from "../nats/connection.js";
 import { META_MIN_TTL_MS, newEpoch } from "./history.js";
 
 const PREV = "Crier-Prev";
 const SIZE = "Crier-Size";
-/** JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check. */
-const WRONG_LAST_SEQUENCE = 10071;
-const NO_MESSAGE = 10037;
 
 /** The newest message of a room: where the next append goes. */
 export interface RoomHead {
@@ -317,11 +314,6 @@ function headOf(stored: StoredMsg): RoomHead {
     size: Number.isInteger(size) && size > 0 ? size : Number.MAX_SAFE_INTEGER,
     message,
   };
-}
-
-/** The JetStream API error code of a failed request, when it has one. */
-export function apiCode(err: unknown): number | undefined {
-  return err instanceof NatsError ? err.api_error?.err_code : undefined;
 }
 
 /** The position a head stands for. */

@@ -11,6 +11,8 @@ import { NatsMembership } from "../cluster/nats.js";
 import { nodeKeyPrefix, RedisMembership } from "../cluster/redis.js";
 import type { CrierConfig } from "../config/schema.js";
 import { NatsHistory } from "../history/nats.js";
+import type { UserConnections } from "../limits/user-connections.js";
+import { NatsUserConnections } from "../limits/user-connections-nats.js";
 import { NatsPresence } from "../presence/nats.js";
 import { RedisPresence } from "../presence/redis.js";
 import { isClusterUrl } from "../redis/url.js";
@@ -30,9 +32,7 @@ export function natsBackends(config: CrierConfig, nats: string, logger: Logger, 
         "presence and membership itself), or remove nats (Redis then carries live messages too)",
     );
   }
-  const options: NatsOptions = { url: nats, logger };
-  if (config.natsCreds !== undefined) options.credsFile = config.natsCreds;
-  if (config.natsTls !== undefined) options.tls = config.natsTls;
+  const options = natsOptions(config, nats, logger);
   const link = (component: string): NatsLink => new NatsLink(component, options);
   const retention = {
     maxSize: Math.max(1, ...histories.map((history) => history.size)),
@@ -63,4 +63,27 @@ export function natsBackends(config: CrierConfig, nats: string, logger: Logger, 
     history,
     presence: keepsPresence ? new NatsPresence({ link: link("presence"), prefix, nodeTimeoutMs }) : undefined,
   };
+}
+
+/** Per-user connection counts in JetStream KV, cluster-wide, for NATS without `redis`. */
+export function natsUserConnections(
+  config: CrierConfig,
+  nats: string,
+  nodeId: string,
+  logger: Logger,
+): UserConnections {
+  return new NatsUserConnections({
+    link: new NatsLink("user-connections", natsOptions(config, nats, logger)),
+    nodeId,
+    prefix: config.redisPrefix,
+    nodeTimeoutMs: config.cluster.nodeTimeoutMs,
+  });
+}
+
+/** How every NATS part connects: the URL, credentials and TLS of the configuration. */
+function natsOptions(config: CrierConfig, nats: string, logger: Logger): NatsOptions {
+  const options: NatsOptions = { url: nats, logger };
+  if (config.natsCreds !== undefined) options.credsFile = config.natsCreds;
+  if (config.natsTls !== undefined) options.tls = config.natsTls;
+  return options;
 }

@@ -13,6 +13,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   type NatsConnection,
+  NatsError,
 } from "nats";
 import { type Logger, pino } from "pino";
 import { messageOf } from "../describe-error.js";
@@ -176,6 +177,16 @@ export class NatsLink {
   }
 }
 
+/** JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check (someone wrote first). */
+export const WRONG_LAST_SEQUENCE = 10071;
+/** JetStream's error code for a message that is not there (any more). */
+export const NO_MESSAGE = 10037;
+
+/** The JetStream API error code of a failed request, when it has one. */
+export function apiCode(err: unknown): number | undefined {
+  return err instanceof NatsError ? err.api_error?.err_code : undefined;
+}
+
 /**
  * The keys of a KV bucket that have a stored message (a value, or a delete
  * marker: check the entry's operation), matching `filter`. One stream-info
@@ -250,6 +261,22 @@ export function encodeToken(text: string): string {
   return out;
 }
 
+/** Encoded tokens longer than this are hashed by boundedToken. */
+const LONGEST_TOKEN = 128;
+
+/**
+ * `text` as one token of bounded length, for keys that are only compared, never
+ * decoded (a user id can be any length, and a subject must fit a protocol line):
+ * encodeToken(text) when that is short, else `=h` and its SHA-256. An encoding
+ * never contains `=h` (its `=` is always followed by two hex digits), so
+ * distinct texts stay distinct.
+ */
+export function boundedToken(text: string): string {
+  const token = encodeToken(text);
+  if (token.length <= LONGEST_TOKEN) return token;
+  return `=h${createHash("sha256").update(text).digest("hex")}`;
+}
+
 /** The inverse of encodeToken. */
 export function decodeToken(token: string): string {
   if (token === "=") return "";
@@ -277,6 +304,8 @@ export interface NatsNames {
   liveSubjects: string;
   presenceBucket: string;
   nodesBucket: string;
+  /** Per-user connection counts (limits/user-connections-nats.ts). */
+  userConnectionsBucket: string;
 }
 
 /**
@@ -302,5 +331,6 @@ export function natsNames(prefix: string): NatsNames {
     liveSubjects: `${live}.*`,
     presenceBucket: `${base}_presence`,
     nodesBucket: `${base}_nodes`,
+    userConnectionsBucket: `${base}_userconns`,
   };
 }
