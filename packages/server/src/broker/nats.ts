@@ -67,6 +67,7 @@ export class NatsBroker implements Broker {
     this.log = new RoomLog(this.link, this.names, {
       maxSize: options.maxSize ?? 1000,
       maxTtlMs: options.maxTtlMs ?? 0,
+      adopt: options.adopt ?? false,
     });
     this.startTimeoutMs = options.startTimeoutMs ?? 5000;
     this.link.onChange((up) => {

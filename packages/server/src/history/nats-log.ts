@@ -62,6 +62,12 @@ export interface RoomLogOptions {
   maxSize: number;
   /** The longest history ttl configured, in ms: the stream keeps messages max(this, 24h). */
   maxTtlMs: number;
+  /**
+   * Use an existing stream as it is, with the retention the instances gave it,
+   * and create it with these limits only if it is missing (CrierPublisher,
+   * which may not know every namespace's history).
+   */
+  adopt?: boolean;
 }
 
 export class RoomLog {
@@ -90,6 +96,7 @@ export class RoomLog {
     try {
       const info = await jsm.streams.info(names.stream);
       const current = info.config;
+      if (this.options.adopt === true) return;
       if (current.max_msgs_per_subject !== config.max_msgs_per_subject || current.max_age !== config.max_age) {
         await jsm.streams.update(names.stream, { ...current, ...config });
       }

@@ -9,8 +9,9 @@ import type { Broker } from "../broker/broker.js";
 import { NatsBroker } from "../broker/nats.js";
 import { NatsMembership } from "../cluster/nats.js";
 import { nodeKeyPrefix, RedisMembership } from "../cluster/redis.js";
-import type { CrierConfig } from "../config/schema.js";
+import type { CrierConfig, NamespaceConfig } from "../config/schema.js";
 import { NatsHistory } from "../history/nats.js";
+import type { RoomLogOptions } from "../history/nats-log.js";
 import type { UserConnections } from "../limits/user-connections.js";
 import { NatsUserConnections } from "../limits/user-connections-nats.js";
 import { NatsPresence } from "../presence/nats.js";
@@ -34,10 +35,7 @@ export function natsBackends(config: CrierConfig, nats: string, logger: Logger, 
   }
   const options = natsOptions(config, nats, logger);
   const link = (component: string): NatsLink => new NatsLink(component, options);
-  const retention = {
-    maxSize: Math.max(1, ...histories.map((history) => history.size)),
-    maxTtlMs: Math.max(0, ...histories.map((history) => history.ttlMs)),
-  };
+  const retention = historyRetention(config.namespaces);
   const { heartbeatMs, nodeTimeoutMs } = config.cluster;
   // The history reads on the broker's connection: when the broker is ready again after an
   // outage (and the hub resyncs rooms from history) the reads can go out at once.
@@ -80,8 +78,26 @@ export function natsUserConnections(
   });
 }
 
+/**
+ * What the history stream keeps: the most messages and the longest ttl of
+ * the namespaces, each read applying its own namespace's (history/nats-log.ts).
+ */
+export function historyRetention(namespaces: Record<string, NamespaceConfig>): RoomLogOptions {
+  const histories = Object.values(namespaces).flatMap((options) =>
+    options.history === undefined ? [] : [options.history],
+  );
+  return {
+    maxSize: Math.max(1, ...histories.map((history) => history.size)),
+    maxTtlMs: Math.max(0, ...histories.map((history) => history.ttlMs)),
+  };
+}
+
 /** How every NATS part connects: the URL, credentials and TLS of the configuration. */
-function natsOptions(config: CrierConfig, nats: string, logger: Logger): NatsOptions {
+export function natsOptions(
+  config: Pick<CrierConfig, "natsCreds" | "natsTls">,
+  nats: string,
+  logger: Logger,
+): NatsOptions {
   const options: NatsOptions = { url: nats, logger };
   if (config.natsCreds !== undefined) options.credsFile = config.natsCreds;
   if (config.natsTls !== undefined) options.tls = config.natsTls;
