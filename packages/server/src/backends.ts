@@ -32,7 +32,7 @@ export interface Backends {
 }
 
 export function createBackends(config: CrierConfig, nodeId: string, logger: Logger, broker?: Broker): Backends {
-  if (config.nats !== undefined) return natsBackends(config, config.nats, logger, broker);
+  if (config.nats !== undefined) return natsBackends(config, config.nats, nodeId, logger, broker);
   const url = config.redis;
   const names = new ChannelNames(config.redisPrefix);
   const policy = new RoomPolicy(config.namespaces);

@@ -13,6 +13,7 @@ import type { KV, KvEntry } from "nats";
 import { isLiveNode, nodesBucket } from "../cluster/nats.js";
 import { messageOf } from "../describe-error.js";
 import { parseJsonObject } from "../json-object.js";
+import { KeyedQueue } from "../keyed-queue.js";
 import {
   apiCode,
   boundedToken,
@@ -51,7 +52,7 @@ export class NatsUserConnections implements UserConnections {
   /** Users whose count may be wrong in NATS (a write failed): written again once it is back. */
   private readonly unsure = new Set<string>();
   /** Per user, the tail of this instance's changes: one at a time, so they do not contend with each other. */
-  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly queue = new KeyedQueue();
   private buckets: { counts: KV; nodes: KV } | undefined;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
@@ -79,16 +80,18 @@ export class NatsUserConnections implements UserConnections {
   }
 
   acquire(user: string, max: number): Promise<boolean> {
-    return this.queue(user, async () => {
-      const admitted = await this.write(user, (others) => {
-        const next = this.counts.get(user) + 1;
-        return others + next > max ? undefined : next;
+    return this.queue
+      .run(user, async () => {
+        const admitted = await this.write(user, (others) => {
+          const next = this.counts.get(user) + 1;
+          return others + next > max ? undefined : next;
+        });
+        if (admitted) this.counts.add(user, 1);
+        return admitted;
+      })
+      .catch((err: unknown) => {
+        throw this.link.failure(`counting connections of user ${user}`, err);
       });
-      if (admitted) this.counts.add(user, 1);
-      return admitted;
-    }).catch((err: unknown) => {
-      throw this.link.failure(`counting connections of user ${user}`, err);
-    });
   }
 
   release(user: string): void {
@@ -98,7 +101,7 @@ export class NatsUserConnections implements UserConnections {
 
   async rewrite(): Promise<void> {
     const users = new Set([...[...this.counts.entries()].map(([user]) => user), ...this.unsure]);
-    const writes = [...users].map((user) => this.queue(user, () => this.writeOwn(user)));
+    const writes = [...users].map((user) => this.queue.run(user, () => this.writeOwn(user)));
     const failed = (await Promise.allSettled(writes)).find((result) => result.status === "rejected");
     if (failed !== undefined) throw this.link.failure("writing per-user connection counts", failed.reason);
   }
@@ -109,24 +112,14 @@ export class NatsUserConnections implements UserConnections {
     await this.link.close();
   }
 
-  /** Runs `step` after this store's earlier changes of `user`. */
-  private queue<T>(user: string, step: () => Promise<T>): Promise<T> {
-    const previous = this.queues.get(user) ?? Promise.resolve();
-    const next = previous.then(step, step);
-    this.queues.set(user, next);
-    const forget = (): void => {
-      if (this.queues.get(user) === next) this.queues.delete(user);
-    };
-    next.then(forget, forget);
-    return next;
-  }
-
   private writeQuietly(user: string): void {
-    this.queue(user, () => this.writeOwn(user)).catch((err: unknown) => {
-      // Written again when NATS is back; meanwhile the user may be refused early, never let past.
-      this.unsure.add(user);
-      this.link.log.debug({ err: messageOf(err), user }, "could not write a per-user connection count");
-    });
+    this.queue
+      .run(user, () => this.writeOwn(user))
+      .catch((err: unknown) => {
+        // Written again when NATS is back; meanwhile the user may be refused early, never let past.
+        this.unsure.add(user);
+        this.link.log.debug({ err: messageOf(err), user }, "could not write a per-user connection count");
+      });
   }
 
   private rewriteQuietly(): void {

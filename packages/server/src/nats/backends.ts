@@ -4,8 +4,9 @@
 // broker's connection; presence and membership have their own.
 
 import type { Logger } from "pino";
+import { RoomPolicy } from "../auth/policy.js";
 import type { Backends } from "../backends.js";
-import type { Broker } from "../broker/broker.js";
+import { type Broker, ChannelNames } from "../broker/broker.js";
 import { NatsBroker } from "../broker/nats.js";
 import { NatsMembership } from "../cluster/nats.js";
 import { nodeKeyPrefix, RedisMembership } from "../cluster/redis.js";
@@ -19,10 +20,17 @@ import { RedisPresence } from "../presence/redis.js";
 import { isClusterUrl } from "../redis/url.js";
 import { NatsLink, type NatsOptions } from "./connection.js";
 
-export function natsBackends(config: CrierConfig, nats: string, logger: Logger, broker?: Broker): Backends {
+export function natsBackends(
+  config: CrierConfig,
+  nats: string,
+  nodeId: string,
+  logger: Logger,
+  broker?: Broker,
+): Backends {
   const namespaces = Object.values(config.namespaces);
   const histories = namespaces.flatMap((options) => (options.history === undefined ? [] : [options.history]));
-  const keepsPresence = namespaces.some((options) => options.presence);
+  // Members of join/leave rooms are stored too: the survivors of a crash announce their leaves from the store.
+  const keepsPresence = namespaces.some((options) => options.presence || options.joinLeave);
   const prefix = config.redisPrefix;
   const redis = config.redis;
   if (redis !== undefined && histories.length > 0) {
@@ -37,6 +45,8 @@ export function natsBackends(config: CrierConfig, nats: string, logger: Logger, 
   const link = (component: string): NatsLink => new NatsLink(component, options);
   const retention = historyRetention(config.namespaces);
   const { heartbeatMs, nodeTimeoutMs } = config.cluster;
+  const names = new ChannelNames(prefix);
+  const policy = new RoomPolicy(config.namespaces);
   // The history reads on the broker's connection: when the broker is ready again after an
   // outage (and the hub resyncs rooms from history) the reads can go out at once.
   const brokerLink = link("broker");
@@ -59,7 +69,17 @@ export function natsBackends(config: CrierConfig, nats: string, logger: Logger, 
     broker: chosenBroker,
     membership: new NatsMembership({ link: link("membership"), prefix, heartbeatMs, nodeTimeoutMs }),
     history,
-    presence: keepsPresence ? new NatsPresence({ link: link("presence"), prefix, nodeTimeoutMs }) : undefined,
+    presence: keepsPresence
+      ? new NatsPresence({
+          link: link("presence"),
+          prefix,
+          nodeTimeoutMs,
+          nodeId,
+          channel: (room) => names.room(room),
+          announces: (room) => policy.options(room).joinLeave,
+          sweepMs: heartbeatMs,
+        })
+      : undefined,
   };
 }
 

@@ -298,11 +298,16 @@ export interface NatsNames {
   history(channel: string): string;
   /** The subject of a room's epoch marker, for a room read before its first message. */
   epoch(channel: string): string;
+  /** The subject a sweep's leaves and a rewrite's joins are published on (republished to live(channel)). */
+  presenceEvent(channel: string): string;
   stream: string;
   historySubjects: string;
   epochSubjects: string;
   liveSubjects: string;
   presenceBucket: string;
+  /** The stream of presence events (presence/nats-bucket.ts), capturing presenceEventSubjects. */
+  presenceEvents: string;
+  presenceEventSubjects: string;
   nodesBucket: string;
   /** Per-user connection counts (limits/user-connections-nats.ts). */
   userConnectionsBucket: string;
@@ -321,15 +326,19 @@ export function natsNames(prefix: string): NatsNames {
   const live = `crier.live.${scope}`;
   const history = `crier.hist.${scope}`;
   const epoch = `crier.epoch.${scope}`;
+  const presenceEvent = `crier.pres.${scope}`;
   return {
     live: (channel) => `${live}.${encodeToken(channel)}`,
     history: (channel) => `${history}.${encodeToken(channel)}`,
     epoch: (channel) => `${epoch}.${encodeToken(channel)}`,
+    presenceEvent: (channel) => `${presenceEvent}.${encodeToken(channel)}`,
     stream: `${base}_history`,
     historySubjects: `${history}.*`,
     epochSubjects: `${epoch}.*`,
     liveSubjects: `${live}.*`,
     presenceBucket: `${base}_presence`,
+    presenceEvents: `${base}_presence_events`,
+    presenceEventSubjects: `${presenceEvent}.*`,
     nodesBucket: `${base}_nodes`,
     userConnectionsBucket: `${base}_userconns`,
   };
