@@ -305,6 +305,8 @@ export interface NatsNames {
   epochSubjects: string;
   liveSubjects: string;
   presenceBucket: string;
+  /** Which instances have presence entries, and who sweeps which gone one (presence/nats-bucket.ts). */
+  presenceSweepBucket: string;
   /** The stream of presence events (presence/nats-bucket.ts), capturing presenceEventSubjects. */
   presenceEvents: string;
   presenceEventSubjects: string;
@@ -337,6 +339,7 @@ export function natsNames(prefix: string): NatsNames {
     epochSubjects: `${epoch}.*`,
     liveSubjects: `${live}.*`,
     presenceBucket: `${base}_presence`,
+    presenceSweepBucket: `${base}_presence_sweeps`,
     presenceEvents: `${base}_presence_events`,
     presenceEventSubjects: `${presenceEvent}.*`,
     nodesBucket: `${base}_nodes`,

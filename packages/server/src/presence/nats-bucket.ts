@@ -1,8 +1,12 @@
 // How presence is laid out in NATS, shared by the store (nats.ts) and the
-// sweep of dead instances (nats-sweep.ts). One KV bucket, `<P>_presence`:
+// sweep of dead instances (nats-sweep.ts). A KV bucket `<P>_presence`:
 //
 //   m.<room>.<node>.<user>.<client>  a member's entry: JSON {user, client, info?, node}
 //   g.<room>.<node>.<client>         a tombstone: a member a sweep took out, {member, rev, sent}
+//
+// and a small one, `<P>_presence_sweeps`, that every instance reads every
+// heartbeat (so that read never scans the members' keys):
+//
 //   n.<node>                         instance <node> has (or had) entries: what a sweep looks through
 //   s.<node>                         the claim on sweeping instance <node>: {sweeper}
 //
@@ -39,6 +43,7 @@ import {
   bucketKeys,
   decodeToken,
   encodeToken,
+  type JetStream,
   type NatsLink,
   type NatsNames,
   NO_MESSAGE,
@@ -64,31 +69,37 @@ export type ParsedKey =
   | { kind: "tomb"; room: string; node: string; client: string }
   | { kind: "index"; node: string };
 
+/** Which of the two buckets a key is in. */
+export type BucketName = "members" | "sweeps";
+
 export class PresenceBucket {
+  /** Entries and tombstones. */
   readonly kv: KV;
+  /** Index and claim keys. */
+  readonly sweeps: KV;
   private readonly link: NatsLink;
   private readonly manager: JetStreamManager;
   private readonly js: JetStreamClient;
   private readonly names: NatsNames;
 
-  private constructor(link: NatsLink, kv: KV, manager: JetStreamManager, js: JetStreamClient, names: NatsNames) {
+  private constructor(link: NatsLink, names: NatsNames, buckets: { kv: KV; sweeps: KV }, js: JetStream) {
     this.link = link;
-    this.kv = kv;
-    this.manager = manager;
-    this.js = js;
     this.names = names;
+    this.kv = buckets.kv;
+    this.sweeps = buckets.sweeps;
+    this.manager = js.manager;
+    this.js = js.client;
   }
 
-  /** The bucket (created with `ttlMs` as its TTL if missing) and the events stream, on the live connection. */
+  /** The buckets (created with `ttlMs` as their TTL if missing) and the events stream, on the live connection. */
   static async open(link: NatsLink, prefix: string, ttlMs: number): Promise<PresenceBucket> {
     const names = natsNames(prefix);
-    const { manager, client } = await link.jetstream();
-    const kv = await link
-      .live()
-      .jetstream({ timeout: link.timeoutMs })
-      .views.kv(names.presenceBucket, { ttl: ttlMs, history: 1 });
-    await ensureEventStream(manager, names);
-    return new PresenceBucket(link, kv, manager, client, names);
+    const js = await link.jetstream();
+    const views = link.live().jetstream({ timeout: link.timeoutMs }).views;
+    const kv = await views.kv(names.presenceBucket, { ttl: ttlMs, history: 1 });
+    const sweeps = await views.kv(names.presenceSweepBucket, { ttl: ttlMs, history: 1 });
+    await ensureEventStream(js.manager, names);
+    return new PresenceBucket(link, names, { kv, sweeps }, js);
   }
 
   /** The entries of `room` (any instance), of `client` only if given. */
@@ -108,20 +119,20 @@ export class PresenceBucket {
 
   /** The instances that have an index key. */
   async indexedNodes(): Promise<string[]> {
-    return (await this.keys("n.*")).map((key) => decodeToken(key.slice(2)));
+    return (await this.keys("n.*", "sweeps")).map((key) => decodeToken(key.slice(2)));
   }
 
-  keys(filter: string): Promise<string[]> {
-    return bucketKeys(this.link, this.names.presenceBucket, filter);
+  keys(filter: string, bucket: BucketName = "members"): Promise<string[]> {
+    return bucketKeys(this.link, this.bucketName(bucket), filter);
   }
 
   /**
    * Deletes the key whose message is revision `rev`, if it still is (a key
    * written again has a newer one); false when that message is gone.
    */
-  async deleteRevision(rev: number): Promise<boolean> {
+  async deleteRevision(rev: number, bucket: BucketName = "members"): Promise<boolean> {
     try {
-      return await this.manager.streams.deleteMessage(this.stream(), rev, false);
+      return await this.manager.streams.deleteMessage(`KV_${this.bucketName(bucket)}`, rev, false);
     } catch (err) {
       if (apiCode(err) === NO_MESSAGE || /no message found/i.test(messageOf(err))) return false;
       throw err;
@@ -130,7 +141,8 @@ export class PresenceBucket {
 
   /** Deletes whatever `key` holds, leaving no marker behind. */
   async deleteKey(key: string): Promise<void> {
-    await this.manager.streams.purge(this.stream(), { filter: `$KV.${this.names.presenceBucket}.${key}` });
+    const bucket = this.names.presenceBucket;
+    await this.manager.streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.${key}` });
   }
 
   /**
@@ -144,8 +156,8 @@ export class PresenceBucket {
     });
   }
 
-  private stream(): string {
-    return `KV_${this.names.presenceBucket}`;
+  private bucketName(bucket: BucketName): string {
+    return bucket === "members" ? this.names.presenceBucket : this.names.presenceSweepBucket;
   }
 }
 

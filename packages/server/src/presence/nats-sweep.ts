@@ -87,7 +87,7 @@ export class NatsSweeper {
       return await this.sweepRooms(bucket, nodes, node, earlier);
     } finally {
       if (lock > 0) {
-        await bucket.deleteRevision(lock).catch((err: unknown) => {
+        await bucket.deleteRevision(lock, "sweeps").catch((err: unknown) => {
           this.options.log.warn({ err: messageOf(err), node }, "could not release a sweep claim; it is taken over");
         });
       }
@@ -95,7 +95,7 @@ export class NatsSweeper {
   }
 
   private async sweepRooms(bucket: PresenceBucket, nodes: KV, node: string, earlier: boolean): Promise<number> {
-    const index = await bucket.kv.get(indexKey(node));
+    const index = await bucket.sweeps.get(indexKey(node));
     const rooms = new Map<string, RoomKeys>();
     const [entryKeys, tombKeys] = await Promise.all([bucket.nodeEntries(node), bucket.nodeTombs(node)]);
     for (const key of [...entryKeys, ...tombKeys]) {
@@ -137,7 +137,9 @@ export class NatsSweeper {
       }
     }
     // Indexed no more once nothing is left, unless the instance wrote its index again since.
-    if (index !== null && (await bucket.nodeEntries(node)).length === 0) await bucket.deleteRevision(index.revision);
+    if (index !== null && (await bucket.nodeEntries(node)).length === 0) {
+      await bucket.deleteRevision(index.revision, "sweeps");
+    }
     if (removed > 0)
       this.options.log.info({ node, removed }, "removed the presence entries of an instance that is gone");
     return removed;
@@ -208,18 +210,18 @@ export class NatsSweeper {
     const key = lockKey(node);
     const value = JSON.stringify({ sweeper: this.options.sweeper });
     try {
-      return await bucket.kv.put(key, value, { previousSeq: 0 });
+      return await bucket.sweeps.put(key, value, { previousSeq: 0 });
     } catch (err) {
       if (!lostRace(err)) throw err;
     }
-    const held = await bucket.kv.get(key);
+    const held = await bucket.sweeps.get(key);
     if (held === null || held.operation !== "PUT") return undefined;
     const holder = parseJsonObject(held.string())?.sweeper;
     if (typeof holder === "string" && holder !== this.options.sweeper && (await isLiveNode(nodes, holder))) {
       return undefined;
     }
     try {
-      return await bucket.kv.update(key, value, held.revision);
+      return await bucket.sweeps.update(key, value, held.revision);
     } catch (err) {
       if (lostRace(err)) return undefined;
       throw err;

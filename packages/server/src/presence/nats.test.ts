@@ -90,6 +90,7 @@ async function cluster() {
       heard.filter((e) => e.kind === kind && e.room === room).map((e) => `${e.client}:${e.data}`),
     bucket: () => PresenceBucket.open(admin, prefix, 3_600_000),
     keys: (filter = ">") => bucketKeys(admin, names.presenceBucket, filter),
+    sweepKeys: (filter: string) => bucketKeys(admin, names.presenceSweepBucket, filter),
     async close(): Promise<void> {
       listener.unsubscribe();
       await Promise.all(stores.map((store) => store.close()));
@@ -209,8 +210,8 @@ describe("sweeping an instance that is gone, on NATS", () => {
       assert.deepEqual(await n2.list("r1"), [CAT]);
       assert.deepEqual(await n2.stats("r1"), { clients: 1, users: 1 }, "the counts agree after the sweep");
       assert.deepEqual(await n2.stats("r2"), { clients: 0, users: 0 });
-      assert.deepEqual(await c.keys("n.*"), ["n.n2"], "n1 is no longer indexed");
-      assert.deepEqual(await c.keys("s.*"), [], "the claim is released");
+      assert.deepEqual(await c.sweepKeys("n.*"), ["n.n2"], "n1 is no longer indexed");
+      assert.deepEqual(await c.sweepKeys("s.*"), [], "the claim is released");
       assert.equal(await n3.sweep(), 0, "nothing left to sweep");
 
       // n1 was only stalled: back, it writes its entries again and announces the joins of those swept.
@@ -317,7 +318,7 @@ describe("sweeping an instance that is gone, on NATS", () => {
       await c.setLive("n1", false);
       const bucket = await c.bucket();
       // The dead sweeper held the claim, took ann out and published her leave, then died before marking it sent.
-      await bucket.kv.put(lockKey("n1"), JSON.stringify({ sweeper: "dead-sweeper" }));
+      await bucket.sweeps.put(lockKey("n1"), JSON.stringify({ sweeper: "dead-sweeper" }));
       const annKey = entryKey("half", { ...ANN, node: "n1" });
       const ann = await bucket.kv.get(annKey);
       const rev = ann?.revision ?? 0;

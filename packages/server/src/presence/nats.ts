@@ -292,7 +292,7 @@ export class NatsPresence implements PresenceStore {
   /** Writes `node`'s index key once per opening: a sweep finds the instance through it. */
   private async index(bucket: PresenceBucket, node: string): Promise<void> {
     if (this.indexed.has(node)) return;
-    await bucket.kv.put(indexKey(node), JSON.stringify({ node }));
+    await bucket.sweeps.put(indexKey(node), JSON.stringify({ node }));
     this.indexed.add(node);
   }
 
