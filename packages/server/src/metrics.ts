@@ -59,7 +59,8 @@ function mirrorByLabel<K extends string | number>(
 export function createMetrics(sources: MetricSources, labels: Record<string, string>): Registry {
   const registry = new Registry();
   registry.setDefaultLabels(labels);
-  collectDefaultMetrics({ register: registry, prefix: "crier_process_" });
+  // prom-client's process_* and nodejs_* metrics, as crier_process_cpu_seconds_total, crier_nodejs_heap_size_used_bytes, …
+  collectDefaultMetrics({ register: registry, prefix: "crier_" });
   const gauge = (name: string, help: string, read: () => number): void => {
     new Gauge({
       name,
