@@ -13,7 +13,7 @@ import { NatsBroker } from "./broker/nats.js";
 import { RedisBroker } from "./broker/redis.js";
 import { type NamespaceConfig, namespaceSchema } from "./config/schema.js";
 import { historyRetention, natsOptions } from "./nats/backends.js";
-import { NatsLink, type NatsTlsFiles } from "./nats/connection.js";
+import { NatsLink } from "./nats/connection.js";
 import { DEFAULT_PREFIX } from "./redis/connection.js";
 import { isClusterUrl } from "./redis/url.js";
 import { type PublishResult, RoomService } from "./service/room-service.js";
@@ -28,8 +28,8 @@ export interface PublisherOptions {
   nats?: string;
   /** The instances' `natsCreds`: a .creds file for NATS. */
   natsCreds?: string;
-  /** The instances' `natsTls`: PEM files for TLS to NATS. */
-  natsTls?: NatsTlsFiles;
+  /** The instances' `natsTls`: PEM files for TLS to NATS (the CA; a client certificate and key). */
+  natsTls?: { ca?: string; cert?: string; key?: string };
   /** The instances' `redisPrefix` (default "crier:"), which scopes NATS subjects and streams too. */
   prefix?: string;
   /**
