@@ -49,7 +49,7 @@ export interface PresenceCommand extends WithId {
   op: "presence";
   room: string;
 }
-/** Counts of a room's presence without its members; an addition to PROTOCOL.md v1. */
+/** Counts of a room's presence without its members; an addition to protocol v1 (docs/protocol.md). */
 export interface PresenceStatsCommand extends WithId {
   op: "presence_stats";
   room: string;

@@ -18,7 +18,7 @@ import type { HistoryStore } from "./history/history.js";
 import { RedisHistory } from "./history/redis.js";
 import { MemoryUserConnections, type UserConnections } from "./limits/user-connections.js";
 import { RedisUserConnections } from "./limits/user-connections-redis.js";
-import { natsBackends } from "./nats/backends.js";
+import { natsBackends, natsUserConnections } from "./nats/backends.js";
 import { MemoryPresence } from "./presence/memory.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { RedisPresence } from "./presence/redis.js";
@@ -32,7 +32,7 @@ export interface Backends {
 }
 
 export function createBackends(config: CrierConfig, nodeId: string, logger: Logger, broker?: Broker): Backends {
-  if (config.nats !== undefined) return natsBackends(config, config.nats, logger, broker);
+  if (config.nats !== undefined) return natsBackends(config, config.nats, nodeId, logger, broker);
   const url = config.redis;
   const names = new ChannelNames(config.redisPrefix);
   const policy = new RoomPolicy(config.namespaces);
@@ -103,9 +103,13 @@ export function createBackends(config: CrierConfig, nodeId: string, logger: Logg
   };
 }
 
-/** Per-user connection counts: this instance's own without a backplane, the cluster's in Redis. */
+/** Per-user connection counts: this instance's own without a backplane, the cluster's in Redis or NATS. */
 export function createUserConnections(config: CrierConfig, nodeId: string, logger: Logger): UserConnections {
-  // On Redis Cluster (and NATS alone) the per-user count is this instance's own: its script
+  // NATS alone: in JetStream KV, beside membership. With `redis` too, in Redis as presence is.
+  if (config.nats !== undefined && config.redis === undefined) {
+    return natsUserConnections(config, config.nats, nodeId, logger);
+  }
+  // On Redis Cluster the per-user count is this instance's own: its script
   // reads instance liveness outside the user's hash slot (docs/security.md).
   if (config.redis === undefined || isClusterUrl(config.redis)) return new MemoryUserConnections();
   return new RedisUserConnections({

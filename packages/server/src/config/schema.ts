@@ -240,9 +240,23 @@ export const configSchema = z
          * sockets receiving more than one frame per window ever wait.
          */
         coalesceMs: z.number().min(0).max(1000).default(10),
+        /**
+         * permessage-deflate for clients that offer it: each publication is
+         * compressed once and the same bytes go to every such socket.
+         */
+        compression: z
+          .object({
+            enabled: z.boolean().default(false),
+            /** Frames smaller than this go uncompressed: deflate gains little on them. */
+            minBytes: z.number().int().min(0).max(16_777_216).default(512),
+            /** zlib level: 1 is fastest, 9 smallest. */
+            level: z.number().int().min(1).max(9).default(1),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
-      .default({ coalesceMs: 10 }),
+      .prefault({}),
     cluster: z
       .object({
         /** Seconds between heartbeats of this instance into the backplane. */

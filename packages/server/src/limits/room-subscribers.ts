@@ -9,16 +9,17 @@ import type { SubscriberAdmission } from "../hub/hub.js";
 import type { Refusals } from "./refusals.js";
 
 export class RoomSubscriberLimit implements SubscriberAdmission {
-  private readonly max: number;
+  private readonly max: number | undefined;
   private readonly refusals: Refusals;
 
-  constructor(max: number, refusals: Refusals) {
+  /** `max` undefined: no limit. */
+  constructor(max: number | undefined, refusals: Refusals) {
     this.max = max;
     this.refusals = refusals;
   }
 
   admit(room: string, members: number): void {
-    if (members < this.max) return;
+    if (this.max === undefined || members < this.max) return;
     this.refusals.record("max_subscribers_per_room", { room }, "subscribe refused: room full on this instance");
     throw new ProtocolError(
       "rate_limited",

@@ -4,30 +4,23 @@
 // {"error":{"code","message"}} with a status that fits.
 
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type ErrorCode, type HistoryReply, isValidRoom, type Member, ProtocolError } from "crier-protocol";
+import { type ErrorCode, isValidRoom, ProtocolError } from "crier-protocol";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { type ConsoleViews, VIEW_LIMIT } from "../console/views.js";
 import type { Refusals } from "../limits/refusals.js";
-import type { PresenceStats } from "../presence/presence.js";
-import type { PublishResult } from "../session/host.js";
+import type { RoomQueries } from "../service/room-queries.js";
+import type { RoomService } from "../service/room-service.js";
 import { ApiAuth } from "./api-auth.js";
 import { clientAddress } from "./client-address.js";
 import { DashboardFiles } from "./dashboard.js";
 
 export interface ApiHost {
   isReady(): boolean;
-  publishJson(room: string, dataJson: string): Promise<PublishResult>;
-  sendJson(user: string, dataJson: string): Promise<void>;
-  disconnect(target: { user: string } | { client: string }, code: number, reason: string): Promise<void>;
-  unsubscribe(user: string, room: string): Promise<void>;
-  roomPresence(room: string): Promise<Member[]>;
-  roomPresenceStats(room: string): Promise<PresenceStats>;
-  history(
-    room: string,
-    since: { offset: number; epoch: string } | undefined,
-    limit: number | undefined,
-  ): Promise<HistoryReply>;
+  /** Publish, send, disconnect and unsubscribe: the same path as clients' commands (service/room-service.ts). */
+  readonly rooms: Pick<RoomService, "publish" | "send" | "disconnect" | "unsubscribe">;
+  /** Presence and history reads (service/room-queries.ts). */
+  readonly queries: Pick<RoomQueries, "presence" | "presenceStats" | "history">;
   info(): Promise<unknown>;
   /** The console's cluster-wide views. */
   readonly views: ConsoleViews;
@@ -211,14 +204,14 @@ export class HttpApi {
       case "/api/publish": {
         expect("POST");
         const body = parse(publishBody, await this.body(request));
-        const result = await this.host.publishJson(body.room, JSON.stringify(body.data));
+        const result = await this.host.rooms.publish(body.room, JSON.stringify(body.data));
         return this.json(response, 200, result);
       }
       case "/api/broadcast": {
         expect("POST");
         const body = parse(broadcastBody, await this.body(request));
         const dataJson = JSON.stringify(body.data);
-        const settled = await Promise.allSettled(body.rooms.map((target) => this.host.publishJson(target, dataJson)));
+        const settled = await Promise.allSettled(body.rooms.map((target) => this.host.rooms.publish(target, dataJson)));
         // All refused: the request failed as a whole. Some refused: say which,
         // so a retry can target just those rooms and not duplicate the others.
         const failures = settled.filter((outcome) => outcome.status === "rejected");
@@ -235,31 +228,31 @@ export class HttpApi {
       case "/api/send": {
         expect("POST");
         const body = parse(sendBody, await this.body(request));
-        await this.host.sendJson(body.user, JSON.stringify(body.data));
+        await this.host.rooms.send(body.user, JSON.stringify(body.data));
         return this.json(response, 200, {});
       }
       case "/api/disconnect": {
         expect("POST");
         const body = parse(disconnectBody, await this.body(request));
         const target = body.user !== undefined ? { user: body.user } : { client: body.client ?? "" };
-        await this.host.disconnect(target, body.code, body.reason);
+        await this.host.rooms.disconnect(target, body.code, body.reason);
         return this.json(response, 200, {});
       }
       case "/api/unsubscribe": {
         expect("POST");
         const body = parse(unsubscribeBody, await this.body(request));
-        await this.host.unsubscribe(body.user, body.room);
+        await this.host.rooms.unsubscribe(body.user, body.room);
         return this.json(response, 200, {});
       }
       case "/api/presence": {
         expect("GET");
         const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
-        return this.json(response, 200, { members: await this.host.roomPresence(target) });
+        return this.json(response, 200, { members: await this.host.queries.presence(target) });
       }
       case "/api/presence/stats": {
         expect("GET");
         const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
-        return this.json(response, 200, await this.host.roomPresenceStats(target));
+        return this.json(response, 200, await this.host.queries.presenceStats(target));
       }
       case "/api/history": {
         expect("GET");
@@ -268,7 +261,7 @@ export class HttpApi {
         const epoch = url.searchParams.get("epoch");
         const limit = url.searchParams.get("limit");
         const position = since === null ? undefined : { offset: integer(since, "since", 0), epoch: epoch ?? "" };
-        const reply = await this.host.history(
+        const reply = await this.host.queries.history(
           target,
           position,
           limit === null ? undefined : integer(limit, "limit", 1),
