@@ -40,7 +40,7 @@ import { redactUrl } from "./redis/connection.js";
 import { isClusterUrl } from "./redis/url.js";
 import { RoomQueries } from "./service/room-queries.js";
 import { type PublishResult, RoomService } from "./service/room-service.js";
-import type { SessionHost, SessionSettings, SessionView } from "./session/host.js";
+import { type SessionHost, type SessionSettings, type SessionView, sessionSettings } from "./session/host.js";
 import { OpenSessions } from "./session/open-sessions.js";
 import { Session } from "./session/session.js";
 import { WriteBatcher } from "./session/write-batcher.js";
@@ -120,17 +120,7 @@ export class CrierNode implements SessionHost, ApiHost {
     this.batcher = new WriteBatcher(config.delivery.coalesceMs);
     this.apiKeyGenerated = config.apiKey === undefined;
     this.apiKey = config.apiKey ?? randomBytes(24).toString("base64url");
-    this.settings = {
-      connectTimeoutMs: config.timeouts.connectMs,
-      pingIntervalMs: config.timeouts.pingMs,
-      pongTimeoutMs: config.timeouts.pongMs,
-      maxFrameBytes: config.limits.maxFrameBytes,
-      commandsPerSecond: config.limits.commandsPerSecond,
-      maxSubscriptions: config.limits.maxSubscriptions,
-      outboundQueueBytes: config.limits.outboundQueueBytes,
-      maxInfoBytes: config.limits.maxInfoBytes,
-      clientSend: config.clientSend,
-    };
+    this.settings = sessionSettings(config);
     // On Redis Cluster a channel carries its room's (or user's) hash tag.
     this.names = new ChannelNames(config.redisPrefix, config.redis !== undefined && isClusterUrl(config.redis));
     this.port = config.port;

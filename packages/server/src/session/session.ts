@@ -24,7 +24,7 @@ import {
 import type { Logger } from "pino";
 import { DisconnectError } from "../auth/disconnect-error.js";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
-import { TokenExpiredError } from "../auth/jwt.js";
+import { connectRefusalCode } from "../auth/refusal.js";
 import { messageOf } from "../describe-error.js";
 import type { OutboundFrame } from "../hub/outbound-frame.js";
 import { answer, isAnswered } from "./commands.js";
@@ -307,15 +307,7 @@ export class Session implements Subscriber {
       return;
     }
     this.fail(id, error);
-    const code =
-      error instanceof TokenExpiredError
-        ? CloseCode.TokenExpired
-        : error instanceof ProtocolError && error.code === "unauthorized"
-          ? CloseCode.Unauthorized
-          : error instanceof ProtocolError && error.code === "forbidden"
-            ? CloseCode.Forbidden
-            : CloseCode.ServerError;
-    this.close(code, error instanceof ProtocolError ? error.message : "connect failed");
+    this.close(connectRefusalCode(error), error instanceof ProtocolError ? error.message : "connect failed");
   }
 
   /**
