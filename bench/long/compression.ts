@@ -10,6 +10,7 @@
 
 import { appendFileSync } from "node:fs";
 import type { Socket } from "node:net";
+import { loadavg } from "node:os";
 import WebSocket from "ws";
 import { cpuBetween, sample } from "../proc.js";
 import { commandLine, options, reportHeading, scrape, startLive } from "./live.js";
@@ -191,6 +192,7 @@ async function measure(payload: string, setting: (typeof SETTINGS)[number]): Pro
   }
 }
 
+const startLoad = (loadavg()[0] ?? 0).toFixed(2);
 const rows: Row[] = [];
 for (const payload of Object.keys(PAYLOADS)) {
   for (const setting of SETTINGS) {
@@ -235,5 +237,6 @@ process.stdout.write(`${lines.join("\n")}\n`);
 const out = opts.get("out");
 if (out !== undefined) {
   const heading = reportHeading(summary, commandLine("bench:compression", process.argv.slice(2)));
-  appendFileSync(out, `${[...heading, "```", ...lines.slice(2), "```", ""].join("\n")}\n`);
+  const load = `Load average ${startLoad} at the start.`;
+  appendFileSync(out, `${[...heading, load, "", "```", ...lines.slice(3), "```", ""].join("\n")}\n`);
 }
