@@ -15,13 +15,13 @@ import WebSocket from "ws";
 import { cpuBetween, sample } from "../proc.js";
 import { commandLine, options, reportHeading, scrape, startLive } from "./live.js";
 
-const opts = options(process.argv.slice(2), ["clients", "messages", "rate", "out"]);
+const opts = options(process.argv.slice(2), ["clients", "messages", "rate", "payloads", "out"]);
 const clients = Number(opts.get("clients") ?? 100);
 const messages = Number(opts.get("messages") ?? 1000);
 const rate = Number(opts.get("rate") ?? 200);
 if (![clients, messages, rate].every((n) => Number.isInteger(n) && n > 0) || clients > 2000 || messages > 100_000) {
   process.stderr.write(
-    "npm run bench:compression -- [--clients 100 (≤ 2000)] [--messages 1000 (≤ 100000)] [--rate 200] [--out FILE]\n",
+    "npm run bench:compression -- [--clients 100 (≤ 2000)] [--messages 1000 (≤ 100000)] [--rate 200] [--payloads chat,dashboard,document] [--out FILE]\n",
   );
   process.exit(2);
 }
@@ -194,7 +194,13 @@ async function measure(payload: string, setting: (typeof SETTINGS)[number]): Pro
 
 const startLoad = (loadavg()[0] ?? 0).toFixed(2);
 const rows: Row[] = [];
-for (const payload of Object.keys(PAYLOADS)) {
+const chosen = (opts.get("payloads") ?? Object.keys(PAYLOADS).join(",")).split(",");
+const unknown = chosen.filter((name) => !(name in PAYLOADS));
+if (unknown.length > 0) {
+  process.stderr.write(`--payloads takes ${Object.keys(PAYLOADS).join(", ")}, not ${unknown.join(", ")}\n`);
+  process.exit(2);
+}
+for (const payload of chosen) {
   for (const setting of SETTINGS) {
     process.stderr.write(`compression: ${payload}, ${setting.name}\n`);
     rows.push(await measure(payload, setting));
