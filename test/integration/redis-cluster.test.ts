@@ -211,26 +211,6 @@ describe("crier serve with a bad Redis Cluster URL", () => {
     assert.match(withDb.stderr, /config key "redis" from CRIER_REDIS_URL: a cluster URL has no database/);
   });
 
-  test("presence on Redis Cluster is refused at start, saying what to configure instead", async () => {
-    const config = await writeConfig({ namespaces: { chat: { presence: true } } });
-    try {
-      const result = await runCli([
-        "serve",
-        "--port",
-        "0",
-        "--config",
-        config.path,
-        "--redis",
-        "redis+cluster://127.0.0.1:1",
-      ]);
-      assert.equal(result.code, 1, result.stderr);
-      assert.match(result.stderr, /`presence` or `joinLeave`, which Redis Cluster .* does not support yet/);
-      assert.match(result.stderr, /turn them off in `namespaces`, or use one Redis/);
-    } finally {
-      await config.remove();
-    }
-  });
-
   test("an unreachable cluster stops the start naming the key and the URL, password masked", async () => {
     const port = await freePort();
     const result = await runCli(["serve", "--port", "0", "--redis", `redis+cluster://:s3cret@127.0.0.1:${port}`]);

@@ -34,33 +34,20 @@ export interface Backends {
 export function createBackends(config: CrierConfig, nodeId: string, logger: Logger, broker?: Broker): Backends {
   if (config.nats !== undefined) return natsBackends(config, config.nats, logger, broker);
   const url = config.redis;
-  const names = new ChannelNames(config.redisPrefix);
+  const cluster = url !== undefined && isClusterUrl(url);
+  // On Redis Cluster the presence scripts SPUBLISH leaves and joins on the room's shard channel.
+  const names = new ChannelNames(config.redisPrefix, cluster);
   const policy = new RoomPolicy(config.namespaces);
   const prefix = config.redisPrefix;
   const namespaces = Object.values(config.namespaces);
   const keepsHistory = namespaces.some((options) => options.history !== undefined);
   // Members of join/leave rooms are stored too: the survivors of a crash announce their leaves from the store.
   const keepsPresence = namespaces.some((options) => options.presence || options.joinLeave);
-  if (url !== undefined && isClusterUrl(url) && keepsPresence) {
-    // The presence scripts read the instances' membership keys and PUBLISH
-    // leaves, both on other slots than the room's: Redis Cluster refuses that.
-    throw new Error(
-      'a namespace has `presence` or `joinLeave`, which Redis Cluster ("redis": redis+cluster://) does not ' +
-        "support yet: turn them off in `namespaces`, or use one Redis (redis:// or redis+sentinel://)",
-    );
-  }
   const chosenBroker = broker ?? (url === undefined ? new MemoryBroker() : new RedisBroker({ url, prefix, logger }));
   if (keepsHistory && chosenBroker.append === undefined) {
     throw new Error(
       "a namespace keeps history, but the broker cannot append to it (it has no append()): " +
         "use the memory or Redis engine, or remove `history` from the namespaces",
-    );
-  }
-  if (url !== undefined && isClusterUrl(url) && keepsPresence) {
-    throw new Error(
-      `config key "redis" (redis+cluster://): presence and join/leave are not available on Redis Cluster yet ` +
-        "(their scripts read instance liveness outside the room's hash slot): remove `presence` and `joinLeave` " +
-        "from the namespaces, or use one Redis (redis://) or NATS",
     );
   }
   if (url === undefined) {
@@ -92,7 +79,7 @@ export function createBackends(config: CrierConfig, nodeId: string, logger: Logg
       ? new RedisPresence({
           url,
           prefix,
-          nodeKeyPrefix: nodeKeyPrefix(prefix, isClusterUrl(url)),
+          nodeKeyPrefix: nodeKeyPrefix(prefix, cluster),
           nodeId,
           channel: (room) => names.room(room),
           announces: (room) => policy.options(room).joinLeave,
