@@ -90,16 +90,15 @@ export function createBackends(config: CrierConfig, nodeId: string, logger: Logg
   };
 }
 
-/** Per-user connection counts: this instance's own without a backplane, the cluster's in Redis. */
+/** Per-user connection counts: this instance's own without Redis, the cluster's in Redis (one, Sentinel or Cluster). */
 export function createUserConnections(config: CrierConfig, nodeId: string, logger: Logger): UserConnections {
-  // On Redis Cluster (and NATS alone) the per-user count is this instance's own: its script
-  // reads instance liveness outside the user's hash slot (docs/security.md).
-  if (config.redis === undefined || isClusterUrl(config.redis)) return new MemoryUserConnections();
+  // With NATS alone the per-user count is this instance's own (docs/security.md).
+  if (config.redis === undefined) return new MemoryUserConnections();
   return new RedisUserConnections({
     url: config.redis,
     prefix: config.redisPrefix,
     nodeId,
-    nodeKeyPrefix: nodeKeyPrefix(config.redisPrefix),
+    nodeKeyPrefix: nodeKeyPrefix(config.redisPrefix, isClusterUrl(config.redis)),
     logger,
   });
 }
