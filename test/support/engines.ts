@@ -156,3 +156,10 @@ export const ENGINES: readonly EngineKind[] = (() => {
   const wanted = process.env.CRIER_TEST_ENGINES?.split(",").map((name) => name.trim());
   return wanted === undefined ? ALL : ALL.filter((kind) => wanted.includes(kind.name));
 })();
+
+/**
+ * The engines to test whose presence store announces a crashed instance's
+ * leaves and whose per-user connection counts are cluster-wide: the Redis ones
+ * (NATS alone does neither, docs/scaling.md).
+ */
+export const REDIS_ENGINES: readonly EngineKind[] = ENGINES.filter((kind) => kind === REDIS || kind === REDIS_CLUSTER);
