@@ -31,6 +31,12 @@ export interface RedisClusterProcess {
   waitReplicated(timeoutMs?: number): Promise<void>;
   /** The replica `master` replicates to now (ROLE), or undefined when it has none online. */
   replicaOf(master: RedisProcess): Promise<RedisProcess | undefined>;
+  /**
+   * Moves the hash slot of `key` to the master `to`, keys and all, as
+   * `redis-cli --cluster reshard` does: IMPORTING and MIGRATING, MIGRATE of
+   * every key in it, then the slot's new owner announced to every master.
+   */
+  moveSlot(key: string, to: RedisProcess): Promise<void>;
   /** A command on one node (for PUBSUB SHARDCHANNELS and the like). */
   command(node: RedisProcess, ...args: string[]): Promise<unknown>;
   stop(): Promise<void>;
@@ -198,6 +204,28 @@ export async function startRedisCluster(): Promise<RedisClusterProcess> {
       const role = (await command(master, "ROLE")) as [string, number, Array<[string, string, string]>];
       const port = Number(role[2]?.[0]?.[1]);
       return nodes.find((node) => node.port === port);
+    },
+    async moveSlot(key, to) {
+      const from = await cluster.masterOf(key);
+      if (from === to) throw new Error(`master ${to.port} already owns ${key}`);
+      const slot = String(await command(from, "CLUSTER", "KEYSLOT", key));
+      const [fromId, toId] = [
+        String(await command(from, "CLUSTER", "MYID")),
+        String(await command(to, "CLUSTER", "MYID")),
+      ];
+      await command(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromId);
+      await command(from, "CLUSTER", "SETSLOT", slot, "MIGRATING", toId);
+      for (;;) {
+        const keys = (await command(from, "CLUSTER", "GETKEYSINSLOT", slot, "100")) as string[];
+        if (keys.length === 0) break;
+        await command(from, "MIGRATE", "127.0.0.1", String(to.port), "", "0", "5000", "KEYS", ...keys);
+      }
+      // The new owner first, then the old one (which then sends its shard channels' subscribers away).
+      await command(to, "CLUSTER", "SETSLOT", slot, "NODE", toId);
+      await command(from, "CLUSTER", "SETSLOT", slot, "NODE", toId);
+      for (const master of await masters()) {
+        if (master !== from && master !== to) await command(master, "CLUSTER", "SETSLOT", slot, "NODE", toId);
+      }
     },
     command,
     async stop() {

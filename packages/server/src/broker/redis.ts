@@ -38,10 +38,12 @@ import {
   type DeliveryHandler,
   emptyBrokerStats,
   type ReadyListener,
+  type ResubscribedListener,
 } from "./broker.js";
 import { decodeEnvelope, type Envelope, encodeEnvelope, encodeEnvelopeParts } from "./envelope.js";
 import { ReplicaBarrier } from "./replicas.js";
-import { RoundTrips, ShardedSubscriptions, SingleSubscriptions, type Subscriptions } from "./subscriptions.js";
+import { RoundTrips } from "./round-trips.js";
+import { ShardedSubscriptions, SingleSubscriptions, type Subscriptions } from "./subscriptions.js";
 
 export interface RedisBrokerOptions {
   /** redis://, rediss://, redis+sentinel:// or redis+cluster:// URL. */
@@ -84,6 +86,7 @@ export class RedisBroker implements Broker {
   /** The channels the hub wants, in the state its last call left them: the source of truth on reconnect. */
   private readonly wanted = new Set<string>();
   private readonly readyListeners: ReadyListener[] = [];
+  private readonly resubscribedListeners: ResubscribedListener[] = [];
   /** Round trips on the publish connection, settled at once when it drops. */
   private readonly pubTrips: RoundTrips;
   private readonly counters: RedisBrokerStats = emptyBrokerStats();
@@ -131,6 +134,15 @@ export class RedisBroker implements Broker {
       onTrouble: (why: string) => {
         if (why !== "") this.lastError = why;
         else if (this.lastError === "") this.lastError = "connection closed by the server";
+      },
+      onResubscribed: (channels: string[]) => {
+        for (const listener of this.resubscribedListeners) {
+          try {
+            listener(channels);
+          } catch (err) {
+            this.log.error({ err }, "resubscribed listener threw");
+          }
+        }
       },
     };
     const subOptions = connectionOptions({ ...policy, connectionName: `${name}-sub` });
@@ -295,6 +307,10 @@ export class RedisBroker implements Broker {
 
   onReadyChange(listener: ReadyListener): void {
     this.readyListeners.push(listener);
+  }
+
+  onResubscribed(listener: ResubscribedListener): void {
+    this.resubscribedListeners.push(listener);
   }
 
   /** Channels wanted by the hub; after an outage these are exactly the ones subscribed again. */
