@@ -7,10 +7,11 @@
 // on 127.0.0.1 and is bounded by the options.
 
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ENGINE_NAMES, type EngineName } from "./cluster/redis.js";
+import { machineInfo } from "./machine.js";
 import type { StepResult } from "./measure.js";
 import { runTarget } from "./run.js";
 import { roomsPlan } from "./scenarios/rooms.js";
@@ -76,6 +77,9 @@ export async function runScale(argv: string[], invokedAs: string, log: (line: st
   const minDelivered = number(values["min-delivered"], "min-delivered", 99.9) / 100;
   const maxP99 = number(values["max-p99"], "max-p99", 50);
   const logDir = mkdtempSync(join(tmpdir(), "crier-bench-scale-"));
+  // What the machine was doing when the run began: latencies on a busy machine are its noise.
+  const startedAt = new Date().toISOString();
+  const startLoad = (loadavg()[0] ?? 0).toFixed(2);
   const options = (engine: EngineName) => ({
     durationSeconds,
     warmupSeconds,
@@ -135,6 +139,11 @@ export async function runScale(argv: string[], invokedAs: string, log: (line: st
       `${durationSeconds} s measured after ${warmupSeconds} s warm-up per run`,
   );
   out.push(`$ ${invokedAs} ${argv.join(" ")}`);
+  const m = machineInfo();
+  out.push(
+    `${startedAt}; ${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, Redis ${m.redis}; ` +
+      `load average ${startLoad} at the start`,
+  );
   out.push("");
   out.push(
     table(

@@ -148,6 +148,9 @@ interface Sample {
   connections: number;
 }
 const samples: Sample[] = [];
+/** Scrapes of /metrics that failed: reported, since a soak with gaps in its samples proves less. */
+let failedScrapes = 0;
+let lastScrapeError = "";
 const started = performance.now();
 const sampler = setInterval(() => {
   scrape(live.httpUrl).then(
@@ -155,10 +158,13 @@ const sampler = setInterval(() => {
       samples.push({
         t: (performance.now() - started) / 1000,
         rss: sample(live.instance.pid)?.rssBytes ?? 0,
-        heap: m.get("crier_process_nodejs_heap_size_used_bytes") ?? 0,
+        heap: m.get("crier_nodejs_heap_size_used_bytes") ?? 0,
         connections: m.get("crier_connections") ?? 0,
       }),
-    () => {},
+    (error: unknown) => {
+      failedScrapes += 1;
+      lastScrapeError = error instanceof Error ? error.message : String(error);
+    },
   );
 }, sampleS * 1000);
 const progress = setInterval(() => {
@@ -199,7 +205,8 @@ const lines = [
   `cycles                   ${counts.cycles} (${(counts.cycles / durationS).toFixed(1)}/s: connect, 3 subscribes, 3 publishes, presence, history, unsubscribe, close or drop)`,
   `failed cycles            ${counts.failures}${failureKinds.size > 0 ? ` (${[...failureKinds].map(([k, v]) => `${v}× ${k}`).join("; ")})` : ""}`,
   `publications             ${counts.published}; frames received by the long-lived members ${memberFrames}`,
-  `samples                  ${measured.length} (every ${sampleS} s: RSS from /proc, heap from /metrics)`,
+  `samples                  ${measured.length} (every ${sampleS} s: RSS from /proc, heap from /metrics)` +
+    (failedScrapes === 0 ? "" : `; ${failedScrapes} scrapes failed (last: ${lastScrapeError})`),
   `RSS                      ${mb(first?.rss ?? 0)} MB → ${mb(last?.rss ?? 0)} MB; slope ${kb(rssSlope)} KB/min (${mb(rssSlope * minutes)} MB over ${minutes.toFixed(1)} min)`,
   `heap used, minute floor  ${mb([...floors.values()][0] ?? 0)} MB → ${mb([...floors.values()].at(-1) ?? 0)} MB; slope ${kb(heapSlope)} KB/min`,
   `heap floor by minute     ${[...floors.values()].map((heap) => mb(heap)).join(" ")} MB`,

@@ -85,6 +85,8 @@ before(async () => {
     allowAnonymous: true,
     allowedOrigins: ["http://127.0.0.1:*"],
     namespaces: { chat: { history: { size: 50, ttl: "10m" } } },
+    // Chromium offers permessage-deflate: the WebSocket cases read compressed frames.
+    delivery: { compression: { enabled: true } },
   });
   crier = await startCrier({ args: ["--config", config.path] });
   // The SDK and its MessagePack entry point, bundled as a browser app would bundle them.
@@ -123,6 +125,14 @@ after(async () => {
   await config?.remove();
 });
 
+/** crier_compressed_frames_total: publications compressed with permessage-deflate so far. */
+async function compressedFrames(): Promise<number> {
+  const text = await (await fetch(`${crier.httpUrl}/metrics`)).text();
+  const line = text.split("\n").find((row) => row.startsWith("crier_compressed_frames_total{"));
+  assert.ok(line !== undefined, "compression is enabled, so its metrics are exported");
+  return Number(line.split(" ").at(-1));
+}
+
 async function openPage(): Promise<Page> {
   const page = await browser.newPage();
   const errors: string[] = [];
@@ -146,7 +156,9 @@ describe("crier-client in headless Chromium", () => {
         );
         assert.deepEqual(opened, { user: "", recovered: false, transport: codec === "sse" ? "sse" : "websocket" });
 
-        const fromServer = { from: "server", n: 2 ** 33, text: "é ✓" };
+        // Large enough to be compressed (delivery.compression.minBytes) for a WebSocket page.
+        const fromServer = { from: "server", n: 2 ** 33, text: "é ✓ ".repeat(200) };
+        const compressedBefore = await compressedFrames();
         assert.equal((await api(crier, "/api/publish", { room, data: fromServer })).status, 200);
         const fromPage = { from: "page", list: [1, null, true], codec };
         const collected = await page.evaluate(
@@ -154,6 +166,8 @@ describe("crier-client in headless Chromium", () => {
           [fromPage] as const,
         );
         assert.deepEqual(collected.messages, [fromServer, fromPage]);
+        // Only WebSocket pages negotiate the extension; the SSE stream is never compressed by crier.
+        assert.equal((await compressedFrames()) - compressedBefore, codec === "sse" ? 0 : 1);
         assert.equal(collected.offset, 2, "the room keeps history: the page's publish is its second message");
 
         const history = await api(crier, `/api/history?room=${encodeURIComponent(room)}`);

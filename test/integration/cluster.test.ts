@@ -14,7 +14,7 @@ import type { JsonValue, ServerFrame } from "crier-protocol";
 import { WebSocket } from "ws";
 import { nodeKeyPrefix } from "../../packages/server/src/cluster/redis.js";
 import { api, type CrierInstance, metric, startCrier } from "../support/crier.js";
-import { ENGINES, type Engine, type EngineKind, REDIS_ENGINES, type RedisEngine } from "../support/engines.js";
+import { ENGINES, type Engine, type EngineKind, type RedisEngine } from "../support/engines.js";
 import { JWT_SECRET, token } from "../support/tokens.js";
 import { waitUntil } from "../support/wait.js";
 import { type Closed, TestClient } from "../support/ws-client.js";
@@ -22,15 +22,9 @@ import { type Closed, TestClient } from "../support/ws-client.js";
 /** Short membership timings, so a killed instance drops out of /api/info quickly. */
 const HEARTBEAT_S = 0.2;
 const NODE_TIMEOUT_S = 1;
-/** limits.maxConnectionsPerUser: no other test connects one user more often. */
-const MAX_PER_USER = 2;
 
 let engine: Engine;
 let dir = "";
-/** Starts instance `id` of the cluster (set up by the engine's `before`). */
-let start: (id: string) => Promise<CrierInstance> = async () => {
-  throw new Error("the cluster is not set up");
-};
 let a: CrierInstance;
 let b: CrierInstance;
 let c: CrierInstance;
@@ -100,37 +94,6 @@ async function clusterNodeIds(instance: CrierInstance): Promise<string[]> {
   return (body.nodes ?? []).map((node) => String(node.id)).sort();
 }
 
-/** Connects `user` to `instance`; resolves to the refusal's error code and close code, or the client once connected. */
-async function tryConnect(
-  instance: CrierInstance,
-  user: string,
-): Promise<TestClient | { code: string; closed: number | undefined }> {
-  const client = await TestClient.open(instance.url);
-  const reply = await client.call({ op: "connect", token: await token({ sub: user }) });
-  if (reply.op === "connected") {
-    clients.push(client);
-    return client;
-  }
-  return { code: reply.op === "error" ? reply.code : reply.op, closed: (await client.closed).code };
-}
-
-/** Connects `user` to `instance` as soon as the per-user limit lets it (a count given back lands in the background). */
-async function connectOnceAdmitted(instance: CrierInstance, user: string): Promise<TestClient> {
-  let admitted: TestClient | undefined;
-  await waitUntil(
-    `${user} is admitted on ${instance.nodeId}`,
-    async () => {
-      const attempt = await tryConnect(instance, user);
-      if (attempt instanceof TestClient) admitted = attempt;
-      else assert.deepEqual(attempt, { code: "rate_limited", closed: 4508 }, "refused for the per-user limit only");
-      return admitted !== undefined;
-    },
-    NODE_TIMEOUT_S * 1000 + 10_000,
-  );
-  if (admitted === undefined) throw new Error(`${user} was never admitted`);
-  return admitted;
-}
-
 /** One command on the engine's Redis (routed by its key on the cluster); its reply as text. */
 async function redisCli(...args: string[]): Promise<string> {
   if (engine.redisCommand === undefined) throw new Error(`${engine.name} is not a Redis engine`);
@@ -170,12 +133,12 @@ function clusterScenarios(kind: EngineKind): void {
       JSON.stringify({
         cluster: { heartbeat: HEARTBEAT_S, nodeTimeout: NODE_TIMEOUT_S },
         // The ordering test publishes hundreds of messages per connection at once.
-        limits: { commandsPerSecond: 10_000, maxConnectionsPerUser: MAX_PER_USER },
+        limits: { commandsPerSecond: 10_000 },
         namespaces: { log: { history: { size: 1000, ttl: "10m" } } },
       }),
     );
     engine = await kind.start();
-    start = async (id: string): Promise<CrierInstance> => {
+    const start = async (id: string): Promise<CrierInstance> => {
       const instance = await startCrier({
         args: ["--config", config, ...engine.args, "--node-id", id, "--jwt-secret", JWT_SECRET],
       });
@@ -482,31 +445,6 @@ function clusterScenarios(kind: EngineKind): void {
       await subscribe(hank, room);
       assertAllOpen([hank, ivy]);
     });
-
-    // The Redis engines count a user's connections across the cluster; NATS alone counts each instance's own.
-    (REDIS_ENGINES.includes(kind) ? test : test.skip)(
-      "limits.maxConnectionsPerUser counts a user's connections on every instance, and forgets a killed instance's",
-      async () => {
-        const d = await start("d");
-        const onA = await connectAs(a, "kim");
-        await connectAs(d, "kim");
-        const refused = { code: "rate_limited", closed: 4508 };
-        assert.deepEqual(await tryConnect(b, "kim"), refused, "a third connection, on yet another instance");
-        assert.deepEqual(await tryConnect(c, "kim"), refused);
-        assert.ok((await tryConnect(c, "lou")) instanceof TestClient, "other users are counted apart");
-
-        onA.close();
-        await onA.closed;
-        await connectOnceAdmitted(b, "kim");
-        assert.deepEqual(await tryConnect(a, "kim"), refused, "b and d hold the two");
-
-        // d dies with kim's connection: its count goes once d drops out of the cluster.
-        await d.kill("SIGKILL");
-        await connectOnceAdmitted(c, "kim");
-        assert.equal(await redisCli("EXISTS", nodeKey("d")), "0", "admitted once d's membership entry was gone");
-        assert.deepEqual(await tryConnect(a, "kim"), refused, "b and c hold the two");
-      },
-    );
 
     // On the cluster, a master killed during traffic is test/integration/redis-cluster.test.ts.
     (kind.name === "redis" ? test : test.skip)(

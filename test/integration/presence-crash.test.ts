@@ -1,6 +1,7 @@
 // Presence that stays true when an instance crashes or stalls (docs/protocol.md
-// "An instance crashes"): three real `crier serve` processes over each Redis
-// engine (test/support/engines.ts: one redis-server, a Redis Cluster), members on each. When one is killed, every member on the
+// "An instance crashes"): three real `crier serve` processes over each engine
+// (test/support/engines.ts: a real redis-server, a real Redis Cluster, a real
+// nats-server), members on each. When one is killed, every member on the
 // others hears exactly one `leave` for each of its members, with the member of
 // its `join`, and `presence` agrees everywhere. When one is only stalled past
 // the node timeout (SIGSTOP), the same leaves come; once it resumes (SIGCONT)
@@ -11,7 +12,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import type { Member, ServerFrame } from "crier-protocol";
 import { api, type ConfigFile, type CrierInstance, startCrier, writeConfig } from "../support/crier.js";
-import { type Engine, type EngineKind, REDIS_ENGINES } from "../support/engines.js";
+import { ENGINES, type Engine, type EngineKind } from "../support/engines.js";
 import { JWT_SECRET, token } from "../support/tokens.js";
 import { TestClient } from "../support/ws-client.js";
 
@@ -105,7 +106,7 @@ function crashScenarios(kind: EngineKind): void {
     await config?.remove();
   });
 
-  describe(`presence when an instance crashes or stalls (3 instances on ${kind.name})`, { timeout: 90_000 }, () => {
+  describe(`presence when an instance crashes or stalls (3 instances, ${kind.name})`, { timeout: 90_000 }, () => {
     test("SIGKILL: every surviving member hears one leave per member of the dead instance, and presence agrees", async () => {
       const [a, b, c] = await Promise.all([start("a"), start("b"), start("c")]);
       const survivors = [await member(a, "ann"), await member(a, "abe"), await member(b, "bob")];
@@ -217,4 +218,4 @@ function crashScenarios(kind: EngineKind): void {
   });
 }
 
-for (const kind of REDIS_ENGINES) describe(`engine: ${kind.name}`, () => crashScenarios(kind));
+for (const kind of ENGINES) describe(`engine: ${kind.name}`, () => crashScenarios(kind));

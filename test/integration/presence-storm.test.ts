@@ -1,6 +1,6 @@
 // A join storm does not hold up a room's messages: 1,000 connections join a
 // room with presence and join/leave events, over two real `crier serve`
-// processes and each Redis engine (one redis-server, a Redis Cluster:
+// processes and each engine (one redis-server, a Redis Cluster, nats-server:
 // test/support/engines.ts), while a member keeps publishing. A
 // listener receives every message, in order and without a gap, and keeps
 // receiving them while the storm goes on: each wave of joiners starts only
@@ -12,7 +12,7 @@ import { after, before, describe, test } from "node:test";
 import type { ServerFrame } from "crier-protocol";
 import { WebSocket } from "ws";
 import { api, type ConfigFile, type CrierInstance, startCrier, writeConfig } from "../support/crier.js";
-import { type Engine, type EngineKind, REDIS_ENGINES } from "../support/engines.js";
+import { ENGINES, type Engine, type EngineKind } from "../support/engines.js";
 import { TestClient } from "../support/ws-client.js";
 
 const ROOM = "storm:room";
@@ -140,4 +140,4 @@ function stormScenario(kind: EngineKind): void {
   });
 }
 
-for (const kind of REDIS_ENGINES) describe(`engine: ${kind.name}`, () => stormScenario(kind));
+for (const kind of ENGINES) describe(`engine: ${kind.name}`, () => stormScenario(kind));

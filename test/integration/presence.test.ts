@@ -1,12 +1,12 @@
 // "Who is in a room, cluster-wide": real `crier serve` processes over each
-// engine whose presence announces a crash's leaves (test/support/engines.ts:
-// one real redis-server, a real Redis Cluster). Members connected to different
-// instances are listed together from any instance, every subscriber hears of
-// joins and leaves wherever they happen, a clean shutdown takes its members out
-// at once (with their leaves), a crashed instance's members drop off the list
-// once it drops out of the cluster, after the node timeout, with their leaves
-// sent by a survivor, and one Redis that restarts empty is refilled
-// (presence-crash.test.ts has more on crashes).
+// engine (test/support/engines.ts: a real redis-server, a real Redis Cluster,
+// a real nats-server). Members connected to different instances are listed
+// together from any instance, every subscriber hears of joins and leaves
+// wherever they happen, a clean shutdown takes its members out at once (with
+// their leaves), a crashed instance's members drop off the list once it drops
+// out of the cluster, after the node timeout, with their leaves sent by a
+// survivor, and an engine that restarts empty is refilled (presence-crash.test.ts
+// has more on crashes).
 
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 import type { Member, ServerFrame } from "crier-protocol";
 import { api, type CrierInstance, startCrier } from "../support/crier.js";
-import { type Engine, type EngineKind, REDIS_ENGINES, type RedisEngine } from "../support/engines.js";
+import { ENGINES, type Engine, type EngineKind } from "../support/engines.js";
 import { JWT_SECRET, token } from "../support/tokens.js";
 import { waitUntil } from "../support/wait.js";
 import { TestClient } from "../support/ws-client.js";
@@ -102,7 +102,7 @@ function presenceScenarios(kind: EngineKind): void {
     if (dir !== "") await rm(dir, { recursive: true, force: true });
   });
 
-  describe(`presence and join/leave across instances on ${kind.name}`, { timeout: 60_000 }, () => {
+  describe(`presence and join/leave across instances over ${kind.name}`, { timeout: 60_000 }, () => {
     test("members on A, B and C are listed from any instance, and each join and leave reaches every other subscriber", async () => {
       const c = await start("c");
       const room = "chat:across";
@@ -183,9 +183,9 @@ function presenceScenarios(kind: EngineKind): void {
       assert.equal(ann.client.frames.filter(isPush("leave", room, eve.id)).length, 1);
     });
 
-    // One Redis only: a Redis Cluster does not lose every key at once (a master's replica takes over).
-    (kind.name === "redis" ? test : test.skip)(
-      "Redis restarted empty: the instances write their members again and the list is whole once more",
+    // A Redis Cluster does not lose every key at once (a master's replica takes over: redis-cluster.test.ts).
+    (kind.name === "redis-cluster" ? test.skip : test)(
+      "the engine restarted empty: the instances write their members again and the list is whole once more",
       async () => {
         const room = "chat:restart";
         const ann = await connectAs(a, "ann");
@@ -193,8 +193,9 @@ function presenceScenarios(kind: EngineKind): void {
         for (const { client } of [ann, bob]) await subscribe(client, room);
         assert.deepEqual(usersOf(await listed(a, room)), ["ann", "bob"]);
 
-        // Without persistence, the restart loses every entry and every node key.
-        await (engine as RedisEngine).redis.restart();
+        // The restart loses every entry and every node key.
+        if (engine.restartEmpty === undefined) throw new Error(`${kind.name} cannot restart empty`);
+        await engine.restartEmpty();
         await waitUntil(
           "both members are listed again",
           async () => {
@@ -212,4 +213,4 @@ function presenceScenarios(kind: EngineKind): void {
   });
 }
 
-for (const kind of REDIS_ENGINES) describe(`engine: ${kind.name}`, () => presenceScenarios(kind));
+for (const kind of ENGINES) describe(`engine: ${kind.name}`, () => presenceScenarios(kind));

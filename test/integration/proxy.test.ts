@@ -5,9 +5,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { CloseCode, type ServerFrame } from "crier-protocol";
+import { WebSocket } from "ws";
 import { type ExampleBackend, startExampleBackend } from "../../examples/backend/backend.js";
+import { CrierClient, type MessagePush, ProtocolError, type Subscription } from "../../packages/client/src/index.js";
 import { TestBackend } from "../support/backend.js";
+import { Collector } from "../support/collector.js";
 import { api, type ConfigFile, type CrierInstance, startCrier, writeConfig } from "../support/crier.js";
+import { dataAfterLeaving } from "../support/sdk-barrier.js";
 import { JWT_SECRET, token } from "../support/tokens.js";
 import { TestClient } from "../support/ws-client.js";
 
@@ -20,6 +24,20 @@ async function connectWith(
   const client = await TestClient.open(url, { headers });
   const reply = await client.call({ op: "connect", ...connect });
   return { client, reply };
+}
+
+/** An SDK client whose WebSocket upgrades carry `cookie`, as a browser's would. */
+function sdkClient(url: string, cookie?: string): CrierClient {
+  class CookieWebSocket extends WebSocket {
+    constructor(address: string, protocols?: string | string[]) {
+      super(address, protocols, { headers: cookie === undefined ? {} : { Cookie: cookie } });
+    }
+  }
+  return new CrierClient(url, {
+    WebSocket: CookieWebSocket,
+    minReconnectDelayMs: 20,
+    maxReconnectDelayMs: 100,
+  });
 }
 
 async function metrics(crier: CrierInstance): Promise<string> {
@@ -137,6 +155,45 @@ describe("backend proxy: the example app with cookie sessions", () => {
     client.close();
   });
 
+  test("the SDK: rpc resolves with the backend's data, and rejects with its error", async () => {
+    const client = sdkClient(crier.url, app.login("alice"));
+    try {
+      await client.connect();
+      assert.deepEqual(await client.rpc("whoami"), { user: "alice", teams: ["red"] });
+      await assert.rejects(
+        client.rpc("nope", {}),
+        (error) => error instanceof ProtocolError && error.code === "bad_request",
+      );
+    } finally {
+      client.close();
+    }
+  });
+
+  test("the SDK: the connect proxy's rooms arrive as a Subscription, which unsubscribe() ends", async () => {
+    const client = sdkClient(crier.url, app.login("alice"));
+    const announced = new Collector<Subscription>();
+    client.on("subscription", (subscription) => announced.push(subscription));
+    const got = new Collector<MessagePush>();
+    client.on("message", (message) => got.push(message));
+    try {
+      await client.connect();
+      await announced.waitFor(1);
+      const notify = announced.items[0];
+      assert.equal(notify?.room, "notify:alice");
+      assert.equal(client.getSubscription("notify:alice"), notify);
+      assert.equal((await notify?.ready)?.room, "notify:alice");
+      assert.equal((await api(crier, "/api/publish", { room: "notify:alice", data: "hello" })).status, 200);
+      await got.waitFor(1);
+
+      assert.ok(notify !== undefined);
+      const publish = (room: string, data: string) => api(crier, "/api/publish", { room, data });
+      assert.deepEqual(await dataAfterLeaving(client, notify, "team:red", publish, got), ["hello", "barrier"]);
+      assert.equal(notify.state, "unsubscribed");
+    } finally {
+      client.close();
+    }
+  });
+
   test("/metrics counts the calls by proxy and outcome", async () => {
     const text = await metrics(crier);
     assert.ok(counted(text, "connect", "result") >= 1, text);
@@ -252,5 +309,75 @@ describe("backend proxy: a backend that fails, is slow or renews", () => {
     const reply = await client.call({ op: "rpc", method: "x", data: 1 });
     assert.deepEqual(reply.op === "error" ? reply.code : reply, "bad_request");
     client.close();
+  });
+});
+
+describe("backend proxy and the SDK: the connect proxy's rooms across a reconnect", () => {
+  const backend = new TestBackend();
+  let config: ConfigFile;
+  let crier: CrierInstance;
+
+  before(async () => {
+    await backend.start();
+    config = await writeConfig({
+      allowAnonymous: false,
+      // Long enough for the test to publish while it holds the backend's answer.
+      proxy: { connect: `${backend.url}/connect`, timeout: "10s" },
+      namespaces: { notify: { publish: "none", history: { size: 100, ttl: "10m" } } },
+    });
+    crier = await startCrier({ args: ["--config", config.path] });
+  });
+
+  after(async () => {
+    await crier?.stop();
+    await config?.remove();
+    await backend.close();
+  });
+
+  test("resumed from where the client was: every message once, in order, recovered", async () => {
+    const room = "notify:ivy";
+    let hold: Promise<void> = Promise.resolve();
+    backend.on("/connect", async () => {
+      await hold;
+      return { json: { result: { user: "ivy", rooms: [room] } } };
+    });
+    const client = sdkClient(crier.url);
+    const announced = new Collector<Subscription>();
+    client.on("subscription", (subscription) => announced.push(subscription));
+    const errors: Error[] = [];
+    client.on("error", (error) => errors.push(error));
+    const got = new Collector<MessagePush>((items) => JSON.stringify(items.map((m) => m.data)));
+    try {
+      await client.connect();
+      const notify = client.getSubscription(room);
+      assert.ok(notify !== undefined);
+      notify.on("message", (message) => got.push(message));
+      await notify.ready;
+      await api(crier, "/api/publish", { room, data: 1 });
+      await got.waitFor(1);
+
+      let release: () => void = () => {};
+      hold = new Promise((resolve) => {
+        release = resolve;
+      });
+      const calls = backend.count("/connect");
+      const resubscribed = new Promise<{ recovered: boolean }>((resolve) => notify.once("resubscribed", resolve));
+      assert.equal((await api(crier, "/api/disconnect", { user: "ivy", code: 4500 })).status, 200);
+      // The client is back at the connect proxy, which the test holds while more is published.
+      await backend.waitFor((c) => c.path === "/connect", calls);
+      for (const data of [2, 3]) await api(crier, "/api/publish", { room, data });
+      release();
+      assert.equal((await resubscribed).recovered, true);
+      await api(crier, "/api/publish", { room, data: 4 });
+      await got.waitFor(4);
+      assert.deepEqual(
+        got.items.map((message) => message.data),
+        [1, 2, 3, 4],
+      );
+      assert.deepEqual(announced.items, [notify], "the same Subscription, announced once");
+      assert.deepEqual(errors, []);
+    } finally {
+      client.close();
+    }
   });
 });

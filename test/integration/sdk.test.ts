@@ -4,9 +4,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { WebSocket } from "ws";
-import { CrierClient, type MessagePush } from "../../packages/client/src/index.js";
+import { CrierClient, type MessagePush, ProtocolError, type Subscription } from "../../packages/client/src/index.js";
 import { msgpackCodec } from "../../packages/client/src/msgpack.js";
+import { Collector } from "../support/collector.js";
 import { api, type ConfigFile, type CrierInstance, startCrier, writeConfig } from "../support/crier.js";
+import { dataAfterLeaving } from "../support/sdk-barrier.js";
 import { JWT_SECRET, token } from "../support/tokens.js";
 
 /** Collects a subscription's messages and lets a test wait for a count. */
@@ -165,6 +167,104 @@ describe("SDK against a real server", () => {
       assert.equal((await api(server, "/api/publish", { room: "restart-room", data: "after" })).status, 200);
       await inbox.waitFor(2);
       assert.deepEqual(inbox.data(), ["before", "after"]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("a JWT subs claim arrives as a Subscription; a reconnect resumes it without duplicates or gaps", async () => {
+    const room = "chat:subs-sid";
+    let release: () => void = () => {};
+    let gate: Promise<void> = Promise.resolve();
+    const tokens = { issued: 0 };
+    const client = new CrierClient(server.url, {
+      WebSocket,
+      minReconnectDelayMs: 20,
+      maxReconnectDelayMs: 100,
+      token: async () => {
+        await gate;
+        tokens.issued++;
+        return token({ sub: "sid", subs: [room] });
+      },
+    });
+    const errors: Error[] = [];
+    client.on("error", (error) => errors.push(error));
+    const announced: Subscription[] = [];
+    client.on("subscription", (subscription) => announced.push(subscription));
+    const got = new Collector<MessagePush>((items) => JSON.stringify(items.map((m) => m.data)));
+    try {
+      await client.connect();
+      const subscription = client.getSubscription(room);
+      assert.ok(subscription?.serverSide, "found by getSubscription at once");
+      assert.deepEqual(announced, [subscription]);
+      subscription.on("message", (message) => got.push(message));
+      await subscription.ready;
+      for (const data of [1, 2]) await api(server, "/api/publish", { room, data });
+      await got.waitFor(2);
+
+      // The server ends the connection (token expired); the client asks for a new token,
+      // which the test holds while more is published, then reconnects.
+      gate = new Promise((resolve) => {
+        release = resolve;
+      });
+      const resubscribed = new Promise<{ recovered: boolean }>((resolve) => subscription.once("resubscribed", resolve));
+      const dropped = new Promise<{ code: number; willReconnect: boolean }>((resolve) =>
+        client.once("disconnected", resolve),
+      );
+      assert.equal((await api(server, "/api/disconnect", { user: "sid", code: 4005 })).status, 200);
+      assert.deepEqual(await dropped, { code: 4005, reason: "disconnected by the server", willReconnect: true });
+      for (const data of [3, 4, 5]) await api(server, "/api/publish", { room, data });
+      release();
+      assert.equal((await resubscribed).recovered, true);
+      await api(server, "/api/publish", { room, data: 6 });
+      await got.waitFor(6);
+      assert.deepEqual(
+        got.items.map((message) => message.data),
+        [1, 2, 3, 4, 5, 6],
+      );
+      const offsets = got.items.map((message) => message.offset ?? -1);
+      assert.deepEqual(
+        offsets,
+        offsets.map((_, i) => (offsets[0] ?? 0) + i),
+        "contiguous offsets",
+      );
+      assert.equal(tokens.issued, 2);
+      assert.deepEqual(announced, [subscription], "the same Subscription, not announced again");
+      assert.deepEqual(errors, [], "no refused subscribe, no stray error");
+    } finally {
+      client.close();
+    }
+  });
+
+  test("unsubscribe() of a server-side subscription stops its messages", async () => {
+    const room = "chat:subs-tess";
+    const client = new CrierClient(server.url, { WebSocket, token: await token({ sub: "tess", subs: [room] }) });
+    try {
+      await client.connect();
+      const subscription = client.getSubscription(room);
+      assert.ok(subscription !== undefined);
+      const got = new Collector<MessagePush>();
+      client.on("message", (message) => got.push(message));
+      await subscription.ready;
+      await api(server, "/api/publish", { room, data: "before" });
+      await got.waitFor(1);
+      const publish = (target: string, data: string) => api(server, "/api/publish", { room: target, data });
+      const data = await dataAfterLeaving(client, subscription, "chat:barrier-tess", publish, got);
+      assert.deepEqual(data, ["before", "barrier"]);
+      assert.equal(client.getSubscription(room), undefined);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("rpc on a server without an rpc proxy rejects with bad_request", async () => {
+    const client = new CrierClient(server.url, { WebSocket });
+    try {
+      await client.connect();
+      await assert.rejects(
+        client.rpc("whoami"),
+        (error) => error instanceof ProtocolError && error.code === "bad_request",
+      );
     } finally {
       client.close();
     }

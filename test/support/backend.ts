@@ -1,9 +1,10 @@
 // A programmable application backend for proxy tests: each path answers as
-// the test says (an answer, a status, a delay, a body that is not JSON), and
+// the test says (an answer, a status, a delay, a body that is not JSON, an
+// answer held until the test releases it), and
 // every call is recorded with its body and headers, so a test can wait for a
 // call by event.
 
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 export interface BackendCall {
@@ -21,7 +22,8 @@ export interface Reply {
   delayMs?: number;
 }
 
-export type Handler = (call: BackendCall) => Reply;
+/** An answer now, or a promise of one (a test holding the backend's answer until it is ready). */
+export type Handler = (call: BackendCall) => Reply | Promise<Reply>;
 
 export class TestBackend {
   readonly calls: BackendCall[] = [];
@@ -74,25 +76,29 @@ export class TestBackend {
           }
         }
         const handler: Handler = this.handlers.get(path) ?? (() => ({ status: 404 }));
-        const reply = handler(call);
-        const send = (): void => {
-          if (response.destroyed) return;
-          response.writeHead(reply.status ?? 200, { "Content-Type": "application/json" });
-          response.end(reply.raw ?? JSON.stringify(reply.json ?? {}));
-        };
-        if (reply.delayMs === undefined) send();
-        else {
-          const timer = setTimeout(() => {
-            this.timers.delete(timer);
-            send();
-          }, reply.delayMs);
-          this.timers.add(timer);
-        }
+        void Promise.resolve(handler(call)).then((reply) => this.answer(response, reply));
       });
     });
     const server = this.server;
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  private answer(response: ServerResponse, reply: Reply): void {
+    const send = (): void => {
+      if (response.destroyed) return;
+      response.writeHead(reply.status ?? 200, { "Content-Type": "application/json" });
+      response.end(reply.raw ?? JSON.stringify(reply.json ?? {}));
+    };
+    if (reply.delayMs === undefined) {
+      send();
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      send();
+    }, reply.delayMs);
+    this.timers.add(timer);
   }
 
   async close(): Promise<void> {

@@ -8,7 +8,7 @@
 // Engine gives crier's flags and config keys for it.
 
 import { ChannelNames } from "../../packages/server/src/broker/broker.js";
-import { encodeToken, NatsLink, natsNames } from "../../packages/server/src/nats/connection.js";
+import { bucketKeys, encodeToken, NatsLink, natsNames } from "../../packages/server/src/nats/connection.js";
 import { createClient, DEFAULT_PREFIX } from "../../packages/server/src/redis/connection.js";
 import { type NatsProcess, startNats } from "./nats.js";
 import { type RedisProcess, startRedis } from "./redis.js";
@@ -28,6 +28,8 @@ export interface Engine {
   redisCommand?(...args: string[]): Promise<unknown>;
   /** Whether the engine still stores a presence entry of `client` in `room` (default prefix). */
   presenceStored(room: string, client: string): Promise<boolean>;
+  /** Kills the engine's server and starts it again with nothing stored (one-server engines only). */
+  restartEmpty?(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -86,6 +88,8 @@ export const REDIS: EngineKind = {
       subscribers: async (channel) => countOf(await redisCli(redis.url, "PUBSUB", "NUMSUB", channel)),
       redisCommand: (...args) => redisCli(redis.url, ...args),
       presenceStored: async (room, client) => (await redisCli(redis.url, "HEXISTS", presenceKey(room), client)) === 1,
+      // Started without persistence: a restart is empty.
+      restartEmpty: () => redis.restart(),
       stop: () => redis.stop(),
     };
   },
@@ -137,13 +141,18 @@ export const NATS: EngineKind = {
         const link = new NatsLink("test", { url: nats.url });
         try {
           await link.start();
-          const kv = await link.live().jetstream().views.kv(subjects.presenceBucket);
-          const entry = await kv.get(`${encodeToken(room)}.${encodeToken(client)}`);
-          return entry !== null && entry.operation === "PUT";
+          // The entry's key names its instance and user too (presence/nats-bucket.ts): any of them.
+          const keys = await bucketKeys(
+            link,
+            subjects.presenceBucket,
+            `m.${encodeToken(room)}.*.*.${encodeToken(client)}`,
+          );
+          return keys.length > 0;
         } finally {
           await link.close();
         }
       },
+      restartEmpty: () => nats.restart({ wipe: true }),
       stop: () => nats.stop(),
     };
   },
@@ -156,10 +165,3 @@ export const ENGINES: readonly EngineKind[] = (() => {
   const wanted = process.env.CRIER_TEST_ENGINES?.split(",").map((name) => name.trim());
   return wanted === undefined ? ALL : ALL.filter((kind) => wanted.includes(kind.name));
 })();
-
-/**
- * The engines to test whose presence store announces a crashed instance's
- * leaves and whose per-user connection counts are cluster-wide: the Redis ones
- * (NATS alone does neither, docs/scaling.md).
- */
-export const REDIS_ENGINES: readonly EngineKind[] = ENGINES.filter((kind) => kind === REDIS || kind === REDIS_CLUSTER);

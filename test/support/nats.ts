@@ -1,5 +1,5 @@
 // Starts a real nats-server with JetStream as a child process on a free port,
-// its store in a temporary directory, for tests of the NATS engine (DESIGN.md:
+// its store in a temporary directory, for tests of the NATS engine (ARCHITECTURE.md "Tests":
 // no mocks of the backplane), and kills and restarts it for fault tests.
 
 import { mkdtemp, rm } from "node:fs/promises";

@@ -2,7 +2,8 @@
 // behaviour (multi-process tests use test/support/crier.ts instead).
 
 import type { AddressInfo } from "node:net";
-import { pino } from "pino";
+import { Writable } from "node:stream";
+import { type Logger, pino } from "pino";
 import type { CrierConfigInput } from "../../packages/server/src/config/schema.js";
 import { type CrierHooks, CrierNode } from "../../packages/server/src/node.js";
 import { TestClient } from "./ws-client.js";
@@ -21,11 +22,30 @@ export interface TestNode {
   close(): Promise<void>;
 }
 
-export async function startNode(config: CrierConfigInput = {}, hooks?: CrierHooks): Promise<TestNode> {
+/** A logger at `level` whose lines, parsed, land in `lines`: for tests of what is logged and how often. */
+export function captureLog(level = "warn"): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split("\n")) if (line !== "") lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { logger: pino({ level }, sink), lines };
+}
+
+/** `server`'s crier_refused_total for `reason` (0 before the first). */
+export async function refusedCount(server: TestNode, reason: string): Promise<number> {
+  const metrics = await (await fetch(`${server.httpUrl}/metrics`)).text();
+  const match = new RegExp(`crier_refused_total\\{reason="${reason}"[^}]*\\} (\\d+)`).exec(metrics);
+  return Number(match?.[1] ?? 0);
+}
+
+export async function startNode(config: CrierConfigInput = {}, hooks?: CrierHooks, logger?: Logger): Promise<TestNode> {
   const node = await CrierNode.create({
     config: { apiKey: API_KEY, port: 0, host: "127.0.0.1", ...config },
     hooks,
-    logger: pino({ level: process.env.CRIER_TEST_LOG ?? "silent" }),
+    logger: logger ?? pino({ level: process.env.CRIER_TEST_LOG ?? "silent" }),
   });
   const address: AddressInfo = await node.listen();
   const url = `ws://127.0.0.1:${address.port}/ws`;

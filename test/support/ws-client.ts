@@ -2,9 +2,10 @@
 // frames a test expects, by event, with a deadline that turns a hang into a
 // failure naming what was awaited.
 
+import type { Socket } from "node:net";
 import type { ServerFrame } from "crier-protocol";
 import { decodeServerFrameMsgpack, encodeServerFrameMsgpack } from "crier-protocol/msgpack";
-import { WebSocket } from "ws";
+import { type PerMessageDeflateOptions, WebSocket } from "ws";
 
 export interface Closed {
   code: number;
@@ -23,9 +24,14 @@ export class TestClient {
   /** Binary frames received (MessagePack subprotocol). */
   binaryFrames = 0;
   private nextId = 1;
+  /** The TCP socket under the WebSocket, once upgraded (bytes on the wire: `bytesRead`). */
+  socket: Socket | undefined;
 
   private constructor(ws: WebSocket) {
     this.ws = ws;
+    ws.once("upgrade", (response) => {
+      this.socket = response.socket;
+    });
     this.closed = new Promise((resolve) => {
       ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() }));
     });
@@ -49,12 +55,19 @@ export class TestClient {
 
   static open(
     url: string,
-    options: { protocols?: string | string[]; headers?: Record<string, string>; localAddress?: string } = {},
+    options: {
+      protocols?: string | string[];
+      headers?: Record<string, string>;
+      localAddress?: string;
+      /** What the client offers of permessage-deflate (ws's default: offered). */
+      perMessageDeflate?: boolean | PerMessageDeflateOptions;
+    } = {},
   ): Promise<TestClient> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url, options.protocols ?? [], {
         headers: options.headers,
         localAddress: options.localAddress,
+        ...(options.perMessageDeflate === undefined ? {} : { perMessageDeflate: options.perMessageDeflate }),
       });
       const client = new TestClient(ws);
       ws.once("open", () => resolve(client));

@@ -1,13 +1,20 @@
 import assert from "node:assert/strict";
-import { after, afterEach, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { type MessagePush, ProtocolError } from "crier-protocol";
-import { WebSocket } from "ws";
-import { type ClientEvents, CrierClient } from "./client.js";
+import { CrierClient } from "./client.js";
 import { CrierClientError } from "./errors.js";
 import { msgpackCodec } from "./msgpack.js";
-import type { ClientOptions } from "./options.js";
 import type { WebSocketLike } from "./socket.js";
-import { type FakeConnection, FakeServer, type FakeServerOptions, type Frame } from "./testing/fake-server.js";
+import { FakeServer } from "./testing/fake-server.js";
+import {
+  cleanUpAfterEach,
+  cleanups,
+  connected,
+  makeClient,
+  nextEvent,
+  startServer,
+  subscribedReply,
+} from "./testing/harness.js";
 import { Inbox } from "./testing/inbox.js";
 import { MemorySocket } from "./testing/memory-socket.js";
 
@@ -15,45 +22,7 @@ const ROOM = "chat:1";
 // A test that waits for something that never comes fails here instead of hanging.
 const TEST = { timeout: 5000 };
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-after(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function startServer(options: FakeServerOptions = {}): Promise<FakeServer> {
-  const server = await FakeServer.start(options);
-  cleanups.push(() => server.stop());
-  return server;
-}
-
-function makeClient(server: FakeServer, options: ClientOptions = {}): CrierClient {
-  const client = new CrierClient(server.url, {
-    WebSocket,
-    minReconnectDelayMs: 5,
-    maxReconnectDelayMs: 40,
-    ...options,
-  });
-  cleanups.push(() => client.close());
-  return client;
-}
-
-function nextEvent<K extends keyof ClientEvents>(client: CrierClient, event: K): Promise<ClientEvents[K]> {
-  return new Promise((resolve) => client.once(event, resolve));
-}
-
-/** Connects and returns the server side of the connection, its `connect` frame already read. */
-async function connected(client: CrierClient, server: FakeServer): Promise<FakeConnection> {
-  const [, connection] = await Promise.all([client.connect(), server.nextConnection()]);
-  await connection.next("connect");
-  return connection;
-}
-
-function subscribedReply(frame: Frame, extra: Frame): Frame {
-  return { op: "subscribed", id: frame.id, room: frame.room, recovered: false, ...extra };
-}
+cleanUpAfterEach();
 
 describe("CrierClient", () => {
   it("sends connect with token, info and name and resolves with the connected reply", TEST, async () => {
@@ -111,6 +80,58 @@ describe("CrierClient", () => {
     assert.deepEqual([s.user, s.data], ["u2", { hi: true }]);
     connection.send({ op: "ok", id: s.id });
     assert.equal(await sent, undefined);
+  });
+
+  it("rpc sends method and data (null by default) and resolves with the backend's data", TEST, async () => {
+    const server = await startServer();
+    const client = makeClient(server);
+    const connection = await connected(client, server);
+    const call = client.rpc("whoami", { verbose: true });
+    const frame = await connection.next("rpc");
+    assert.deepEqual([frame.method, frame.data], ["whoami", { verbose: true }]);
+    connection.send({ op: "rpc", id: frame.id, data: { user: "u1", teams: ["red"] } });
+    assert.deepEqual(await call, { user: "u1", teams: ["red"] });
+
+    const bare = client.rpc("ping");
+    const second = await connection.next("rpc");
+    assert.equal(second.data, null, "data defaults to null, and is sent");
+    connection.send({ op: "rpc", id: second.id, data: "pong" });
+    assert.equal(await bare, "pong");
+  });
+
+  it("rpc: the backend's error rejects with ProtocolError, a reply of another op with bad_frame", TEST, async () => {
+    const server = await startServer();
+    const client = makeClient(server);
+    const connection = await connected(client, server);
+    const refused = client.rpc("nope");
+    const frame = await connection.next("rpc");
+    connection.send({ op: "error", id: frame.id, code: "bad_request", message: "unknown method nope" });
+    await assert.rejects(refused, (error) => {
+      assert.ok(error instanceof ProtocolError);
+      assert.deepEqual([error.code, error.message], ["bad_request", "unknown method nope"]);
+      return true;
+    });
+    const confused = client.rpc("x");
+    connection.send({ op: "ok", id: (await connection.next("rpc")).id });
+    await assert.rejects(confused, { code: "bad_frame", message: "'ok' in reply to 'rpc'" });
+  });
+
+  it("rpc while reconnecting waits in the queue and is sent on the next connection", TEST, async () => {
+    const server = await startServer();
+    const client = makeClient(server);
+    const first = await connected(client, server);
+    const disconnected = nextEvent(client, "disconnected");
+    first.close(1012, "restart");
+    await disconnected;
+    const call = client.rpc("later", 7);
+    const second = await server.nextConnection();
+    const frame = await second.next("rpc");
+    assert.deepEqual(
+      second.received.map((f) => f.op),
+      ["connect", "rpc"],
+    );
+    second.send({ op: "rpc", id: frame.id, data: 8 });
+    assert.equal(await call, 8);
   });
 
   it("an error reply rejects the command with a ProtocolError carrying the code", TEST, async () => {

@@ -4,7 +4,6 @@
 // restores (with `since`) after each reconnect are subscriptions.ts's.
 
 import {
-  type ClientCommand,
   CloseCode,
   type ConnectCommand,
   type ConnectedReply,
@@ -61,6 +60,11 @@ export interface ClientEvents {
   direct: DirectPush;
   join: JoinPush;
   leave: LeavePush;
+  /**
+   * A subscription the server made (a JWT `subs` claim, the connect proxy's `rooms`), announced
+   * once, when a connection's `connected` first lists it and before that connection's `connected` event.
+   */
+  subscription: Subscription;
 }
 
 export type ClientState = "disconnected" | "connecting" | "connected";
@@ -124,7 +128,12 @@ export class CrierClient extends Emitter<ClientEvents> {
       connected: () => (this.#state === "connected" ? this.#connection : undefined),
       active: () => this.#state !== "disconnected",
     });
-    this.#subscriptions = new Subscriptions(this.#requests, this.#backoff, () => this.#state === "connected");
+    this.#subscriptions = new Subscriptions(
+      this.#requests,
+      this.#backoff,
+      () => this.#state === "connected",
+      (subscription) => this.emit("subscription", subscription),
+    );
     this.#transport = this.#options.transports[0] ?? "websocket";
     if (typeof options.token === "string") this.#token = options.token;
   }
@@ -181,17 +190,14 @@ export class CrierClient extends Emitter<ClientEvents> {
     return this.#subscriptions.add(room, handler, options);
   }
 
-  /** The live subscription to `room`, if any. */
+  /** The live subscription to `room`, if any: made by subscribe() or by the server. */
   getSubscription(room: string): Subscription | undefined {
     return this.#subscriptions.get(room);
   }
 
   async publish(room: string, data: JsonValue): Promise<PublishResult> {
     checkRoom(room);
-    const reply = await this.#requests.request({ op: "publish", room, data }, "ok");
-    const result: PublishResult = {};
-    if (reply.offset !== undefined) result.offset = reply.offset;
-    if (reply.epoch !== undefined) result.epoch = reply.epoch;
+    const { op, id, ...result } = await this.#requests.request({ op: "publish", room, data }, "ok");
     return result;
   }
 
@@ -211,17 +217,23 @@ export class CrierClient extends Emitter<ClientEvents> {
   /** The room's counts, cluster-wide, without its member list (cheap even in a room of thousands). */
   async presenceStats(room: string): Promise<PresenceStats> {
     checkRoom(room);
-    const reply = await this.#requests.request({ op: "presence_stats", room }, "presence_stats");
-    return { clients: reply.clients, users: reply.users };
+    const { clients, users } = await this.#requests.request({ op: "presence_stats", room }, "presence_stats");
+    return { clients, users };
   }
 
   async history(room: string, options: HistoryOptions = {}): Promise<HistoryResult> {
     checkRoom(room);
-    const command: ClientCommand = { op: "history", room };
-    if (options.since !== undefined) command.since = options.since;
-    if (options.limit !== undefined) command.limit = options.limit;
-    const reply = await this.#requests.request(command, "history");
-    return { room: reply.room, offset: reply.offset, epoch: reply.epoch, messages: reply.messages };
+    const { op, id, ...result } = await this.#requests.request({ op: "history", room, ...options }, "history");
+    return result;
+  }
+
+  /**
+   * Calls `method` on the application's backend through the server's `rpc` proxy and resolves
+   * with the backend's `data`. Queued while reconnecting like other commands; the backend's
+   * error rejects with ProtocolError.
+   */
+  async rpc(method: string, data: JsonValue = null): Promise<JsonValue> {
+    return (await this.#requests.request({ op: "rpc", method, data }, "rpc")).data;
   }
 
   /** Gives the server a new token for the same user; later reconnects use it too. */
@@ -246,10 +258,16 @@ export class CrierClient extends Emitter<ClientEvents> {
     }
     if (run !== this.#run) return;
 
-    const connect: ConnectCommand & { id: number } = { op: "connect", id: this.#requests.nextId() };
-    if (token !== undefined) connect.token = token;
-    if (this.#options.info !== undefined) connect.info = this.#options.info;
-    if (this.#options.name !== undefined) connect.name = this.#options.name;
+    const { info, name } = this.#options;
+    // Fields left undefined are not sent: both codecs leave them out.
+    const connect: ConnectCommand & { id: number } = {
+      op: "connect",
+      id: this.#requests.nextId(),
+      token,
+      info,
+      name,
+      subs: this.#subscriptions.positions(),
+    };
     try {
       const connection: Connection = new Connection(
         {
@@ -292,11 +310,11 @@ export class CrierClient extends Emitter<ClientEvents> {
     if (connection !== this.#connection) return;
     this.#state = "connected";
     this.#attempt = 0;
-    const info: ConnectedInfo = { client: reply.client, user: reply.user, node: reply.node, ping: reply.ping };
+    const { op, id, session, subs, ...info } = reply;
     this.#info = info;
     // Subscriptions first, then queued commands: a publish queued while offline must
     // not overtake the resubscribe to its room.
-    this.#subscriptions.resubscribeAll();
+    this.#subscriptions.connected(subs);
     this.#requests.flush(connection);
     // A failed write above ends the connection synchronously; then it never was "connected".
     if (connection !== this.#connection) return;
@@ -308,36 +326,35 @@ export class CrierClient extends Emitter<ClientEvents> {
 
   #onFrame(connection: Connection, frame: ServerFrame): void {
     if (connection !== this.#connection) return;
+    const subscriptions = this.#subscriptions;
     switch (frame.op) {
       case "message":
-        this.#subscriptions.message(frame);
+        subscriptions.message(frame);
         this.emit("message", frame);
         return;
       case "direct":
         this.emit("direct", frame);
         return;
       case "join":
-        this.#subscriptions.memberPush(frame);
-        this.emit("join", frame);
-        return;
       case "leave":
-        this.#subscriptions.memberPush(frame);
-        this.emit("leave", frame);
+        subscriptions.memberPush(frame);
+        this.emit(frame.op, frame);
         return;
-      case "connected":
-      case "subscribed":
-      case "ok":
-      case "presence":
-      case "presence_stats":
-      case "history":
-      case "error":
-        if (typeof frame.id === "number" && this.#requests.settle(frame.id, frame)) return;
-        if (frame.op === "error") this.emit("error", new ProtocolError(frame.code, frame.message));
+      case "unsubscribed":
+        subscriptions.ended(frame.room);
         return;
-      default:
-        // Unknown ops are ignored: a newer server may push things this SDK does not know yet.
+      case "ping":
         return;
     }
+    // A reply, or a push shaped like one (`subscribed`, `error` without id). Anything else,
+    // e.g. a push a newer server sends that this SDK does not know, is ignored.
+    const taken =
+      frame.id !== undefined
+        ? this.#requests.settle(frame.id, frame)
+        : frame.op === "subscribed"
+          ? subscriptions.pushed(frame)
+          : frame.op === "error" && subscriptions.refused(frame);
+    if (!taken && frame.op === "error") this.emit("error", new ProtocolError(frame.code, frame.message));
   }
 
   #onClosed(connection: Connection, close: ConnectionClose): void {
@@ -354,8 +371,9 @@ export class CrierClient extends Emitter<ClientEvents> {
     const willReconnect = fatal === undefined && !refused && (tokenExpired || shouldReconnect(code));
     const suffix = reason === "" ? "" : ` ${reason}`;
 
-    this.#requests.failSent(
+    this.#requests.failAll(
       new CrierClientError("disconnected", `the connection closed (${code}${suffix}) before the reply`, code),
+      true,
     );
     this.#subscriptions.connectionLost();
     if (willReconnect) {

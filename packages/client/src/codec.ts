@@ -36,7 +36,5 @@ export function bytesOf(data: unknown): Uint8Array | undefined {
 
 /** A short description of an unreadable frame, for errors. */
 export function describeFrame(data: unknown): string {
-  if (typeof data === "string") return data.slice(0, 100);
-  const bytes = bytesOf(data);
-  return bytes === undefined ? typeof data : `${bytes.length} binary bytes`;
+  return typeof data === "string" ? data.slice(0, 100) : `a binary frame (${typeof data})`;
 }

@@ -4,7 +4,7 @@
 
 import { type ConnectCommand, type ConnectedReply, ProtocolError, type ServerFrame } from "crier-protocol";
 import { type Codec, describeFrame } from "./codec.js";
-import { CrierClientError } from "./errors.js";
+import { asError, CrierClientError } from "./errors.js";
 import { discardSocket, type WebSocketConstructor, type WebSocketLike } from "./socket.js";
 import { startTimer, type Timer } from "./timer.js";
 
@@ -68,7 +68,7 @@ export class Connection {
     socket.onclose = (event) => this.#end(event.code, event.reason, "closed");
     socket.onerror = (event) => {
       // The close event that follows is what we act on; `ws` says why here, browsers do not.
-      if (event !== null && typeof event === "object" && event.error instanceof Error) this.#events.error(event.error);
+      if (event?.error instanceof Error) this.#events.error(event.error);
     };
     this.#handshakeTimer = startTimer(settings.handshakeTimeoutMs, () => {
       const refused = this.#connectError;
@@ -88,7 +88,7 @@ export class Connection {
       socket.send(frame);
       return true;
     } catch (error) {
-      this.#events.error(error instanceof Error ? error : new Error(String(error)));
+      this.#events.error(asError(error));
       this.#abort("send failed");
       return false;
     }

@@ -22,12 +22,8 @@ export class Emitter<Events extends object> {
 
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
-    let listeners = this.#listeners[event];
-    if (listeners === undefined) {
-      listeners = new Set();
-      this.#listeners[event] = listeners;
-    }
-    listeners.add(listener);
+    this.#listeners[event] ??= new Set();
+    this.#listeners[event].add(listener);
     return () => this.off(event, listener);
   }
 
@@ -49,10 +45,8 @@ export class Emitter<Events extends object> {
   }
 
   protected emit<K extends keyof Events>(event: K, payload: Events[K]): void {
-    const listeners = this.#listeners[event];
-    if (listeners === undefined || listeners.size === 0) return;
     // A copy: a listener may add or remove listeners while we iterate.
-    for (const listener of [...listeners]) {
+    for (const listener of [...(this.#listeners[event] ?? [])]) {
       try {
         listener(payload);
       } catch (error) {

@@ -34,11 +34,10 @@ export class MemberList {
   loaded(members: readonly Member[]): void {
     this.#members.clear();
     for (const member of members) this.#members.set(member.client, member);
-    for (const frame of this.#held ?? []) apply(this.#members, frame);
-    this.#held = undefined;
+    this.unread();
   }
 
-  /** The read was refused (e.g. presence is not enabled): the pushes alone keep the list from now on. */
+  /** The read was refused (e.g. presence is not enabled): the pushes alone keep the list from now on. Also the end of loaded(). */
   unread(): void {
     for (const frame of this.#held ?? []) apply(this.#members, frame);
     this.#held = undefined;

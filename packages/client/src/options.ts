@@ -42,15 +42,10 @@ export interface ClientOptions {
   sseUrl?: string;
 }
 
-export interface ResolvedOptions {
-  token: TokenSource | undefined;
-  info: JsonObject | undefined;
-  name: string | undefined;
+export interface ResolvedOptions extends ClientOptions {
   /** Undefined only when transports leaves "websocket" out. */
   WebSocket: WebSocketConstructor | undefined;
   transports: TransportName[];
-  sse: WebSocketConstructor | undefined;
-  sseUrl: string | undefined;
   codec: Codec;
   protocols: string[];
   ackTimeoutMs: number;
@@ -93,13 +88,9 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     );
   }
   return {
-    token: options.token,
-    info: options.info,
-    name: options.name,
+    ...options,
     WebSocket,
     transports,
-    sse: options.sse,
-    sseUrl: options.sseUrl,
     codec,
     protocols: options.protocols ?? [codec.protocol],
     ackTimeoutMs: nonNegative("ackTimeoutMs", options.ackTimeoutMs, 10_000),

@@ -28,7 +28,7 @@ describe("PendingReplies", () => {
     assert.equal(pending.settle(1, { op: "ok", id: 1, offset: 10 }), true);
     assert.deepEqual(await a.promise, { op: "ok", id: 1, offset: 10 });
     assert.deepEqual(await b.promise, { op: "ok", id: 2, offset: 20 });
-    assert.equal(pending.size, 0);
+    assert.equal(pending.has(1) || pending.has(2), false);
   });
 
   it("ignores replies for ids it does not know, and a second reply for the same id", () => {
@@ -74,7 +74,7 @@ describe("PendingReplies", () => {
     const queued = waiter();
     pending.add(1, "publish", true, sent.callbacks);
     pending.add(2, "publish", false, queued.callbacks);
-    pending.failSent(new CrierClientError("disconnected", "gone"));
+    pending.failAll(new CrierClientError("disconnected", "gone"), true);
     await assert.rejects(sent.promise, (error) => error instanceof CrierClientError && error.code === "disconnected");
     assert.equal(pending.has(2), true);
     assert.equal(pending.markSent(2), true);
@@ -92,6 +92,6 @@ describe("PendingReplies", () => {
     pending.failAll(new CrierClientError("closed", "bye"));
     await assert.rejects(a.promise, { code: "closed" });
     await assert.rejects(b.promise, { code: "closed" });
-    assert.equal(pending.size, 0);
+    assert.equal(pending.has(1) || pending.has(2), false);
   });
 });

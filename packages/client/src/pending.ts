@@ -14,11 +14,10 @@ export interface ReplyCallbacks {
 }
 
 interface Entry {
-  op: string;
   /** False while the command waits in the reconnect queue: a drop does not fail it. */
   sent: boolean;
   callbacks: ReplyCallbacks;
-  timer: Timer | undefined;
+  timer: Timer;
 }
 
 export class PendingReplies {
@@ -30,10 +29,6 @@ export class PendingReplies {
     this.#timeoutMs = timeoutMs;
   }
 
-  get size(): number {
-    return this.#entries.size;
-  }
-
   /** A fresh positive id. */
   nextId(): number {
     this.#lastId = this.#lastId >= Number.MAX_SAFE_INTEGER ? 1 : this.#lastId + 1;
@@ -42,20 +37,19 @@ export class PendingReplies {
 
   /**
    * Waits for the reply to command `id`. The timeout runs from now, queued or not, so a
-   * command never waits longer than ackTimeoutMs in total. `timeout: false` leaves the
-   * deadline to the caller (the handshake has its own).
+   * command never waits longer than ackTimeoutMs in total.
    */
-  add(id: number, op: string, sent: boolean, callbacks: ReplyCallbacks, timeout = true): void {
-    const timer = timeout
-      ? startTimer(this.#timeoutMs, () => {
-          if (this.#entries.get(id) !== entry) return;
-          this.#entries.delete(id);
+  add(id: number, op: string, sent: boolean, callbacks: ReplyCallbacks): void {
+    const entry: Entry = {
+      sent,
+      callbacks,
+      timer: startTimer(this.#timeoutMs, () => {
+        if (this.#entries.get(id) === entry && this.#entries.delete(id))
           callbacks.fail(
             new CrierClientError("timeout", `no reply to '${op}' (id ${id}) within ${this.#timeoutMs} ms`),
           );
-        })
-      : undefined;
-    const entry: Entry = { op, sent, callbacks, timer };
+      }),
+    };
     this.#entries.set(id, entry);
   }
 
@@ -80,22 +74,18 @@ export class PendingReplies {
     return true;
   }
 
-  /** Fails every command already written to the dropped socket; queued ones keep waiting for the next one. */
-  failSent(error: Error): void {
+  /** Fails every command (`sentOnly`: those written to the dropped socket; queued ones keep waiting for the next one). */
+  failAll(error: Error, sentOnly = false): void {
     for (const [id, entry] of [...this.#entries]) {
-      if (entry.sent) this.#take(id)?.callbacks.fail(error);
+      if (entry.sent || !sentOnly) this.#take(id)?.callbacks.fail(error);
     }
-  }
-
-  failAll(error: Error): void {
-    for (const id of [...this.#entries.keys()]) this.#take(id)?.callbacks.fail(error);
   }
 
   #take(id: number): Entry | undefined {
     const entry = this.#entries.get(id);
     if (entry === undefined) return undefined;
     this.#entries.delete(id);
-    entry.timer?.cancel();
+    entry.timer.cancel();
     return entry;
   }
 }

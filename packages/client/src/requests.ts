@@ -10,8 +10,14 @@ import { PendingReplies, type ReplyCallbacks } from "./pending.js";
 
 export type Reply<Op extends ServerFrame["op"]> = Extract<ServerFrame, { op: Op }>;
 
-export function isReply<Op extends ServerFrame["op"]>(frame: ServerFrame, op: Op): frame is Reply<Op> {
+function isReply<Op extends ServerFrame["op"]>(frame: ServerFrame, op: Op): frame is Reply<Op> {
   return frame.op === op;
+}
+
+/** What waits for a reply of op `Op`; a reply of any other op fails it with bad_frame. */
+export interface Expecting<Op extends ServerFrame["op"]> {
+  reply(frame: Reply<Op>): void;
+  fail(error: Error): void;
 }
 
 /** What the requests need to know of the client's connection. */
@@ -48,26 +54,26 @@ export class Requests {
 
   /** Sends `command` with a fresh id and resolves with its reply, which must have op `expect`. */
   request<Op extends ServerFrame["op"]>(command: ClientCommand, expect: Op): Promise<Reply<Op>> {
-    return new Promise((resolve, reject) => {
-      this.command(
-        command,
-        {
-          reply: (frame) => {
-            if (isReply(frame, expect)) resolve(frame);
-            else reject(new CrierClientError("bad_frame", `'${frame.op}' in reply to '${command.op}'`));
-          },
-          fail: reject,
-        },
-        true,
-      );
-    });
+    return new Promise((reply, fail) => this.command(command, expect, { reply, fail }, true));
   }
 
   /**
    * Writes `command` now when connected; while (re)connecting, queues it when `queueable`
    * (bounded by maxQueuedCommands) or fails it; before connect() or after close(), fails it.
    */
-  command(command: ClientCommand, callbacks: ReplyCallbacks, queueable: boolean): void {
+  command<Op extends ServerFrame["op"]>(
+    command: ClientCommand,
+    expect: Op,
+    waiter: Expecting<Op>,
+    queueable: boolean,
+  ): void {
+    const callbacks: ReplyCallbacks = {
+      reply: (frame) =>
+        isReply(frame, expect)
+          ? waiter.reply(frame)
+          : waiter.fail(new CrierClientError("bad_frame", `'${frame.op}' in reply to '${command.op}'`)),
+      fail: waiter.fail,
+    };
     const id = this.#pending.nextId();
     let frame: string | Uint8Array;
     try {
@@ -122,14 +128,9 @@ export class Requests {
     return this.#pending.settle(id, frame);
   }
 
-  /** The connection dropped: commands already written fail; queued ones wait for the next connection. */
-  failSent(error: Error): void {
-    this.#pending.failSent(error);
-  }
-
-  /** The client stopped: every command fails and the queue empties. */
-  failAll(error: Error): void {
-    this.#pending.failAll(error);
-    this.#queue = [];
+  /** The connection dropped (`sentOnly`: commands already written fail; queued ones wait for the next connection), or the client stopped (every command fails and the queue empties). */
+  failAll(error: Error, sentOnly = false): void {
+    this.#pending.failAll(error, sentOnly);
+    if (!sentOnly) this.#queue = [];
   }
 }

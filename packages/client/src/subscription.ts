@@ -38,6 +38,11 @@ export interface SubscriptionEvents {
   error: Error;
   /** The member list changed: read anew after a (re)subscribe, or a member joined or left. */
   members: ReadonlyMap<string, Member>;
+  /**
+   * The server ended the subscription (`POST /api/unsubscribe`), or, for a server-side
+   * one, a new connection no longer has it. Not emitted for unsubscribe() or close().
+   */
+  unsubscribed: { room: string };
 }
 
 /** subscribing: waiting for the server (first time or after a reconnect); active: confirmed; failed: the server refused it; unsubscribed: ended by the app or close(). */
@@ -45,6 +50,12 @@ export type SubscriptionState = "subscribing" | "active" | "failed" | "unsubscri
 
 export class Subscription extends Emitter<SubscriptionEvents> {
   readonly room: string;
+  /**
+   * Made by the server (a JWT `subs` claim, the connect proxy's `rooms`) rather than by
+   * subscribe(): announced by the client's `subscription` event and made again by the
+   * server on each connection (docs/protocol.md "Server-side subscriptions, decided").
+   */
+  readonly serverSide: boolean;
   /** Resolves with the first `subscribed` reply; rejects if the server refuses the subscription or it ends first. */
   readonly ready: Promise<SubscribedInfo>;
   readonly #ready: Deferred<SubscribedInfo>;
@@ -56,22 +67,24 @@ export class Subscription extends Emitter<SubscriptionEvents> {
 
   constructor(
     room: string,
-    handler: MessageHandler,
+    handler: MessageHandler | undefined,
     options: SubscribeOptions,
     detach: (subscription: Subscription) => Promise<void>,
+    serverSide = false,
   ) {
     super();
     this.room = room;
+    this.serverSide = serverSide;
     this.#detach = detach;
     const since = options.since;
-    this.#position = since === undefined ? undefined : { offset: since.offset, epoch: since.epoch };
+    this.#position = since && { offset: since.offset, epoch: since.epoch };
     this.#members = options.members === true ? new MemberList() : undefined;
     this.#ready = deferred();
     this.ready = this.#ready.promise;
     // An app that never awaits `ready` must not get an unhandled rejection when the
     // subscription fails; one that awaits it still sees the rejection.
     this.ready.catch(() => {});
-    this.on("message", handler);
+    if (handler) this.on("message", handler);
   }
 
   get state(): SubscriptionState {
@@ -111,9 +124,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   /** @internal Applies a `subscribed` reply to the `subscribe` sent with `since`. */
   handleSubscribed(reply: SubscribedReply, since: StreamPosition | undefined): void {
     this.#position = positionAfter(reply, since);
-    const info: SubscribedInfo = { room: this.room, recovered: reply.recovered === true };
-    if (reply.offset !== undefined) info.offset = reply.offset;
-    if (reply.epoch !== undefined) info.epoch = reply.epoch;
+    const { op, id, ...info } = reply;
     this.#state = "active";
     if (this.#confirmed) {
       this.emit("resubscribed", info);
@@ -158,11 +169,13 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     else if (final) this.#ready.reject(error);
   }
 
-  /** @internal Ended by unsubscribe() or close(). */
-  end(error: Error = new CrierClientError("unsubscribed", `unsubscribed from '${this.room}'`)): void {
+  /** @internal Ended by unsubscribe() or close(), or by the server (`byServer`: the `unsubscribed` event). */
+  end(error?: Error, byServer = false): void {
     if (this.#state === "unsubscribed") return;
     this.#state = "unsubscribed";
-    if (!this.#confirmed) this.#ready.reject(error);
+    if (!this.#confirmed)
+      this.#ready.reject(error ?? new CrierClientError("unsubscribed", `unsubscribed from '${this.room}'`));
+    if (byServer) this.emit("unsubscribed", { room: this.room });
   }
 }
 

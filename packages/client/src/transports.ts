@@ -37,9 +37,9 @@ export function nextTransport(list: readonly TransportName[], current: Transport
 export function dialTarget(
   transport: TransportName,
   options: {
-    WebSocket: WebSocketConstructor | undefined;
-    sse: WebSocketConstructor | undefined;
-    sseUrl: string | undefined;
+    WebSocket?: WebSocketConstructor | undefined;
+    sse?: WebSocketConstructor | undefined;
+    sseUrl?: string | undefined;
   },
   url: string,
 ): { WebSocket: WebSocketConstructor; url: string } {

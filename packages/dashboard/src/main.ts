@@ -20,6 +20,8 @@ const WARNING_LABELS: Record<string, string> = {
   origin_refused: "origins refused",
   connection_limit: "per-address limits hit",
   auth_failed: "auth failures",
+  body_too_large: "fallback bodies over the limit",
+  unknown_session: "fallback POSTs for unknown sessions",
 };
 
 const charts = new Charts($("chart-grid"));

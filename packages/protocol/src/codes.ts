@@ -81,9 +81,9 @@ export class Disconnect {
   }
 }
 
-const utf8 = new TextEncoder();
-
+// Made where it is used: a module-level encoder would stay in every bundle of the SDK, which has no use for it.
 function truncateUtf8(text: string, maxBytes: number): string {
+  const utf8 = new TextEncoder();
   let out = text;
   while (utf8.encode(out).length > maxBytes) out = out.slice(0, -1);
   return out;

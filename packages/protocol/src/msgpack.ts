@@ -13,9 +13,13 @@ export function encodeServerFrameMsgpack(frame: ServerFrame | Record<string, unk
   return packr.pack(frame);
 }
 
-/** Encodes a client command (used by clients and tests). */
+/**
+ * Encodes a client command (used by clients and tests). Fields that are undefined are
+ * left out, as JSON.stringify does, rather than sent as msgpackr's extension for
+ * undefined, which other MessagePack libraries do not know.
+ */
 export function encodeClientFrameMsgpack(command: ClientCommand | Record<string, unknown>): Uint8Array {
-  return packr.pack(command);
+  return packr.pack(Object.fromEntries(Object.entries(command).filter(([, value]) => value !== undefined)));
 }
 
 /** Decodes and validates one binary frame; anything that is not a MessagePack map is fatal (4002). */

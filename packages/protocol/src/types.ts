@@ -19,6 +19,12 @@ export interface ConnectCommand extends WithId {
   token?: string;
   info?: JsonObject;
   name?: string;
+  /**
+   * Where to resume the server-side subscriptions of an earlier connection, by
+   * room: each one the server makes again starts after that position, as a
+   * `subscribe` with `since` would. An addition to docs/protocol.md v1.
+   */
+  subs?: Record<string, StreamPosition>;
 }
 export interface SubscribeCommand extends WithId {
   op: "subscribe";
@@ -43,7 +49,7 @@ export interface PresenceCommand extends WithId {
   op: "presence";
   room: string;
 }
-/** Counts of a room's presence without its members; an addition to PROTOCOL.md v1. */
+/** Counts of a room's presence without its members; an addition to protocol v1 (docs/protocol.md). */
 export interface PresenceStatsCommand extends WithId {
   op: "presence_stats";
   room: string;
@@ -98,6 +104,8 @@ export interface ConnectedReply {
   ping: number;
   /** Over the HTTP fallback only: the session its `/emulation` POSTs name. */
   session?: string;
+  /** The rooms the server subscribes this connection to (server-side subscriptions), each answered by a `subscribed` push. */
+  subs?: string[];
 }
 export interface SubscribedReply {
   op: "subscribed";
@@ -183,6 +191,8 @@ export interface ErrorReply {
   id?: number;
   code: import("./codes.js").ErrorCode;
   message: string;
+  /** On the `error` push (without id) of a server-side subscription that failed: its room. */
+  room?: string;
 }
 
 export type ServerFrame =

@@ -52,6 +52,30 @@ describe("decodeClientFrame", () => {
     const ok = decodeClientFrame('{"op":"subscribe","room":"r","since":{"offset":0,"epoch":"e"}}');
     assert.equal(ok.kind === "command" && ok.command.op === "subscribe" && ok.command.since?.epoch, "e");
   });
+
+  test("connect's subs map room names to positions; anything else is a bad_request naming the field", () => {
+    const ok = decodeClientFrame(
+      '{"op":"connect","subs":{"notify:a":{"offset":3,"epoch":"e"},"__proto__":{"offset":0,"epoch":"f"}}}',
+    );
+    assert.equal(ok.kind, "command");
+    const subs = ok.kind === "command" && ok.command.op === "connect" ? ok.command.subs : undefined;
+    assert.deepEqual({ ...subs }, { "notify:a": { offset: 3, epoch: "e" }, ["__proto__"]: { offset: 0, epoch: "f" } });
+    assert.equal(Object.getPrototypeOf(subs), null, "a room named __proto__ is a key, not a prototype");
+    const many = Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`r${i}`, { offset: 0, epoch: "e" }]));
+    for (const subsField of [
+      '"x"',
+      "[]",
+      '{"no room":{"offset":1,"epoch":"e"}}',
+      '{"r":{"offset":-1,"epoch":"e"}}',
+      '{"r":1}',
+      JSON.stringify(many),
+    ]) {
+      const decoded = decodeClientFrame(`{"op":"connect","id":1,"subs":${subsField}}`);
+      assert.equal(decoded.kind, "invalid", subsField.slice(0, 40));
+      if (decoded.kind === "invalid")
+        assert.match(decoded.error.message, /field 'subs' must be an object of at most 1000 room names/);
+    }
+  });
 });
 
 describe("rooms", () => {

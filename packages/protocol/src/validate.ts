@@ -14,6 +14,8 @@ export type DecodedFrame =
 
 const MAX_NAME_LENGTH = 200;
 const MAX_TOKEN_LENGTH = 16_384;
+/** Server-side subscriptions a `connect` may ask to resume: far more than a connection is given. */
+const MAX_RESUMED_SUBS = 1000;
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -48,13 +50,37 @@ function data(frame: Record<string, unknown>): JsonValue {
   return frame.data as JsonValue;
 }
 
+const POSITION_SHAPE = '{"offset": non-negative integer, "epoch": string}';
+
+function position(value: unknown): StreamPosition | undefined {
+  if (!isObject(value) || !isNonNegativeInteger(value.offset) || typeof value.epoch !== "string") return undefined;
+  return { offset: value.offset, epoch: value.epoch };
+}
+
 function since(frame: Record<string, unknown>): StreamPosition | undefined {
   const value = frame.since;
   if (value === undefined || value === null) return undefined;
-  if (!isObject(value) || !isNonNegativeInteger(value.offset) || typeof value.epoch !== "string") {
-    throw bad('field \'since\' must be {"offset": non-negative integer, "epoch": string}');
+  const parsed = position(value);
+  if (parsed === undefined) throw bad(`field 'since' must be ${POSITION_SHAPE}`);
+  return parsed;
+}
+
+/** `connect`'s `subs`: room -> position, at most MAX_RESUMED_SUBS of them. */
+function resumedSubs(frame: Record<string, unknown>): Record<string, StreamPosition> | undefined {
+  const value = frame.subs;
+  if (value === undefined || value === null) return undefined;
+  const shape = `field 'subs' must be an object of at most ${MAX_RESUMED_SUBS} room names, each to ${POSITION_SHAPE}`;
+  if (!isObject(value)) throw bad(shape);
+  const entries = Object.entries(value);
+  if (entries.length > MAX_RESUMED_SUBS) throw bad(shape);
+  // A prototype-free object: a room named "__proto__" is just a key.
+  const out: Record<string, StreamPosition> = Object.create(null);
+  for (const [name, raw] of entries) {
+    const parsed = position(raw);
+    if (!isValidRoom(name) || parsed === undefined) throw bad(shape);
+    out[name] = parsed;
   }
-  return { offset: value.offset, epoch: value.epoch };
+  return out;
 }
 
 function optionalString(frame: Record<string, unknown>, key: string, max: number): string | undefined {
@@ -82,6 +108,7 @@ function command(op: unknown, frame: Record<string, unknown>): ClientCommand {
         token: optionalString(frame, "token", MAX_TOKEN_LENGTH),
         info: info as JsonObject | undefined,
         name: optionalString(frame, "name", MAX_NAME_LENGTH),
+        subs: resumedSubs(frame),
       };
     }
     case "subscribe":

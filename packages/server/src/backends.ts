@@ -18,7 +18,7 @@ import type { HistoryStore } from "./history/history.js";
 import { RedisHistory } from "./history/redis.js";
 import { MemoryUserConnections, type UserConnections } from "./limits/user-connections.js";
 import { RedisUserConnections } from "./limits/user-connections-redis.js";
-import { natsBackends } from "./nats/backends.js";
+import { natsBackends, natsUserConnections } from "./nats/backends.js";
 import { MemoryPresence } from "./presence/memory.js";
 import type { PresenceStore } from "./presence/presence.js";
 import { RedisPresence } from "./presence/redis.js";
@@ -32,7 +32,7 @@ export interface Backends {
 }
 
 export function createBackends(config: CrierConfig, nodeId: string, logger: Logger, broker?: Broker): Backends {
-  if (config.nats !== undefined) return natsBackends(config, config.nats, logger, broker);
+  if (config.nats !== undefined) return natsBackends(config, config.nats, nodeId, logger, broker);
   const url = config.redis;
   const cluster = url !== undefined && isClusterUrl(url);
   // On Redis Cluster the presence scripts SPUBLISH leaves and joins on the room's shard channel.
@@ -90,9 +90,12 @@ export function createBackends(config: CrierConfig, nodeId: string, logger: Logg
   };
 }
 
-/** Per-user connection counts: this instance's own without Redis, the cluster's in Redis (one, Sentinel or Cluster). */
+/** Per-user connection counts: this instance's own without a backplane, the cluster's in Redis (one, Sentinel or Cluster) or NATS. */
 export function createUserConnections(config: CrierConfig, nodeId: string, logger: Logger): UserConnections {
-  // With NATS alone the per-user count is this instance's own (docs/security.md).
+  // NATS alone: in JetStream KV, beside membership. With `redis` too, in Redis as presence is.
+  if (config.nats !== undefined && config.redis === undefined) {
+    return natsUserConnections(config, config.nats, nodeId, logger);
+  }
   if (config.redis === undefined) return new MemoryUserConnections();
   return new RedisUserConnections({
     url: config.redis,

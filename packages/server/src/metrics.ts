@@ -13,8 +13,10 @@ export interface MetricSources {
   ready(): boolean;
   /** Connections closed so far, by close code. */
   closes(): ReadonlyMap<number, number>;
-  /** Connections and API requests refused by a limit or the origin policy, by reason. */
+  /** Connections, subscriptions and HTTP requests refused by a limit or a policy, by reason. */
   refusals(): ReadonlyMap<string, number>;
+  /** permessage-deflate's running totals, when delivery.compression is enabled (hub/ws-deflate.ts). */
+  compression?: { readonly frames: number; readonly bytesIn: number; readonly bytesOut: number } | undefined;
 }
 
 /** A counter that mirrors an external running total: on each scrape it adds what the total grew by. */
@@ -59,7 +61,8 @@ function mirrorByLabel<K extends string | number>(
 export function createMetrics(sources: MetricSources, labels: Record<string, string>): Registry {
   const registry = new Registry();
   registry.setDefaultLabels(labels);
-  collectDefaultMetrics({ register: registry, prefix: "crier_process_" });
+  // prom-client's process_* and nodejs_* metrics, as crier_process_cpu_seconds_total, crier_nodejs_heap_size_used_bytes, …
+  collectDefaultMetrics({ register: registry, prefix: "crier_" });
   const gauge = (name: string, help: string, read: () => number): void => {
     new Gauge({
       name,
@@ -121,10 +124,31 @@ export function createMetrics(sources: MetricSources, labels: Record<string, str
   mirrorByLabel(
     registry,
     "crier_refused_total",
-    "Connections and HTTP API requests refused by a limit or the origin policy, by reason (docs/security.md).",
+    "Connections, subscriptions and HTTP requests (API, fallback) refused by a limit or a policy, by reason (docs/security.md).",
     "reason",
     () => sources.refusals(),
   );
+  const compression = sources.compression;
+  if (compression !== undefined) {
+    mirror(
+      registry,
+      "crier_compressed_frames_total",
+      "Frames compressed with permessage-deflate (a publication once, however many sockets it reaches).",
+      () => compression.frames,
+    );
+    mirror(
+      registry,
+      "crier_compression_input_bytes_total",
+      "Payload bytes before compression, of the frames compressed.",
+      () => compression.bytesIn,
+    );
+    mirror(
+      registry,
+      "crier_compression_output_bytes_total",
+      "Payload bytes after compression, of the frames compressed.",
+      () => compression.bytesOut,
+    );
+  }
   return registry;
 }
 

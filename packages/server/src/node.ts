@@ -3,10 +3,10 @@
 // stop. Nothing below this file reads configuration or the environment.
 
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { hostname } from "node:os";
-import { CloseCode, type HistoryReply, type JsonValue, type Member, type StreamPosition } from "crier-protocol";
+import { CloseCode, type JsonValue } from "crier-protocol";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { AuthGate, type CrierHooks } from "./auth/gate.js";
@@ -15,36 +15,39 @@ import { RoomPolicy } from "./auth/policy.js";
 import { createBackends, createUserConnections } from "./backends.js";
 import { type Broker, ChannelNames } from "./broker/broker.js";
 import { Control } from "./cluster/control.js";
-import type { Membership, NodeInfo } from "./cluster/membership.js";
+import { type Membership, type NodeInfo, newNodeId } from "./cluster/membership.js";
 import { validateConfig } from "./config/load.js";
 import type { CrierConfig, CrierConfigInput } from "./config/schema.js";
+import { startupWarnings } from "./config/warnings.js";
 import { NodeConsole } from "./console/console.js";
 import type { ConsoleMethods, ConsoleViews } from "./console/views.js";
 import { messageOf } from "./describe-error.js";
 import type { HistoryStore } from "./history/history.js";
 import { Hub } from "./hub/hub.js";
+import { FrameDeflater } from "./hub/ws-deflate.js";
 import { ConnectionAdmission } from "./limits/admission.js";
 import { Refusals } from "./limits/refusals.js";
+import { RoomSubscriberLimit } from "./limits/room-subscribers.js";
 import type { UserConnections } from "./limits/user-connections.js";
 import { UserConnectionLimit } from "./limits/user-limit.js";
 import { createLogger } from "./log.js";
 import { createMetrics, proxyMetrics } from "./metrics.js";
-import type { PresenceStats, PresenceStore } from "./presence/presence.js";
+import type { PresenceStore } from "./presence/presence.js";
 import { PresenceTracker } from "./presence/tracker.js";
-import { ProxyClient } from "./proxy/client.js";
-import { BackendProxy } from "./proxy/proxy.js";
+import { type BackendProxy, createBackendProxy } from "./proxy/proxy.js";
 import { Recovery } from "./recovery/recovery.js";
 import { redactUrl } from "./redis/connection.js";
 import { isClusterUrl } from "./redis/url.js";
 import { RoomQueries } from "./service/room-queries.js";
-import { type DisconnectTarget, type PublishResult, RoomService } from "./service/room-service.js";
-import type { SessionHost, SessionSettings, SessionView } from "./session/host.js";
+import { type PublishResult, RoomService } from "./service/room-service.js";
+import { type SessionHost, type SessionSettings, type SessionView, sessionSettings } from "./session/host.js";
+import { OpenSessions } from "./session/open-sessions.js";
 import { Session } from "./session/session.js";
 import { WriteBatcher } from "./session/write-batcher.js";
 import { type ApiHost, HttpApi } from "./transport/http-api.js";
+import { attachTo, closeServer, createCrierServer, createMetricsServer, listenOn } from "./transport/listener.js";
 import { originPolicy } from "./transport/origin.js";
 import { SseEndpoint, type SseMethods } from "./transport/sse-endpoint.js";
-import { WsConnection } from "./transport/ws-connection.js";
 import { WsEndpoint } from "./transport/ws-endpoint.js";
 
 /** How long a request to another instance (cluster/control.ts) waits for its reply. */
@@ -103,8 +106,7 @@ export class CrierNode implements SessionHost, ApiHost {
   private readonly refusals: Refusals;
   private readonly userConnections: UserConnections;
   private metricsServer: Server | undefined;
-  private readonly sessions = new Set<SessionView>();
-  private readonly closes = new Map<number, number>();
+  private readonly sessions = new OpenSessions();
   private readonly registry: Registry;
   private readonly startedAt = Date.now();
   private server: Server | undefined;
@@ -113,26 +115,12 @@ export class CrierNode implements SessionHost, ApiHost {
 
   private constructor(options: CrierOptions, config: CrierConfig) {
     this.config = config;
-    this.nodeId =
-      config.nodeId ??
-      `${hostname()
-        .replace(/[^A-Za-z0-9_.:-]/g, "-")
-        .slice(0, 40)}-${randomBytes(3).toString("hex")}`;
+    this.nodeId = config.nodeId ?? newNodeId();
     this.logger = (options.logger ?? createLogger(config)).child({ node: this.nodeId });
     this.batcher = new WriteBatcher(config.delivery.coalesceMs);
     this.apiKeyGenerated = config.apiKey === undefined;
     this.apiKey = config.apiKey ?? randomBytes(24).toString("base64url");
-    this.settings = {
-      connectTimeoutMs: config.timeouts.connectMs,
-      pingIntervalMs: config.timeouts.pingMs,
-      pongTimeoutMs: config.timeouts.pongMs,
-      maxFrameBytes: config.limits.maxFrameBytes,
-      commandsPerSecond: config.limits.commandsPerSecond,
-      maxSubscriptions: config.limits.maxSubscriptions,
-      outboundQueueBytes: config.limits.outboundQueueBytes,
-      maxInfoBytes: config.limits.maxInfoBytes,
-      clientSend: config.clientSend,
-    };
+    this.settings = sessionSettings(config);
     // On Redis Cluster a channel carries its room's (or user's) hash tag.
     this.names = new ChannelNames(config.redisPrefix, config.redis !== undefined && isClusterUrl(config.redis));
     this.port = config.port;
@@ -146,7 +134,9 @@ export class CrierNode implements SessionHost, ApiHost {
     const historyOptions = (room: string) => this.rooms.historyOptions(room);
     this.recovery = new Recovery(this.historyStore, historyOptions);
     this.queries = new RoomQueries(this.policy, this.historyStore, this.presenceStore, historyOptions);
-    this.hub = new Hub(this.broker, this.names, this.logger, this.recovery);
+    this.refusals = new Refusals(this.logger);
+    const roomLimit = new RoomSubscriberLimit(config.limits.maxSubscribersPerRoom, this.refusals);
+    this.hub = new Hub(this.broker, this.names, this.logger, this.recovery, roomLimit);
     this.control = new Control({
       nodeId: this.nodeId,
       broker: this.broker,
@@ -173,11 +163,11 @@ export class CrierNode implements SessionHost, ApiHost {
       announce: (room, envelope) => this.broker.publish(this.names.room(room), envelope),
       logger: this.logger,
     });
-    this.refusals = new Refusals(this.logger);
     this.userConnections = createUserConnections(config, this.nodeId, this.logger);
     this.limits = new UserConnectionLimit(this.userConnections, config.limits.maxConnectionsPerUser, this.refusals);
     const keyed = TokenVerifier.configured(config.jwt);
     this.verifier = keyed ? new TokenVerifier(config.jwt) : undefined;
+    const deflater = config.delivery.compression.enabled ? new FrameDeflater(config.delivery.compression) : undefined;
     this.registry = createMetrics(
       {
         connections: () => this.sessions.size,
@@ -185,12 +175,20 @@ export class CrierNode implements SessionHost, ApiHost {
         broker: () => this.broker.stats(),
         brokerChannels: () => this.broker.channelCount(),
         ready: () => this.isReady(),
-        closes: () => this.closes,
+        closes: () => this.sessions.closeCodes,
         refusals: () => this.refusals.totals(),
+        compression: deflater?.counters,
       },
       { node: this.nodeId },
     );
-    this.proxy = this.createProxy();
+    this.proxy =
+      config.proxy === undefined
+        ? undefined
+        : createBackendProxy(config.proxy, {
+            logger: this.logger.child({ component: "proxy" }),
+            observe: proxyMetrics(this.registry),
+            namespaceOf: (room) => this.policy.options(room),
+          });
     this.auth = new AuthGate(
       options.hooks ?? {},
       this.verifier,
@@ -208,14 +206,11 @@ export class CrierNode implements SessionHost, ApiHost {
         refusals: this.refusals,
         logger: this.logger,
         onRefused: (kind, detail) => this.console.warn(kind, detail),
+        batcher: this.batcher,
+        outboundQueueBytes: config.limits.outboundQueueBytes,
+        deflater,
       },
-      (ws, socket, request) => {
-        const connection = new WsConnection(ws, socket, {
-          batcher: this.batcher,
-          outboundQueueBytes: config.limits.outboundQueueBytes,
-        });
-        this.sessions.add(new Session(connection, request, this));
-      },
+      (connection, request) => this.sessions.add(new Session(connection, request, this)),
     );
     this.sse = new SseEndpoint(
       {
@@ -225,7 +220,10 @@ export class CrierNode implements SessionHost, ApiHost {
         maxBodyBytes: config.limits.maxHttpBodyBytes,
         batcher: this.batcher,
         outboundQueueBytes: config.limits.outboundQueueBytes,
+        trustProxy: config.trustProxy,
+        refusals: this.refusals,
         logger: this.logger,
+        onRefused: (kind, detail) => this.console.warn(kind, detail),
       },
       {
         open: (connection, request) => this.sessions.add(new Session(connection, request, this)),
@@ -242,25 +240,9 @@ export class CrierNode implements SessionHost, ApiHost {
       metrics: config.metricsPort === undefined,
       metricsRequireKey: config.metricsRequireKey,
       authFailuresPerMinute: config.limits.apiAuthFailuresPerMinute,
+      authFailuresPerMinuteTotal: config.limits.apiAuthFailuresPerMinuteTotal,
       trustProxy: config.trustProxy,
       refusals: this.refusals,
-    });
-  }
-
-  private createProxy(): BackendProxy | undefined {
-    const config = this.config.proxy;
-    if (config === undefined) return undefined;
-    const observe = proxyMetrics(this.registry);
-    const client = new ProxyClient({
-      timeoutMs: config.timeoutMs,
-      maxConcurrency: config.maxConcurrency,
-      logger: this.logger.child({ component: "proxy" }),
-      observe,
-    });
-    return new BackendProxy(config, client, {
-      headers: config.headers,
-      connectWithToken: config.connectWithToken,
-      namespaceOf: (room) => this.policy.options(room),
     });
   }
 
@@ -312,17 +294,8 @@ export class CrierNode implements SessionHost, ApiHost {
         );
       });
     });
-    if (this.config.allowedOrigins?.includes("*")) {
-      this.logger.warn(
-        'allowedOrigins has "*": pages of any site may open connections with their visitors\' cookies (list your origins instead)',
-      );
-    }
-    if (this.verifier === undefined && this.auth.allowAnonymous) {
-      this.logger.warn("no JWT key configured: anonymous connections are allowed (set jwt.secret to require tokens)");
-    }
-    if (this.apiKeyGenerated) {
-      this.logger.warn("no API key configured: generated a random one for this run (set apiKey or CRIER_API_KEY)");
-    }
+    const anonymous = this.verifier === undefined && this.auth.allowAnonymous;
+    for (const warning of startupWarnings(this.config, anonymous)) this.logger.warn(warning);
     this.console.start();
     this.started = true;
   }
@@ -345,65 +318,27 @@ export class CrierNode implements SessionHost, ApiHost {
    * handlers, which still see every other request.
    */
   attach(server: Server): void {
-    const existing = server.listeners("request") as ((req: IncomingMessage, res: ServerResponse) => void)[];
-    server.removeAllListeners("request");
-    server.on("request", (request: IncomingMessage, response: ServerResponse) => {
-      if (this.handleRequest(request, response)) return;
-      if (existing.length === 0) {
-        response.writeHead(404, { "Content-Type": "application/json" });
-        response.end(JSON.stringify({ error: { code: "bad_request", message: "not found" } }));
-        return;
-      }
-      for (const listener of existing) listener.call(server, request, response);
-    });
-    server.on("upgrade", (request: IncomingMessage, socket: Socket, head: Buffer) => {
-      if (!this.handleUpgrade(request, socket, head) && server.listeners("upgrade").length === 1) socket.destroy();
-    });
+    attachTo(server, this);
   }
 
   /** Listens on config.host:config.port with a server of its own. */
   async listen(): Promise<AddressInfo> {
-    const server = createServer();
-    // Keep-alive sockets of API callers should not hold a shutdown for long.
-    server.keepAliveTimeout = 5000;
-    // A client that dribbles its headers or body (slowloris) is cut off, not waited for.
-    server.headersTimeout = 10_000;
-    server.requestTimeout = 30_000;
-    this.attach(server);
+    const server = createCrierServer(this);
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.config.port, this.config.host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    const address = server.address() as AddressInfo;
+    const address = await listenOn(server, this.config.port, this.config.host);
     this.port = address.port;
     this.logger.info({ port: address.port, host: address.address, path: this.config.path }, "crier listening");
-    if (this.config.metricsPort !== undefined) await this.listenMetrics(this.config.metricsPort);
+    if (this.config.metricsPort !== undefined) {
+      this.metricsServer = createMetricsServer((request, response) => this.api.serveMetrics(request, response));
+      const metrics = await listenOn(this.metricsServer, this.config.metricsPort, this.config.host);
+      this.logger.info({ port: metrics.port }, "metrics listening");
+    }
     return address;
   }
 
   /** The port of the /metrics listener (metricsPort), once listening. */
   metricsAddress(): AddressInfo | undefined {
     return (this.metricsServer?.address() ?? undefined) as AddressInfo | undefined;
-  }
-
-  private async listenMetrics(port: number): Promise<void> {
-    const server = createServer((request, response) => {
-      if ((request.url ?? "/").split("?")[0] === "/metrics") this.api.serveMetrics(request, response);
-      else response.writeHead(404, { "Content-Type": "text/plain" }).end("only /metrics here\n");
-    });
-    this.metricsServer = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, this.config.host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    this.logger.info({ port: (server.address() as AddressInfo).port }, "metrics listening");
   }
 
   // ---- publishing (library API) --------------------------------------------
@@ -419,34 +354,6 @@ export class CrierNode implements SessionHost, ApiHost {
   }
 
   // ---- ApiHost ---------------------------------------------------------------
-
-  publishJson(room: string, dataJson: string): Promise<PublishResult> {
-    return this.rooms.publish(room, dataJson);
-  }
-
-  sendJson(user: string, dataJson: string): Promise<void> {
-    return this.rooms.send(user, dataJson);
-  }
-
-  disconnect(target: DisconnectTarget, code: number, reason: string): Promise<void> {
-    return this.rooms.disconnect(target, code, reason);
-  }
-
-  unsubscribe(user: string, room: string): Promise<void> {
-    return this.rooms.unsubscribe(user, room);
-  }
-
-  roomPresence(room: string): Promise<Member[]> {
-    return this.queries.presence(room);
-  }
-
-  roomPresenceStats(room: string): Promise<PresenceStats> {
-    return this.queries.presenceStats(room);
-  }
-
-  history(room: string, since: StreamPosition | undefined, limit: number | undefined): Promise<HistoryReply> {
-    return this.queries.history(room, since, limit);
-  }
 
   /** This instance and every live one in the cluster. */
   async info(): Promise<{ node: string; nodes: NodeInfo[] }> {
@@ -485,13 +392,10 @@ export class CrierNode implements SessionHost, ApiHost {
   }
 
   sessionClosed(session: SessionView): void {
-    this.sessions.delete(session);
     this.limits.release(session);
-    const code = session.closeCode ?? CloseCode.Abnormal;
-    if (code === CloseCode.SlowConsumer) {
+    if (this.sessions.closed(session) === CloseCode.SlowConsumer) {
       this.console.warn("slow_consumer", `client ${session.id} (user '${session.user}') closed with 4503`);
     }
-    this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
   }
 
   /** Prometheus text of this instance's metrics. */
@@ -519,13 +423,12 @@ export class CrierNode implements SessionHost, ApiHost {
     this.endpoint.stopAccepting();
     this.sse.stopAccepting();
     const server = this.server;
-    const stopped =
-      server === undefined ? Promise.resolve() : new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const session of [...this.sessions]) session.close(CloseCode.ShuttingDown, "server shutting down");
+    const stopped = server === undefined ? Promise.resolve() : closeServer(server);
+    for (const session of this.sessions) session.close(CloseCode.ShuttingDown, "server shutting down");
     server?.closeIdleConnections();
     // A socket that does not finish the close handshake soon is dropped.
     const deadline = setTimeout(() => {
-      for (const session of [...this.sessions]) session.terminate();
+      for (const session of this.sessions) session.terminate();
       server?.closeAllConnections();
     }, 2000);
     deadline.unref();
@@ -533,8 +436,7 @@ export class CrierNode implements SessionHost, ApiHost {
     clearTimeout(deadline);
     this.endpoint.close();
     this.console.close();
-    const metricsServer = this.metricsServer;
-    if (metricsServer !== undefined) await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+    if (this.metricsServer !== undefined) await closeServer(this.metricsServer);
     await this.userConnections.close();
     // The closed sessions' leaves: entries removed and leave events published before disconnecting.
     await this.presence.drain();

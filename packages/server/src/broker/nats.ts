@@ -10,6 +10,7 @@ import { ProtocolError, type StreamPosition } from "crier-protocol";
 import type { Msg, NatsConnection, Subscription } from "nats";
 import { messageOf } from "../describe-error.js";
 import { type RoomHead, RoomLog, type RoomLogOptions } from "../history/nats-log.js";
+import { KeyedQueue } from "../keyed-queue.js";
 import { type JetStream, type NatsLink, type NatsNames, natsNames } from "../nats/connection.js";
 import { DEFAULT_PREFIX } from "../redis/connection.js";
 import {
@@ -49,7 +50,7 @@ export class NatsBroker implements Broker {
   private readonly counters: BrokerStats = emptyBrokerStats();
   private readonly heads = new Map<string, RoomHead>();
   /** Per room, the tail of this instance's appends: one at a time, so they do not contend with each other. */
-  private readonly appending = new Map<string, Promise<unknown>>();
+  private readonly appending = new KeyedQueue();
   private js: JetStream | undefined;
   private started = false;
   private closed = false;
@@ -67,6 +68,7 @@ export class NatsBroker implements Broker {
     this.log = new RoomLog(this.link, this.names, {
       maxSize: options.maxSize ?? 1000,
       maxTtlMs: options.maxTtlMs ?? 0,
+      adopt: options.adopt ?? false,
     });
     this.startTimeoutMs = options.startTimeoutMs ?? 5000;
     this.link.onChange((up) => {
@@ -141,17 +143,7 @@ export class NatsBroker implements Broker {
    * instance appending first only costs a reread of the head and a retry.
    */
   append(channel: string, envelope: Envelope, options: AppendOptions): Promise<StreamPosition> {
-    const previous = this.appending.get(options.room) ?? Promise.resolve();
-    const next = previous.then(
-      () => this.appendNow(channel, envelope, options),
-      () => this.appendNow(channel, envelope, options),
-    );
-    this.appending.set(options.room, next);
-    const forget = (): void => {
-      if (this.appending.get(options.room) === next) this.appending.delete(options.room);
-    };
-    next.then(forget, forget);
-    return next;
+    return this.appending.run(options.room, () => this.appendNow(channel, envelope, options));
   }
 
   private async appendNow(channel: string, envelope: Envelope, options: AppendOptions): Promise<StreamPosition> {

@@ -1,7 +1,17 @@
 // Cluster membership (ARCHITECTURE.md "Cluster membership"): every instance heartbeats
 // what it is and how loaded it is; any instance can list the live ones.
 
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import { parseJsonObject } from "../json-object.js";
+
+/** An id for an instance started without `nodeId`: its host name and a random suffix. */
+export function newNodeId(): string {
+  const host = hostname()
+    .replace(/[^A-Za-z0-9_.:-]/g, "-")
+    .slice(0, 40);
+  return `${host}-${randomBytes(3).toString("hex")}`;
+}
 
 export interface NodeInfo {
   /** The instance's id (the `node` of `connected` and of envelopes). */

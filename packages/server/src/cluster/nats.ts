@@ -35,9 +35,18 @@ export async function nodesBucket(link: NatsLink, prefix: string, nodeTimeoutMs:
   const status = await kv.status();
   if (status.ttl !== nodeTimeoutMs) {
     const stream = status.streamInfo.config;
-    await manager.streams.update(stream.name, { ...stream, max_age: nodeTimeoutMs * 1_000_000 });
+    const maxAge = nodeTimeoutMs * 1_000_000;
+    // The server refuses a duplicate window longer than max_age (it made the window the old TTL).
+    const window = Math.min(stream.duplicate_window, maxAge);
+    await manager.streams.update(stream.name, { ...stream, max_age: maxAge, duplicate_window: window });
   }
   return kv;
+}
+
+/** Whether node `id` has its entry in the nodes bucket: a delete or purge marker is a node that left. */
+export async function isLiveNode(nodes: KV, id: string): Promise<boolean> {
+  const entry = await nodes.get(encodeToken(id));
+  return entry !== null && entry.operation === "PUT";
 }
 
 export class NatsMembership implements Membership {

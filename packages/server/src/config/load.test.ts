@@ -68,6 +68,7 @@ describe("defaults", () => {
       connectionsPerSecondPerIp: 100,
       maxConnectionsPerUser: 100,
       apiAuthFailuresPerMinute: 20,
+      apiAuthFailuresPerMinuteTotal: 100,
       outboundQueueBytes: 4 * 1024 * 1024,
       maxHttpBodyBytes: 1024 * 1024,
       maxInfoBytes: 2048,

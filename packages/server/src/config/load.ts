@@ -148,6 +148,13 @@ export const SETTINGS: readonly Setting[] = [
     help: "required aud claim",
   },
   {
+    path: ["delivery", "compression", "enabled"],
+    env: "CRIER_COMPRESSION",
+    flag: "compression",
+    kind: "boolean",
+    help: "permessage-deflate for clients that offer it, each publication compressed once (default: off)",
+  },
+  {
     path: ["allowAnonymous"],
     env: "CRIER_ALLOW_ANONYMOUS",
     flag: "allow-anonymous",

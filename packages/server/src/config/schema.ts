@@ -105,6 +105,13 @@ export const limitsSchema = z
     maxConnectionsPerUser: z.number().int().positive().default(100),
     /** HTTP API requests with a wrong or missing key per address per minute, after which the address gets 429. */
     apiAuthFailuresPerMinute: z.number().int().positive().default(20),
+    /**
+     * The same across all addresses of this instance; past it, every address that has sent a
+     * wrong key this minute gets 429 too (addresses that have not are not slowed).
+     */
+    apiAuthFailuresPerMinuteTotal: z.number().int().positive().default(100),
+    /** Subscribers of one room on this instance (server-side subscriptions too); unset: no limit. */
+    maxSubscribersPerRoom: z.number().int().positive().optional(),
     outboundQueueBytes: z
       .number()
       .int()
@@ -233,9 +240,23 @@ export const configSchema = z
          * sockets receiving more than one frame per window ever wait.
          */
         coalesceMs: z.number().min(0).max(1000).default(10),
+        /**
+         * permessage-deflate for clients that offer it: each publication is
+         * compressed once and the same bytes go to every such socket.
+         */
+        compression: z
+          .object({
+            enabled: z.boolean().default(false),
+            /** Frames smaller than this go uncompressed: deflate gains little on them. */
+            minBytes: z.number().int().min(0).max(16_777_216).default(512),
+            /** zlib level: 1 is fastest, 9 smallest. */
+            level: z.number().int().min(1).max(9).default(1),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
-      .default({ coalesceMs: 10 }),
+      .prefault({}),
     cluster: z
       .object({
         /** Seconds between heartbeats of this instance into the backplane. */

@@ -10,7 +10,9 @@ export type WarningKind =
   | "backplane_back"
   | "origin_refused"
   | "connection_limit"
-  | "auth_failed";
+  | "auth_failed"
+  | "body_too_large"
+  | "unknown_session";
 
 export const WARNING_KINDS: readonly WarningKind[] = [
   "slow_consumer",
@@ -20,6 +22,8 @@ export const WARNING_KINDS: readonly WarningKind[] = [
   "origin_refused",
   "connection_limit",
   "auth_failed",
+  "body_too_large",
+  "unknown_session",
 ];
 
 export interface Warning {

@@ -31,14 +31,11 @@ import {
 } from "nats";
 import { decodeEnvelope, type Envelope, encodeEnvelope } from "../broker/envelope.js";
 import { messageOf } from "../describe-error.js";
-import type { NatsLink, NatsNames } from "../nats/connection.js";
+import { apiCode, type NatsLink, type NatsNames, NO_MESSAGE, WRONG_LAST_SEQUENCE } from "../nats/connection.js";
 import { META_MIN_TTL_MS, newEpoch } from "./history.js";
 
 const PREV = "Crier-Prev";
 const SIZE = "Crier-Size";
-/** JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check. */
-const WRONG_LAST_SEQUENCE = 10071;
-const NO_MESSAGE = 10037;
 
 /** The newest message of a room: where the next append goes. */
 export interface RoomHead {
@@ -65,6 +62,12 @@ export interface RoomLogOptions {
   maxSize: number;
   /** The longest history ttl configured, in ms: the stream keeps messages max(this, 24h). */
   maxTtlMs: number;
+  /**
+   * Use an existing stream as it is, with the retention the instances gave it,
+   * and create it with these limits only if it is missing (CrierPublisher,
+   * which may not know every namespace's history).
+   */
+  adopt?: boolean;
 }
 
 export class RoomLog {
@@ -93,6 +96,7 @@ export class RoomLog {
     try {
       const info = await jsm.streams.info(names.stream);
       const current = info.config;
+      if (this.options.adopt === true) return;
       if (current.max_msgs_per_subject !== config.max_msgs_per_subject || current.max_age !== config.max_age) {
         await jsm.streams.update(names.stream, { ...current, ...config });
       }
@@ -317,11 +321,6 @@ function headOf(stored: StoredMsg): RoomHead {
     size: Number.isInteger(size) && size > 0 ? size : Number.MAX_SAFE_INTEGER,
     message,
   };
-}
-
-/** The JetStream API error code of a failed request, when it has one. */
-export function apiCode(err: unknown): number | undefined {
-  return err instanceof NatsError ? err.api_error?.err_code : undefined;
 }
 
 /** The position a head stands for. */

@@ -24,6 +24,11 @@ export interface HubMember {
   disconnect(code: number, reason: string): void;
 }
 
+/** Whether a room may take another local member (limits/room-subscribers.ts); throws ProtocolError if not. */
+export interface SubscriberAdmission {
+  admit(room: string, members: number): void;
+}
+
 /** A room's size and traffic on this instance (for the console's busiest rooms). */
 export interface RoomLoad {
   room: string;
@@ -60,15 +65,26 @@ export class Hub {
   private readonly names: ChannelNames;
   private readonly logger: Logger;
   private readonly recovery: Recovery | undefined;
+  private readonly admission: SubscriberAdmission | undefined;
   /** Seconds counted by advanceTick(): a coarse clock, so fan-out reads no time of its own. */
   private tick = 0;
 
-  /** Without `recovery`, publications with offsets are delivered as they come, gaps and all. */
-  constructor(broker: Broker, names: ChannelNames, logger: Logger, recovery?: Recovery) {
+  /**
+   * Without `recovery`, publications with offsets are delivered as they come, gaps and all;
+   * without `admission`, rooms take any number of members.
+   */
+  constructor(
+    broker: Broker,
+    names: ChannelNames,
+    logger: Logger,
+    recovery?: Recovery,
+    admission?: SubscriberAdmission,
+  ) {
     this.broker = broker;
     this.names = names;
     this.logger = logger;
     this.recovery = recovery;
+    this.admission = admission;
   }
 
   /** Registers a connected session under its client id and user. */
@@ -90,8 +106,13 @@ export class Hub {
     if (this.clients.get(member.id) === member) this.clients.delete(member.id);
   }
 
-  /** Adds `member` to `room`; resolves once the broker delivers the room's publications here. */
+  /**
+   * Adds `member` to `room`; resolves once the broker delivers the room's publications here.
+   * Throws (synchronously) what the admission throws when the room is full here.
+   */
   subscribe(member: HubMember, room: string): Promise<void> {
+    const members = this.rooms.get(room)?.members;
+    if (this.admission !== undefined && !members?.has(member)) this.admission.admit(room, members?.size ?? 0);
     return this.join(this.rooms, this.names.room(room), room, member);
   }
 

@@ -6,6 +6,7 @@ import { encodeDirectFrame, encodeMemberFrame, encodeMessageFrame } from "crier-
 import { encodeServerFrameMsgpack } from "crier-protocol/msgpack";
 import type { Envelope } from "../broker/envelope.js";
 import { sseEvent } from "./sse-event.js";
+import type { DeflatePeer } from "./ws-deflate.js";
 import { OPCODE_BINARY, OPCODE_TEXT, wsFrame } from "./ws-frame.js";
 
 export interface OutboundFrame {
@@ -19,6 +20,11 @@ export interface OutboundFrame {
   msgpackWire(): Buffer;
   /** json() as a complete Server-Sent Events event (`data: <json>` and a blank line), for the HTTP fallback. */
   sseWire(): Buffer;
+  /**
+   * The WebSocket frame for a socket with permessage-deflate: compressed once
+   * per subprotocol and window size, or the plain frame when it stays uncompressed.
+   */
+  deflatedWire(binary: boolean, peer: DeflatePeer): Buffer;
 }
 
 /** Caches the wire frames of a publication; subclasses say how to encode it. */
@@ -28,6 +34,8 @@ abstract class SharedFrame implements OutboundFrame {
   private jsonFrame: Buffer | undefined;
   private msgpackFrame: Buffer | undefined;
   private sseFrame: Buffer | undefined;
+  /** By window size, negative for MessagePack; usually one entry. */
+  private deflatedFrames: Map<number, Buffer> | undefined;
 
   protected abstract encodeJson(): string;
   protected abstract encodeObject(): Record<string, unknown>;
@@ -55,6 +63,19 @@ abstract class SharedFrame implements OutboundFrame {
   sseWire(): Buffer {
     this.sseFrame ??= sseEvent(this.json());
     return this.sseFrame;
+  }
+
+  deflatedWire(binary: boolean, peer: DeflatePeer): Buffer {
+    const key = binary ? -peer.windowBits : peer.windowBits;
+    let frame = this.deflatedFrames?.get(key);
+    if (frame === undefined) {
+      frame = binary
+        ? (peer.deflater.frame(this.msgpack(), OPCODE_BINARY, peer.windowBits) ?? this.msgpackWire())
+        : (peer.deflater.frame(this.json(), OPCODE_TEXT, peer.windowBits) ?? this.jsonWire());
+      this.deflatedFrames ??= new Map();
+      this.deflatedFrames.set(key, frame);
+    }
+    return frame;
   }
 }
 

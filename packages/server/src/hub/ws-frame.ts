@@ -5,8 +5,9 @@
 
 export const OPCODE_TEXT = 0x1;
 export const OPCODE_BINARY = 0x2;
+export type Opcode = typeof OPCODE_TEXT | typeof OPCODE_BINARY;
 
-export function wsFrame(payload: Buffer, opcode: typeof OPCODE_TEXT | typeof OPCODE_BINARY): Buffer {
+export function wsFrame(payload: Buffer, opcode: Opcode): Buffer {
   const frame = frameFor(payload.length, opcode);
   payload.copy(frame, frame.length - payload.length);
   return frame;
@@ -21,7 +22,7 @@ export function wsTextFrame(text: string): Buffer {
 }
 
 /** A frame of `length` payload bytes with its header written and the payload left to fill. */
-function frameFor(length: number, opcode: typeof OPCODE_TEXT | typeof OPCODE_BINARY): Buffer {
+export function frameFor(length: number, opcode: Opcode): Buffer {
   const header = length < 126 ? 2 : length < 65_536 ? 4 : 10;
   const frame = Buffer.allocUnsafe(header + length);
   frame[0] = 0x80 | opcode;

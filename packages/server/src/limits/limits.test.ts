@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { SignJWT } from "jose";
-import { startNode, type TestNode } from "../../../../test/support/node.js";
+import { refusedCount, startNode, type TestNode } from "../../../../test/support/node.js";
 import { waitUntil } from "../../../../test/support/wait.js";
 import { TestClient } from "../../../../test/support/ws-client.js";
 
@@ -20,12 +20,6 @@ async function attempt(url: string, localAddress?: string): Promise<TestClient |
   }
 }
 
-async function refused(server: TestNode, reason: string): Promise<number> {
-  const metrics = await (await fetch(`${server.httpUrl}/metrics`)).text();
-  const match = new RegExp(`crier_refused_total\\{reason="${reason}"[^}]*\\} (\\d+)`).exec(metrics);
-  return Number(match?.[1] ?? 0);
-}
-
 describe("limits.maxConnections", () => {
   let server: TestNode;
   before(async () => {
@@ -37,7 +31,7 @@ describe("limits.maxConnections", () => {
     const first = await server.client();
     await server.client();
     assert.equal(await attempt(server.url), 503);
-    assert.equal(await refused(server, "max_connections"), 1);
+    assert.equal(await refusedCount(server, "max_connections"), 1);
     first.close();
     await first.closed;
     await waitUntil("the server sees the close", () => server.node.connectionCount() === 1);
@@ -55,7 +49,7 @@ describe("limits.connectionsPerSecondPerIp and connectionsPerSecond", () => {
       assert.ok(statuses.length >= 3 && statuses.every((s) => s === 429), `statuses: ${statuses.join(",")}`);
       const other = await attempt(server.url, "127.0.0.2");
       assert.ok(other instanceof TestClient, `another address got ${String(other)}`);
-      assert.ok((await refused(server, "connections_per_second_per_ip")) >= 3);
+      assert.ok((await refusedCount(server, "connections_per_second_per_ip")) >= 3);
     } finally {
       await server.close();
     }
@@ -69,7 +63,7 @@ describe("limits.connectionsPerSecondPerIp and connectionsPerSecond", () => {
       );
       const statuses = outcomes.filter((o) => typeof o === "number");
       assert.ok(statuses.length >= 6 && statuses.every((s) => s === 503), `statuses: ${statuses.join(",")}`);
-      assert.ok((await refused(server, "connections_per_second")) >= 6);
+      assert.ok((await refusedCount(server, "connections_per_second")) >= 6);
     } finally {
       await server.close();
     }
@@ -153,7 +147,7 @@ describe("limits.maxConnectionsPerUser", () => {
     assert.equal(reply.op, "error");
     assert.equal(reply.op === "error" ? reply.code : "", "rate_limited");
     assert.equal((await third.closed).code, 4508);
-    assert.equal(await refused(server, "max_connections_per_user"), 1);
+    assert.equal(await refusedCount(server, "max_connections_per_user"), 1);
     await server.client({ token: await token("bob") });
     await server.client();
     await server.client();

@@ -31,8 +31,18 @@ export class RateWindow {
 
   /** Whether `key` is already over its limit in this window (counts nothing). */
   blocked(key: string): boolean {
-    if (this.now() - this.windowStart >= this.windowMs) return false;
-    return (this.counts.get(key) ?? 0) > this.limit;
+    return this.count(key) > this.limit;
+  }
+
+  /** Events counted for `key` in the current window. */
+  count(key: string): number {
+    if (this.now() - this.windowStart >= this.windowMs) return 0;
+    return this.counts.get(key) ?? 0;
+  }
+
+  /** Milliseconds until the current window ends (0 when none is open): a Retry-After. */
+  remainingMs(): number {
+    return Math.max(0, this.windowStart + this.windowMs - this.now());
   }
 
   /** Keys counted in the current window (for tests of the bound). */

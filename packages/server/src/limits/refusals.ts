@@ -1,5 +1,5 @@
 // Every connection or request crier turns away for a limit or a policy:
-// counted by reason for the metrics (crier_connections_refused_total) and
+// counted by reason for the metrics (crier_refused_total) and
 // logged through a throttle, since an attacker decides how often it happens.
 
 import type { Logger } from "pino";
@@ -12,7 +12,11 @@ export type RefusalReason =
   | "connections_per_second"
   | "connections_per_second_per_ip"
   | "max_connections_per_user"
-  | "api_auth_failures";
+  | "api_auth_failures"
+  | "api_auth_failures_total"
+  | "max_subscribers_per_room"
+  | "body_too_large"
+  | "unknown_session";
 
 export class Refusals {
   private readonly log: ThrottledLog;

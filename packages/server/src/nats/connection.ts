@@ -13,6 +13,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   type NatsConnection,
+  NatsError,
 } from "nats";
 import { type Logger, pino } from "pino";
 import { messageOf } from "../describe-error.js";
@@ -176,6 +177,16 @@ export class NatsLink {
   }
 }
 
+/** JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence check (someone wrote first). */
+export const WRONG_LAST_SEQUENCE = 10071;
+/** JetStream's error code for a message that is not there (any more). */
+export const NO_MESSAGE = 10037;
+
+/** The JetStream API error code of a failed request, when it has one. */
+export function apiCode(err: unknown): number | undefined {
+  return err instanceof NatsError ? err.api_error?.err_code : undefined;
+}
+
 /**
  * The keys of a KV bucket that have a stored message (a value, or a delete
  * marker: check the entry's operation), matching `filter`. One stream-info
@@ -250,6 +261,22 @@ export function encodeToken(text: string): string {
   return out;
 }
 
+/** Encoded tokens longer than this are hashed by boundedToken. */
+const LONGEST_TOKEN = 128;
+
+/**
+ * `text` as one token of bounded length, for keys that are only compared, never
+ * decoded (a user id can be any length, and a subject must fit a protocol line):
+ * encodeToken(text) when that is short, else `=h` and its SHA-256. An encoding
+ * never contains `=h` (its `=` is always followed by two hex digits), so
+ * distinct texts stay distinct.
+ */
+export function boundedToken(text: string): string {
+  const token = encodeToken(text);
+  if (token.length <= LONGEST_TOKEN) return token;
+  return `=h${createHash("sha256").update(text).digest("hex")}`;
+}
+
 /** The inverse of encodeToken. */
 export function decodeToken(token: string): string {
   if (token === "=") return "";
@@ -271,12 +298,21 @@ export interface NatsNames {
   history(channel: string): string;
   /** The subject of a room's epoch marker, for a room read before its first message. */
   epoch(channel: string): string;
+  /** The subject a sweep's leaves and a rewrite's joins are published on (republished to live(channel)). */
+  presenceEvent(channel: string): string;
   stream: string;
   historySubjects: string;
   epochSubjects: string;
   liveSubjects: string;
   presenceBucket: string;
+  /** Which instances have presence entries, and who sweeps which gone one (presence/nats-bucket.ts). */
+  presenceSweepBucket: string;
+  /** The stream of presence events (presence/nats-bucket.ts), capturing presenceEventSubjects. */
+  presenceEvents: string;
+  presenceEventSubjects: string;
   nodesBucket: string;
+  /** Per-user connection counts (limits/user-connections-nats.ts). */
+  userConnectionsBucket: string;
 }
 
 /**
@@ -292,15 +328,21 @@ export function natsNames(prefix: string): NatsNames {
   const live = `crier.live.${scope}`;
   const history = `crier.hist.${scope}`;
   const epoch = `crier.epoch.${scope}`;
+  const presenceEvent = `crier.pres.${scope}`;
   return {
     live: (channel) => `${live}.${encodeToken(channel)}`,
     history: (channel) => `${history}.${encodeToken(channel)}`,
     epoch: (channel) => `${epoch}.${encodeToken(channel)}`,
+    presenceEvent: (channel) => `${presenceEvent}.${encodeToken(channel)}`,
     stream: `${base}_history`,
     historySubjects: `${history}.*`,
     epochSubjects: `${epoch}.*`,
     liveSubjects: `${live}.*`,
     presenceBucket: `${base}_presence`,
+    presenceSweepBucket: `${base}_presence_sweeps`,
+    presenceEvents: `${base}_presence_events`,
+    presenceEventSubjects: `${presenceEvent}.*`,
     nodesBucket: `${base}_nodes`,
+    userConnectionsBucket: `${base}_userconns`,
   };
 }

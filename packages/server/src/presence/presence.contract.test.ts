@@ -1,15 +1,20 @@
 // The presence contract (ARCHITECTURE.md "Seams", docs/protocol.md `presence`), run
 // against every PresenceStore: the same tests, so the embedded memory store,
-// one Redis and Redis Cluster list, count, sweep and rewrite members the same way.
+// one Redis, Redis Cluster and NATS (JetStream KV) list, count, sweep and rewrite
+// members the same way.
 
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { type Member, ProtocolError } from "crier-protocol";
+import { type NatsProcess, startNats } from "../../../../test/support/nats.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
 import { type RedisClusterProcess, startRedisCluster } from "../../../../test/support/redis-cluster.js";
+import { nodesBucket } from "../cluster/nats.js";
 import { nodeKeyPrefix } from "../cluster/redis.js";
+import { encodeToken, NatsLink } from "../nats/connection.js";
 import { createClient } from "../redis/connection.js";
 import { MemoryPresence } from "./memory.js";
+import { NatsPresence } from "./nats.js";
 import type { PresenceEntry, PresenceStore } from "./presence.js";
 import { RedisPresence } from "./redis.js";
 
@@ -263,4 +268,45 @@ presenceContract({
     await cluster?.stop();
   },
   world: () => redisWorld(cluster?.url ?? "", true),
+});
+
+let nats: NatsProcess | undefined;
+
+presenceContract({
+  name: "nats",
+  async setup() {
+    nats = await startNats();
+  },
+  async teardown() {
+    await nats?.stop();
+  },
+  async world() {
+    const url = nats?.url;
+    if (url === undefined) throw new Error("nats is not started");
+    worldSeq += 1;
+    // A prefix per world: its own buckets, as if each test ran its own cluster.
+    const prefix = `ptest${worldSeq}:`;
+    const admin = new NatsLink("admin", { url });
+    await admin.start();
+    const nodes = await nodesBucket(admin, prefix, 10_000);
+    const setLive = async (node: string, live: boolean): Promise<void> => {
+      if (live) await nodes.put(encodeToken(node), "{}");
+      else await nodes.purge(encodeToken(node));
+    };
+    await setLive("n1", true);
+    await setLive("n2", true);
+    // Sweeps only when a test asks, so that what a test sees never depends on a timer.
+    const open = (): NatsPresence => new NatsPresence({ link: new NatsLink("presence", { url }), prefix, sweepMs: 0 });
+    const store = open();
+    const peer = open();
+    await Promise.all([store.start(), peer.start()]);
+    return {
+      store,
+      peer,
+      setLive,
+      async close() {
+        await Promise.all([store.close(), peer.close(), admin.close()]);
+      },
+    };
+  },
 });

@@ -8,8 +8,8 @@
 import type { IncomingMessage } from "node:http";
 import { type JsonObject, type JsonValue, ProtocolError } from "crier-protocol";
 import type { Identity } from "../auth/identity.js";
-import type { NamespaceConfig } from "../config/schema.js";
-import type { ProxyClient, ProxyKind } from "./client.js";
+import type { CrierConfig, NamespaceConfig } from "../config/schema.js";
+import { ProxyClient, type ProxyClientOptions, type ProxyKind } from "./client.js";
 
 export interface ProxyUrls {
   connect?: string;
@@ -32,6 +32,24 @@ export interface ConnectContext {
   protocol: string;
   remoteAddr: string;
   forwarded: Readonly<Record<string, string>>;
+}
+
+/** The proxy that `proxy` (the validated config section) describes, calling with keep-alive connections. */
+export function createBackendProxy(
+  config: NonNullable<CrierConfig["proxy"]>,
+  options: Pick<ProxyClientOptions, "logger" | "observe"> & { namespaceOf: (room: string) => NamespaceConfig },
+): BackendProxy {
+  const client = new ProxyClient({
+    timeoutMs: config.timeoutMs,
+    maxConcurrency: config.maxConcurrency,
+    logger: options.logger,
+    ...(options.observe === undefined ? {} : { observe: options.observe }),
+  });
+  return new BackendProxy(config, client, {
+    headers: config.headers,
+    connectWithToken: config.connectWithToken,
+    namespaceOf: options.namespaceOf,
+  });
 }
 
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});

@@ -6,6 +6,7 @@ import type { ConnectCommand, JsonValue, Member } from "crier-protocol";
 import type { Logger } from "pino";
 import type { Identity } from "../auth/identity.js";
 import type { RoomAction } from "../auth/policy.js";
+import type { CrierConfig } from "../config/schema.js";
 import type { Hub } from "../hub/hub.js";
 import type { BackendProxy, ConnectContext } from "../proxy/proxy.js";
 import type { Recovery } from "../recovery/recovery.js";
@@ -13,6 +14,22 @@ import type { RoomQueries } from "../service/room-queries.js";
 import type { PublishResult, RoomService } from "../service/room-service.js";
 
 export type { PublishResult };
+
+/** The settings every session of a node runs with, from the validated configuration. */
+export function sessionSettings(config: Pick<CrierConfig, "timeouts" | "limits" | "clientSend">): SessionSettings {
+  const { timeouts, limits } = config;
+  return {
+    connectTimeoutMs: timeouts.connectMs,
+    pingIntervalMs: timeouts.pingMs,
+    pongTimeoutMs: timeouts.pongMs,
+    maxFrameBytes: limits.maxFrameBytes,
+    commandsPerSecond: limits.commandsPerSecond,
+    maxSubscriptions: limits.maxSubscriptions,
+    outboundQueueBytes: limits.outboundQueueBytes,
+    maxInfoBytes: limits.maxInfoBytes,
+    clientSend: config.clientSend,
+  };
+}
 
 export interface SessionSettings {
   connectTimeoutMs: number;

@@ -1,8 +1,9 @@
 // One client connection, whatever its transport: the handshake (`connect`
-// first, within the connect timeout), command dispatch with acks by id,
-// ping/pong, token expiry, and the bounded outbound side. Encoding lives in
-// crier-protocol, framing and sockets in the transport's Connection, fan-out
-// in the hub, catching up from history in recovery/.
+// first, within the connect timeout), command dispatch in order with acks by
+// id, ping/pong, token expiry, and the bounded outbound side. Frames are
+// checked and decoded in inbound.ts, one-reply commands answered in
+// commands.ts, rooms (and their catch-up from history) kept in
+// subscriptions.ts; framing and sockets are the transport's Connection.
 
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
@@ -10,8 +11,9 @@ import {
   type ClientCommand,
   CloseCode,
   type ConnectCommand,
-  decodeClientFrame,
+  type ConnectedReply,
   type ErrorCode,
+  type ErrorReply,
   type Member,
   ProtocolError,
   type ReplyFrame,
@@ -19,28 +21,27 @@ import {
   SUBPROTOCOL_JSON,
   SUBPROTOCOL_MSGPACK,
 } from "crier-protocol";
-import { decodeClientFrameMsgpack } from "crier-protocol/msgpack";
 import type { Logger } from "pino";
 import { DisconnectError } from "../auth/disconnect-error.js";
 import { ANONYMOUS, type Identity } from "../auth/identity.js";
-import { TokenExpiredError } from "../auth/jwt.js";
+import { connectRefusalCode } from "../auth/refusal.js";
 import { messageOf } from "../describe-error.js";
-import type { HubMember } from "../hub/hub.js";
 import type { OutboundFrame } from "../hub/outbound-frame.js";
-import { CatchUp } from "../recovery/catch-up.js";
+import { answer, isAnswered } from "./commands.js";
 import type { Connection } from "./connection.js";
-import type { SessionHost, SessionView } from "./host.js";
+import type { SessionHost } from "./host.js";
+import { decodeInbound } from "./inbound.js";
 import { Keepalive } from "./keepalive.js";
 import { RateLimiter } from "./rate-limiter.js";
+import { SessionRooms, type Subscriber } from "./subscriptions.js";
 
 type State = "connecting" | "connected" | "closed";
 
 /** Commands after which the next ones wait, so a client's subscribe-then-publish keeps its order. */
 const BARRIERS: ReadonlySet<ClientCommand["op"]> = new Set(["connect", "subscribe", "unsubscribe", "refresh"]);
 
-export class Session implements HubMember, SessionView {
+export class Session implements Subscriber {
   readonly id = randomUUID();
-  readonly rooms = new Set<string>();
   /** Epoch milliseconds when the socket was accepted, and its peer address (for the console). */
   readonly connectedAt = Date.now();
   readonly address: string;
@@ -64,8 +65,7 @@ export class Session implements HubMember, SessionView {
   private readonly keepalive: Keepalive;
   private busy = false;
   private readonly waiting: ClientCommand[] = [];
-  /** Per room with history: keeps this connection's offsets gap- and duplicate-free across a catch-up. */
-  private catchUps: Map<string, CatchUp> | undefined;
+  private readonly subscriptions: SessionRooms;
 
   constructor(connection: Connection, request: IncomingMessage, host: SessionHost) {
     this.connection = connection;
@@ -73,6 +73,7 @@ export class Session implements HubMember, SessionView {
     this.host = host;
     this.forwarded = host.auth.forwardedHeaders(request);
     this.address = connection.address;
+    this.subscriptions = new SessionRooms(host, this);
     this.limiter = new RateLimiter(host.settings.commandsPerSecond);
     this.keepalive = new Keepalive(
       {
@@ -111,9 +112,13 @@ export class Session implements HubMember, SessionView {
     return `${this.connection.transport} ${this.connection.binary ? SUBPROTOCOL_MSGPACK : SUBPROTOCOL_JSON}`;
   }
 
+  get rooms(): ReadonlySet<string> {
+    return this.subscriptions.names;
+  }
+
   /** A method, not a field read, so the compiler does not narrow it across awaits. */
-  private isClosed(): boolean {
-    return this.state === "closed";
+  isOpen(): boolean {
+    return this.state !== "closed";
   }
 
   get connected(): boolean {
@@ -124,22 +129,9 @@ export class Session implements HubMember, SessionView {
 
   private onFrame(data: Buffer, isBinary: boolean): void {
     if (this.state === "closed") return;
-    const { maxFrameBytes } = this.host.settings;
-    if (data.length > maxFrameBytes) {
-      this.close(CloseCode.MessageTooLarge, `frame of ${data.length} bytes is over the limit of ${maxFrameBytes}`);
-      return;
-    }
-    const binary = this.connection.binary;
-    if (isBinary !== binary) {
-      this.close(
-        CloseCode.BadFrame,
-        binary ? "text frame on the MessagePack subprotocol" : "binary frame on the JSON subprotocol",
-      );
-      return;
-    }
-    const decoded = binary ? decodeClientFrameMsgpack(data) : decodeClientFrame(data.toString("utf8"));
-    if (decoded.kind === "fatal") {
-      this.close(CloseCode.BadFrame, decoded.reason);
+    const decoded = decodeInbound(data, isBinary, this.connection.binary, this.host.settings.maxFrameBytes);
+    if (decoded.kind === "close") {
+      this.close(decoded.code, decoded.reason);
       return;
     }
     // Frames after a `connect` still under way wait for it like any command after a barrier;
@@ -198,10 +190,13 @@ export class Session implements HubMember, SessionView {
   }
 
   private async dispatch(command: ClientCommand): Promise<void> {
-    const host = this.host;
     if (this.state === "connecting" && command.op !== "connect") {
       // Queued behind a connect that did not succeed.
       this.close(CloseCode.ConnectExpected, "connect did not succeed: send connect first");
+      return;
+    }
+    if (isAnswered(command)) {
+      this.reply(command.id, await answer(this.host, this, command));
       return;
     }
     switch (command.op) {
@@ -213,60 +208,19 @@ export class Session implements HubMember, SessionView {
       case "subscribe":
         return this.onSubscribe(command.room, command.id, command.since);
       case "unsubscribe":
-        if (!this.rooms.has(command.room)) throw notSubscribed(command.room);
-        this.leaveRoom(command.room);
-        this.reply(command.id, { op: "ok" });
-        return;
-      case "publish": {
-        const data = await host.auth.authorizePublish(this, command.room, command.data);
-        const result = await host.rooms.publish(command.room, JSON.stringify(data), this.user);
-        this.reply(command.id, { op: "ok", ...result });
-        return;
-      }
-      case "send":
-        this.checkMaySend();
-        await host.rooms.send(command.user, JSON.stringify(command.data), this.user);
-        this.reply(command.id, { op: "ok" });
-        return;
-      case "presence": {
-        // A client sees who is in a room only if it could be there itself.
-        await host.auth.authorize(this, command.room, "subscribe");
-        const members = await host.queries.presence(command.room);
-        this.reply(command.id, { op: "presence", room: command.room, members });
-        return;
-      }
-      case "presence_stats": {
-        await host.auth.authorize(this, command.room, "subscribe");
-        const stats = await host.queries.presenceStats(command.room);
-        this.reply(command.id, { op: "presence_stats", room: command.room, ...stats });
-        return;
-      }
-      case "history":
-        this.reply(command.id, await host.queries.history(command.room, command.since, command.limit));
-        return;
-      case "rpc": {
-        if (host.proxy === undefined) {
-          throw new ProtocolError("bad_request", "rpc is not available: this server has no rpc proxy (proxy.rpc)");
+        if (!this.subscriptions.has(command.room)) {
+          throw new ProtocolError("not_subscribed", `not subscribed to '${command.room}'`);
         }
-        const data = await host.proxy.rpc(this, command.method, command.data);
-        this.reply(command.id, { op: "rpc", data });
+        this.subscriptions.leave(command.room);
+        this.reply(command.id, { op: "ok" });
         return;
-      }
       case "refresh": {
-        const identity = await host.auth.refresh(this, command.token);
+        const identity = await this.host.auth.refresh(this, command.token);
         this.identity = identity;
         this.keepalive.expireAt(identity.expiresAt);
         this.reply(command.id, { op: "ok" });
         return;
       }
-    }
-  }
-
-  private checkMaySend(): void {
-    const policy = this.host.settings.clientSend;
-    if (policy === "none") throw new ProtocolError("forbidden", "clients may not send to users on this server");
-    if (policy === "authenticated" && this.user === "") {
-      throw new ProtocolError("forbidden", "anonymous connections may not send to users");
     }
   }
 
@@ -294,7 +248,7 @@ export class Session implements HubMember, SessionView {
       this.refuseConnect(command.id, error);
       return;
     }
-    if (this.isClosed()) return;
+    if (!this.isOpen()) return;
     try {
       await this.host.limits.admit(this, identity.user);
     } catch (error) {
@@ -307,7 +261,7 @@ export class Session implements HubMember, SessionView {
       );
       return;
     }
-    if (this.isClosed()) return;
+    if (!this.isOpen()) return;
     if (command.info !== undefined && identity.info === undefined) identity = { ...identity, info: command.info };
     this.identity = identity;
     this.request = undefined;
@@ -320,24 +274,27 @@ export class Session implements HubMember, SessionView {
       this.close(CloseCode.ServerError, "backplane unavailable: try again");
       return;
     }
-    if (this.isClosed()) {
+    if (!this.isOpen()) {
       // Closed while joining: leave the index we just entered.
       this.host.hub.removeMember(this, []);
       return;
     }
     this.state = "connected";
-    const connected: ReplyFrame = {
+    const connected: ConnectedReply = {
       op: "connected",
       client: this.id,
       user: this.user,
       node: this.host.nodeId,
       ping: this.host.settings.pingIntervalMs / 1000,
     };
+    const subs = this.identity.subs ?? [];
+    // The server-side subscriptions to come, so a client can tell them from its own (docs/protocol.md).
+    if (subs.length > 0) connected.subs = [...subs];
     // Every client needs `connected`, with or without an id.
     this.connection.sendOwn(command.id === undefined ? connected : { ...connected, id: command.id });
     this.keepalive.schedulePing();
     this.keepalive.expireAt(this.identity.expiresAt);
-    for (const room of this.identity.subs ?? []) this.subscribeServerSide(room);
+    for (const room of subs) this.subscribeServerSide(room, command.subs?.[room]);
   }
 
   /**
@@ -350,24 +307,20 @@ export class Session implements HubMember, SessionView {
       return;
     }
     this.fail(id, error);
-    const code =
-      error instanceof TokenExpiredError
-        ? CloseCode.TokenExpired
-        : error instanceof ProtocolError && error.code === "unauthorized"
-          ? CloseCode.Unauthorized
-          : error instanceof ProtocolError && error.code === "forbidden"
-            ? CloseCode.Forbidden
-            : CloseCode.ServerError;
-    this.close(code, error instanceof ProtocolError ? error.message : "connect failed");
+    this.close(connectRefusalCode(error), error instanceof ProtocolError ? error.message : "connect failed");
   }
 
   /**
    * A subscription the server made for the connection (JWT `subs`, the
    * connect proxy's `rooms`): granted already, so not authorized again, and
-   * answered by a `subscribed` push without id. A failure comes as an error without id.
+   * answered by a `subscribed` push without id, resumed from `since` when the
+   * `connect` gave one. A failure comes as an error without id, naming the room.
    */
-  private subscribeServerSide(room: string): void {
-    this.onSubscribe(room, undefined, undefined, true).catch((error: unknown) => this.fail(undefined, error));
+  private subscribeServerSide(room: string, since: StreamPosition | undefined): void {
+    // A server-side subscription's `subscribed` is a push: every client needs it.
+    this.subscriptions
+      .subscribe(room, since, true, (frame) => this.push(frame))
+      .catch((error: unknown) => this.fail(undefined, error, room));
   }
 
   /**
@@ -383,7 +336,7 @@ export class Session implements HubMember, SessionView {
     }
     proxy.refresh(this).then(
       (expiresAt) => {
-        if (this.isClosed()) return;
+        if (!this.isOpen()) return;
         this.identity = { ...this.identity, expiresAt };
         this.keepalive.expireAt(expiresAt);
       },
@@ -394,98 +347,36 @@ export class Session implements HubMember, SessionView {
     );
   }
 
-  private async onSubscribe(
-    room: string,
-    id: number | undefined,
-    since: StreamPosition | undefined,
-    serverSide = false,
-  ): Promise<void> {
-    const { maxSubscriptions } = this.host.settings;
-    if (this.rooms.has(room)) throw new ProtocolError("already_subscribed", `already subscribed to '${room}'`);
-    if (this.rooms.size >= maxSubscriptions) {
-      throw new ProtocolError(
-        "forbidden",
-        `subscription limit reached: ${maxSubscriptions} rooms per connection (limits.maxSubscriptions)`,
-      );
-    }
-    if (!serverSide) await this.host.auth.authorize(this, room, "subscribe");
-    // Closed meanwhile (e.g. by a bad frame in the same read): joining now would leave it in the hub for good.
-    if (this.isClosed()) return;
-    // In a room with history, live messages are held from the moment the
-    // subscription is live until the history read says where this client is.
-    const catchUp = this.host.recovery.keepsHistory(room) ? new CatchUp(this.host.recovery, room) : undefined;
-    if (catchUp !== undefined) {
-      this.catchUps ??= new Map();
-      this.catchUps.set(room, catchUp);
-    }
-    this.rooms.add(room);
-    const current = (): boolean => !this.isClosed() && this.rooms.has(room) && this.catchUps?.get(room) === catchUp;
-    try {
-      await this.host.hub.subscribe(this, room);
-      // Left (closed, or unsubscribed by the server) while subscribing: not a member any more.
-      if (current()) await this.host.presence.joined(room, this.member());
-      // A server-side subscription's `subscribed` is a push: every client needs it.
-      const answer = (frame: ReplyFrame): void => (serverSide ? this.push(frame) : this.reply(id, frame));
-      if (catchUp === undefined) {
-        answer({ op: "subscribed", room, recovered: false });
-        return;
-      }
-      await catchUp.run(since, {
-        subscribed: (position, recovered) =>
-          answer({ op: "subscribed", room, offset: position.offset, epoch: position.epoch, recovered }),
-        sendPaced: (frame) => (this.connected ? this.connection.sendPaced(frame) : Promise.resolve(false)),
-        send: (frame) => this.send(frame),
-        seed: (position) => this.host.hub.seed(room, position),
-        current,
-        close: (code, reason) => this.close(code, reason),
-      });
-    } catch (error) {
-      if (this.rooms.has(room) && this.catchUps?.get(room) === catchUp) this.leaveRoom(room);
-      throw error;
-    }
+  private onSubscribe(room: string, id: number | undefined, since: StreamPosition | undefined): Promise<void> {
+    return this.subscriptions.subscribe(room, since, false, (frame) => this.reply(id, frame));
   }
 
-  private member(): Member {
+  member(): Member {
     const member: Member = { user: this.user, client: this.id };
     if (this.identity.info !== undefined) member.info = this.identity.info;
     return member;
-  }
-
-  /** Leaves `room` here: the hub's index, the catch-up, and the room's presence. */
-  private leaveRoom(room: string): void {
-    this.rooms.delete(room);
-    this.catchUps?.delete(room);
-    this.host.hub.unsubscribe(this, room);
-    this.host.presence.left(room, this.id);
   }
 
   // ---- outbound ------------------------------------------------------------
 
   /** Hub delivery: one frame shared by every recipient, encoded once per subprotocol. */
   deliver(frame: OutboundFrame, room?: string, offset?: number): void {
-    if (this.state !== "connected") return;
-    const catchUp = offset === undefined || room === undefined ? undefined : this.catchUps?.get(room);
-    if (catchUp !== undefined && offset !== undefined) {
-      const verdict = catchUp.admit(offset, frame);
-      if (verdict === "duplicate" || verdict === "held") return;
-      if (verdict === "overflow") {
-        // Live messages wait while history is replayed; a replay that cannot keep up with them ends here.
-        this.close(CloseCode.SlowConsumer, "slow consumer: too far behind during recovery");
-        return;
-      }
-    }
-    this.send(frame);
+    if (this.state === "connected" && this.subscriptions.admit(room, offset, frame)) this.send(frame);
   }
 
-  private send(frame: OutboundFrame): void {
+  sendPaced(frame: OutboundFrame): Promise<boolean> {
+    return this.connected ? this.connection.sendPaced(frame) : Promise.resolve(false);
+  }
+
+  send(frame: OutboundFrame): void {
     if (!this.connection.send(frame)) {
       this.close(CloseCode.SlowConsumer, "slow consumer: outbound queue over its limit");
     }
   }
 
   roomRemoved(room: string): void {
-    if (this.state !== "connected" || !this.rooms.has(room)) return;
-    this.leaveRoom(room);
+    if (this.state !== "connected" || !this.subscriptions.has(room)) return;
+    this.subscriptions.leave(room);
     this.connection.sendOwn({ op: "unsubscribed", room });
   }
 
@@ -504,22 +395,25 @@ export class Session implements HubMember, SessionView {
     if (this.state !== "closed") this.connection.sendOwn(frame);
   }
 
-  private error(id: number | undefined, code: ErrorCode, message: string): void {
+  /** `room`: the server-side subscription the error is about. */
+  private error(id: number | undefined, code: ErrorCode, message: string, room?: string): void {
     if (this.state === "closed") return;
-    this.connection.sendOwn(id === undefined ? { op: "error", code, message } : { op: "error", id, code, message });
+    const frame: ErrorReply = id === undefined ? { op: "error", code, message } : { op: "error", id, code, message };
+    if (room !== undefined) frame.room = room;
+    this.connection.sendOwn(frame);
   }
 
-  private fail(id: number | undefined, error: unknown): void {
+  private fail(id: number | undefined, error: unknown, room?: string): void {
     if (error instanceof DisconnectError) {
       this.close(error.disconnect.code, error.disconnect.reason);
       return;
     }
     if (error instanceof ProtocolError) {
-      this.error(id, error.code, error.message);
+      this.error(id, error.code, error.message, room);
       return;
     }
     this.logger.error({ err: error }, "command failed");
-    this.error(id, "internal", "internal error");
+    this.error(id, "internal", "internal error", room);
   }
 
   // ---- closing -------------------------------------------------------------
@@ -547,16 +441,7 @@ export class Session implements HubMember, SessionView {
     clearTimeout(this.connectTimer);
     this.keepalive.stop();
     this.waiting.length = 0;
-    this.catchUps = undefined;
-    if (wasConnected) {
-      this.host.hub.removeMember(this, this.rooms);
-      for (const room of this.rooms) this.host.presence.left(room, this.id);
-    }
-    this.rooms.clear();
+    this.subscriptions.closed(wasConnected);
     this.host.sessionClosed(this);
   }
-}
-
-function notSubscribed(room: string): ProtocolError {
-  return new ProtocolError("not_subscribed", `not subscribed to '${room}'`);
 }

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
 import { after, before, describe, test } from "node:test";
-import { API_KEY, startNode, type TestNode } from "../../../../test/support/node.js";
+import { API_KEY, captureLog, refusedCount, startNode, type TestNode } from "../../../../test/support/node.js";
 import { JWT_SECRET, token } from "../../../../test/support/tokens.js";
 import { waitUntil } from "../../../../test/support/wait.js";
 import { loadConfig } from "../config/load.js";
@@ -225,23 +225,36 @@ describe("GET /dashboard", () => {
   });
 });
 
-/** A GET from `localAddress` with `headers`, through node:http (fetch cannot choose the source address). */
-function request(
+interface RequestOptions {
+  localAddress?: string;
+  headers?: Record<string, string>;
+  method?: string;
+  body?: string;
+}
+
+/** A request from `localAddress` with `headers`, through node:http (fetch cannot choose the source address). */
+function answer(
   url: string,
-  options: { localAddress?: string; headers?: Record<string, string>; method?: string; body?: string } = {},
-): Promise<number> {
+  options: RequestOptions = {},
+): Promise<{ status: number; retryAfter: string | undefined }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       url,
       { method: options.method ?? "GET", headers: options.headers, localAddress: options.localAddress },
       (response) => {
         response.resume();
-        resolve(response.statusCode ?? 0);
+        const retryAfter = response.headers["retry-after"];
+        resolve({ status: response.statusCode ?? 0, retryAfter });
       },
     );
     req.on("error", reject);
     req.end(options.body);
   });
+}
+
+/** The status of answer(). */
+async function request(url: string, options: RequestOptions = {}): Promise<number> {
+  return (await answer(url, options)).status;
 }
 
 describe("HTTP API hardening", () => {
@@ -270,6 +283,15 @@ describe("HTTP API hardening", () => {
     const right = { headers: { Authorization: `Bearer ${API_KEY}` } };
     assert.equal(await request(`${server.httpUrl}/api/info`, { ...from, ...right }), 429);
     assert.equal(await request(`${server.httpUrl}/api/info`, { localAddress: "127.0.0.4", ...right }), 200);
+  });
+
+  test("the per-address 429 carries Retry-After: the seconds left of the minute", async () => {
+    const wrong = { localAddress: "127.0.0.6", headers: { Authorization: "Bearer guess-0002" } };
+    for (let i = 0; i < 3; i++) await request(`${server.httpUrl}/api/info`, wrong);
+    const refused = await answer(`${server.httpUrl}/api/info`, wrong);
+    assert.equal(refused.status, 429);
+    const seconds = Number(refused.retryAfter);
+    assert.ok(Number.isInteger(seconds) && seconds >= 1 && seconds <= 60, `Retry-After: ${refused.retryAfter}`);
   });
 
   test("a body over the limit is 413 on routes that take none, too", async () => {
@@ -307,5 +329,44 @@ describe("metricsPort", () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe("limits.apiAuthFailuresPerMinuteTotal", () => {
+  let server: TestNode;
+  const log = captureLog();
+  before(async () => {
+    server = await startNode(
+      { limits: { apiAuthFailuresPerMinute: 3, apiAuthFailuresPerMinuteTotal: 4 } },
+      undefined,
+      log.logger,
+    );
+  });
+  after(() => server.close());
+
+  test("many addresses, one wrong key each: past the instance's cap they get 429, clean addresses with the key do not", async () => {
+    const info = `${server.httpUrl}/api/info`;
+    const guess = (n: number) => ({
+      localAddress: `127.0.0.${20 + n}`,
+      headers: { Authorization: `Bearer guess-${n}` },
+    });
+    // Four addresses, one guess each: within every limit, each is told its key is wrong.
+    for (let n = 0; n < 4; n++) assert.equal(await request(info, guess(n)), 401, `guess ${n}`);
+    // The fifth failure of the minute on this instance, from an address that never failed: 429, not 401.
+    const fifth = await answer(info, guess(4));
+    assert.equal(fifth.status, 429);
+    assert.ok(Number(fifth.retryAfter) >= 1, `Retry-After: ${fifth.retryAfter}`);
+    // An address that failed once cannot use the right key now either, so a later right guess is not told apart.
+    const right = { headers: { Authorization: `Bearer ${API_KEY}` } };
+    assert.equal(await request(info, { ...right, localAddress: "127.0.0.21" }), 429);
+    // Addresses that have not failed still get in with the right key.
+    for (const address of ["127.0.0.40", "127.0.0.41"]) {
+      assert.equal(await request(info, { ...right, localAddress: address }), 200, address);
+    }
+    assert.equal(await refusedCount(server, "api_auth_failures_total"), 2);
+    assert.equal(await refusedCount(server, "api_auth_failures"), 0, "no address passed its own limit");
+    const lines = log.lines.filter((line) => line.reason === "api_auth_failures_total");
+    assert.equal(lines.length, 1, "one log line for both refusals within the interval");
+    assert.match(String(lines[0]?.msg), /too many wrong keys on this instance/);
   });
 });

@@ -1,34 +1,26 @@
 // The HTTP API for backends (docs/protocol.md "HTTP API") and the health endpoints.
-// Bodies are size-limited on every route and validated with a schema; an
-// address that keeps sending wrong keys is refused for a while (brute force);
-// every error is {"error":{"code","message"}} with a status that fits.
+// Bodies are size-limited on every route and validated with a schema; the key
+// and the limits on wrong keys are api-auth.ts's; every error is
+// {"error":{"code","message"}} with a status that fits.
 
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type ErrorCode, type HistoryReply, isValidRoom, type Member, ProtocolError } from "crier-protocol";
+import { type ErrorCode, isValidRoom, ProtocolError } from "crier-protocol";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { type ConsoleViews, VIEW_LIMIT } from "../console/views.js";
-import { RateWindow } from "../limits/rate-window.js";
 import type { Refusals } from "../limits/refusals.js";
-import type { PresenceStats } from "../presence/presence.js";
-import type { PublishResult } from "../session/host.js";
+import type { RoomQueries } from "../service/room-queries.js";
+import type { RoomService } from "../service/room-service.js";
+import { ApiAuth } from "./api-auth.js";
 import { clientAddress } from "./client-address.js";
 import { DashboardFiles } from "./dashboard.js";
 
 export interface ApiHost {
   isReady(): boolean;
-  publishJson(room: string, dataJson: string): Promise<PublishResult>;
-  sendJson(user: string, dataJson: string): Promise<void>;
-  disconnect(target: { user: string } | { client: string }, code: number, reason: string): Promise<void>;
-  unsubscribe(user: string, room: string): Promise<void>;
-  roomPresence(room: string): Promise<Member[]>;
-  roomPresenceStats(room: string): Promise<PresenceStats>;
-  history(
-    room: string,
-    since: { offset: number; epoch: string } | undefined,
-    limit: number | undefined,
-  ): Promise<HistoryReply>;
+  /** Publish, send, disconnect and unsubscribe: the same path as clients' commands (service/room-service.ts). */
+  readonly rooms: Pick<RoomService, "publish" | "send" | "disconnect" | "unsubscribe">;
+  /** Presence and history reads (service/room-queries.ts). */
+  readonly queries: Pick<RoomQueries, "presence" | "presenceStats" | "history">;
   info(): Promise<unknown>;
   /** The console's cluster-wide views. */
   readonly views: ConsoleViews;
@@ -48,6 +40,8 @@ export interface ApiOptions {
   metricsRequireKey: boolean;
   /** Requests with a wrong or missing key per address per minute before the address is refused with 429. */
   authFailuresPerMinute: number;
+  /** The same across all addresses, before addresses that failed are refused with 429 (api-auth.ts). */
+  authFailuresPerMinuteTotal: number;
   /** Proxies whose X-Forwarded-For is believed (client-address.ts). */
   trustProxy: number;
   refusals: Refusals;
@@ -86,31 +80,32 @@ const disconnectBody = z
   );
 const unsubscribeBody = z.object({ user, room }).strict();
 
-/** A ProtocolError with an HTTP status other than its code's usual one. */
+/** A ProtocolError with an HTTP status other than its code's usual one, or a Retry-After. */
 class HttpError extends ProtocolError {
   readonly status: number | undefined;
-  constructor(code: ErrorCode, message: string, status?: number) {
+  readonly retryAfterSeconds: number | undefined;
+  constructor(code: ErrorCode, message: string, status?: number, retryAfterSeconds?: number) {
     super(code, message);
     this.status = status;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
-}
-
-function digest(text: string): Buffer {
-  return createHash("sha256").update(text).digest();
 }
 
 export class HttpApi {
   private readonly host: ApiHost;
   private readonly options: ApiOptions;
-  private readonly keyDigests: Buffer[];
-  private readonly authFailures: RateWindow;
+  private readonly auth: ApiAuth;
   private readonly dashboard: DashboardFiles | undefined;
 
   constructor(host: ApiHost, options: ApiOptions) {
     this.host = host;
     this.options = options;
-    this.keyDigests = options.apiKeys.map(digest);
-    this.authFailures = new RateWindow(options.authFailuresPerMinute, { windowMs: 60_000 });
+    this.auth = new ApiAuth({
+      apiKeys: options.apiKeys,
+      failuresPerMinute: options.authFailuresPerMinute,
+      failuresPerMinuteTotal: options.authFailuresPerMinuteTotal,
+      refusals: options.refusals,
+    });
     this.dashboard = options.dashboard ? new DashboardFiles() : undefined;
   }
 
@@ -209,14 +204,14 @@ export class HttpApi {
       case "/api/publish": {
         expect("POST");
         const body = parse(publishBody, await this.body(request));
-        const result = await this.host.publishJson(body.room, JSON.stringify(body.data));
+        const result = await this.host.rooms.publish(body.room, JSON.stringify(body.data));
         return this.json(response, 200, result);
       }
       case "/api/broadcast": {
         expect("POST");
         const body = parse(broadcastBody, await this.body(request));
         const dataJson = JSON.stringify(body.data);
-        const settled = await Promise.allSettled(body.rooms.map((target) => this.host.publishJson(target, dataJson)));
+        const settled = await Promise.allSettled(body.rooms.map((target) => this.host.rooms.publish(target, dataJson)));
         // All refused: the request failed as a whole. Some refused: say which,
         // so a retry can target just those rooms and not duplicate the others.
         const failures = settled.filter((outcome) => outcome.status === "rejected");
@@ -233,31 +228,31 @@ export class HttpApi {
       case "/api/send": {
         expect("POST");
         const body = parse(sendBody, await this.body(request));
-        await this.host.sendJson(body.user, JSON.stringify(body.data));
+        await this.host.rooms.send(body.user, JSON.stringify(body.data));
         return this.json(response, 200, {});
       }
       case "/api/disconnect": {
         expect("POST");
         const body = parse(disconnectBody, await this.body(request));
         const target = body.user !== undefined ? { user: body.user } : { client: body.client ?? "" };
-        await this.host.disconnect(target, body.code, body.reason);
+        await this.host.rooms.disconnect(target, body.code, body.reason);
         return this.json(response, 200, {});
       }
       case "/api/unsubscribe": {
         expect("POST");
         const body = parse(unsubscribeBody, await this.body(request));
-        await this.host.unsubscribe(body.user, body.room);
+        await this.host.rooms.unsubscribe(body.user, body.room);
         return this.json(response, 200, {});
       }
       case "/api/presence": {
         expect("GET");
         const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
-        return this.json(response, 200, { members: await this.host.roomPresence(target) });
+        return this.json(response, 200, { members: await this.host.queries.presence(target) });
       }
       case "/api/presence/stats": {
         expect("GET");
         const target = parse(room, url.searchParams.get("room") ?? undefined, "room");
-        return this.json(response, 200, await this.host.roomPresenceStats(target));
+        return this.json(response, 200, await this.host.queries.presenceStats(target));
       }
       case "/api/history": {
         expect("GET");
@@ -266,7 +261,7 @@ export class HttpApi {
         const epoch = url.searchParams.get("epoch");
         const limit = url.searchParams.get("limit");
         const position = since === null ? undefined : { offset: integer(since, "since", 0), epoch: epoch ?? "" };
-        const reply = await this.host.history(
+        const reply = await this.host.queries.history(
           target,
           position,
           limit === null ? undefined : integer(limit, "limit", 1),
@@ -308,25 +303,11 @@ export class HttpApi {
   }
 
   private authenticate(request: IncomingMessage): void {
-    const address = clientAddress(request, this.options.trustProxy);
-    const header = request.headers.authorization ?? "";
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    const given = match?.[1] === undefined ? undefined : digest(match[1].trim());
-    // Compare digests, with every key: constant time whatever the given key's length or which key it is.
-    let valid = false;
-    for (const key of this.keyDigests) if (given !== undefined && timingSafeEqual(given, key)) valid = true;
-    if (valid && !this.authFailures.blocked(address)) return;
-    if (!valid && this.authFailures.take(address)) {
-      throw new HttpError(
-        "unauthorized",
-        match === null ? "missing API key: send 'Authorization: Bearer API_KEY'" : "invalid API key",
-      );
-    }
-    this.options.refusals.record("api_auth_failures", { address }, "HTTP API request refused: too many wrong keys");
-    throw new HttpError(
-      "rate_limited",
-      `too many requests with a wrong API key from this address (limits.apiAuthFailuresPerMinute = ${this.options.authFailuresPerMinute}): wait a minute`,
-    );
+    const refusal = this.auth.check(request, clientAddress(request, this.options.trustProxy));
+    if (refusal === undefined) return;
+    throw refusal.code === "unauthorized"
+      ? new HttpError(refusal.code, refusal.message)
+      : new HttpError(refusal.code, refusal.message, undefined, refusal.retryAfterSeconds);
   }
 
   private body(request: IncomingMessage): Promise<unknown> {
@@ -377,6 +358,8 @@ export class HttpApi {
     }
     if (error instanceof ProtocolError) {
       const status = (error instanceof HttpError ? error.status : undefined) ?? STATUS[error.code];
+      const retryAfter = error instanceof HttpError ? error.retryAfterSeconds : undefined;
+      if (retryAfter !== undefined) response.setHeader("Retry-After", String(retryAfter));
       this.json(response, status, { error: { code: error.code, message: error.message } });
       return;
     }

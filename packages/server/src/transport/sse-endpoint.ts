@@ -1,7 +1,9 @@
 // The HTTP fallback's endpoints (docs/protocol.md "HTTP fallback transport"):
 // GET /sse opens a session's event stream, POST /emulation carries its client
 // frames. Origin policy, CORS, the per-address stream limit and the body bound
-// apply before anything else.
+// apply before anything else; each refusal an operator should hear about (these,
+// and POSTs for unknown sessions) is counted, logged through the throttle and
+// told to `onRefused`, as the WebSocket endpoint's are.
 //
 // Any instance may receive a session's POST. A session id names the instance
 // that holds its stream (`<node id>.<random>`), so the receiving instance asks
@@ -13,7 +15,9 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
+import type { RefusalReason, Refusals } from "../limits/refusals.js";
 import type { WriteBatcher } from "../session/write-batcher.js";
+import { clientAddress } from "./client-address.js";
 import { originAllowed } from "./origin.js";
 import { SseConnection } from "./sse-connection.js";
 
@@ -32,8 +36,16 @@ export interface SseEndpointOptions {
   maxBodyBytes: number;
   batcher: WriteBatcher;
   outboundQueueBytes: number;
+  /** Proxies whose X-Forwarded-For is believed (client-address.ts): the address the per-address limit counts. */
+  trustProxy: number;
+  refusals: Refusals;
   logger: Logger;
+  /** Told of each refused request an operator should hear about (the console's warnings). */
+  onRefused?: (kind: SseRefusalKind, detail: string) => void;
 }
+
+/** The console's warning kinds for the fallback's refusals (console/warnings.ts). */
+export type SseRefusalKind = "origin_refused" | "connection_limit" | "body_too_large" | "unknown_session";
 
 /** Client frames for a session on another instance, as one control request (cluster/control.ts). */
 export interface ForwardedFrames {
@@ -85,8 +97,9 @@ export class SseEndpoint {
     const wanted = path === SSE_PATH ? "GET" : "POST";
     try {
       if (!originAllowed(request, this.options.allowedOrigins)) {
-        this.options.logger.info({ origin: request.headers.origin, path }, "request refused: origin not allowed");
-        throw new HttpFailure(403, "forbidden", `origin ${request.headers.origin} is not allowed (allowedOrigins)`);
+        const origin = request.headers.origin;
+        this.refused(request, "origin", "origin_refused", `origin ${origin} on ${path}`, { origin, path });
+        throw new HttpFailure(403, "forbidden", `origin ${origin} is not allowed (allowedOrigins)`);
       }
       allowOrigin(request, response);
       if (method === "OPTIONS") {
@@ -127,10 +140,11 @@ export class SseEndpoint {
     if (connect === null) {
       throw new HttpFailure(400, "bad_request", "missing query parameter 'connect': the URL-encoded connect frame");
     }
-    const address = request.socket.remoteAddress ?? "unknown";
+    const address = clientAddress(request, this.options.trustProxy);
     const count = this.perAddress.get(address) ?? 0;
     if (count >= this.options.maxConnectionsPerIp) {
-      this.options.logger.warn({ address }, "stream refused: per-address limit reached");
+      const limit = `${this.options.maxConnectionsPerIp} streams per address (limits.maxConnectionsPerIp)`;
+      this.refused(request, "max_connections_per_ip", "connection_limit", limit, {});
       throw new HttpFailure(429, "rate_limited", "too many streams from this address (limits.maxConnectionsPerIp)");
     }
     const session = `${this.options.nodeId}.${randomBytes(SESSION_RANDOM_BYTES).toString("base64url")}`;
@@ -167,7 +181,15 @@ export class SseEndpoint {
   }
 
   private async emulate(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const body = forwardedFrames(await readJson(request, this.options.maxBodyBytes));
+    const limit = this.options.maxBodyBytes;
+    const body = forwardedFrames(
+      await readJson(request, limit).catch((error: unknown) => {
+        if (error instanceof HttpFailure && error.status === 413) {
+          this.refused(request, "body_too_large", "body_too_large", `POST /emulation body over ${limit} bytes`, {});
+        }
+        throw error;
+      }),
+    );
     if (body === undefined) {
       throw new HttpFailure(400, "bad_request", 'the body must be {"session": string, "frames": [command, …]}');
     }
@@ -183,10 +205,24 @@ export class SseEndpoint {
       });
     }
     if (!delivered) {
+      this.refused(request, "unknown_session", "unknown_session", `POST /emulation for session ${body.session}`, {});
       throw new HttpFailure(404, "not_found", "no such session: it ended, or its instance is gone; open a new stream");
     }
     response.writeHead(204);
     response.end();
+  }
+
+  /** Counts a refusal for the metrics, logs it through the throttle and tells the console. */
+  private refused(
+    request: IncomingMessage,
+    reason: RefusalReason,
+    kind: SseRefusalKind,
+    what: string,
+    fields: Record<string, unknown>,
+  ): void {
+    const address = clientAddress(request, this.options.trustProxy);
+    this.options.refusals.record(reason, { ...fields, address }, `HTTP fallback request refused: ${what}`);
+    this.options.onRefused?.(kind, `${address}: ${what}`);
   }
 
   private deliver(session: string, frames: readonly unknown[]): boolean {

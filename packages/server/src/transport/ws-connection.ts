@@ -8,7 +8,8 @@ import { encodeServerFrame, type ServerFrame, SUBPROTOCOL_MSGPACK } from "crier-
 import { encodeServerFrameMsgpack } from "crier-protocol/msgpack";
 import type { WebSocket } from "ws";
 import type { OutboundFrame } from "../hub/outbound-frame.js";
-import { OPCODE_BINARY, wsFrame, wsTextFrame } from "../hub/ws-frame.js";
+import type { DeflatePeer } from "../hub/ws-deflate.js";
+import { OPCODE_BINARY, OPCODE_TEXT, type Opcode, wsFrame, wsTextFrame } from "../hub/ws-frame.js";
 import type { Connection, ConnectionEvents } from "../session/connection.js";
 import type { WriteBatcher } from "../session/write-batcher.js";
 import { BoundedWriter } from "./bounded-writer.js";
@@ -23,6 +24,8 @@ export interface WsConnectionOptions {
   batcher: WriteBatcher;
   /** Bound on bytes queued for the socket (limits.outboundQueueBytes). */
   outboundQueueBytes: number;
+  /** When the client negotiated permessage-deflate: the shared compressor and the window it accepts. */
+  deflate?: DeflatePeer | undefined;
 }
 
 export class WsConnection implements Connection {
@@ -31,11 +34,13 @@ export class WsConnection implements Connection {
   readonly address: string;
   private readonly ws: WebSocket;
   private readonly out: BoundedWriter;
+  private readonly deflate: DeflatePeer | undefined;
 
   /**
    * Frames are written to `socket` under ws, which is safe because ws writes
-   * each frame of its own synchronously (the endpoint turns compression off),
-   * so frames never interleave.
+   * only control frames of its own (close, pong), synchronously: crier never
+   * calls ws.send, so ws never holds a frame back to compress it, and frames
+   * never interleave.
    */
   constructor(ws: WebSocket, socket: Socket, options: WsConnectionOptions) {
     this.ws = ws;
@@ -52,6 +57,7 @@ export class WsConnection implements Connection {
       options.outboundQueueBytes,
     );
     this.binary = ws.protocol === SUBPROTOCOL_MSGPACK;
+    this.deflate = options.deflate;
     this.address = socket.remoteAddress ?? "";
   }
 
@@ -80,9 +86,14 @@ export class WsConnection implements Connection {
    */
   sendOwn(frame: ServerFrame): void {
     if (!this.isOpen()) return;
-    this.out.write(
-      this.binary ? wsFrame(encodeServerFrameMsgpack(frame), OPCODE_BINARY) : wsTextFrame(encodeServerFrame(frame)),
-    );
+    if (this.binary) {
+      const payload = encodeServerFrameMsgpack(frame);
+      this.out.write(this.deflated(payload, OPCODE_BINARY) ?? wsFrame(payload, OPCODE_BINARY));
+      return;
+    }
+    const text = encodeServerFrame(frame);
+    const large = this.deflate !== undefined && text.length >= this.deflate.deflater.settings.minBytes;
+    this.out.write((large ? this.deflated(Buffer.from(text), OPCODE_TEXT) : undefined) ?? wsTextFrame(text));
   }
 
   sendPing(): void {
@@ -99,6 +110,12 @@ export class WsConnection implements Connection {
 
   /** The shared, complete WebSocket frame in this connection's subprotocol. */
   private wire(frame: OutboundFrame): Buffer {
+    if (this.deflate !== undefined) return frame.deflatedWire(this.binary, this.deflate);
     return this.binary ? frame.msgpackWire() : frame.jsonWire();
+  }
+
+  /** A frame of this connection's own, compressed when it negotiated permessage-deflate and it pays. */
+  private deflated(payload: Buffer, opcode: Opcode): Buffer | undefined {
+    return this.deflate?.deflater.frame(payload, opcode, this.deflate.windowBits);
   }
 }

@@ -1,17 +1,21 @@
 // The WebSocket endpoint: accepts upgrades on the configured path, applies the
 // origin policy (origin.ts) and the connection limits (limits/admission.ts)
-// before any WebSocket is made, negotiates the subprotocol and hands each
-// socket to `onConnection`.
+// before any WebSocket is made, negotiates the subprotocol (and
+// permessage-deflate when enabled) and hands each connection, as a
+// WsConnection, to `onConnection`.
 
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK } from "crier-protocol";
 import type { Logger } from "pino";
-import { type WebSocket, WebSocketServer } from "ws";
+import { WebSocketServer } from "ws";
+import { type FrameDeflater, negotiatedWindowBits } from "../hub/ws-deflate.js";
 import type { ConnectionAdmission } from "../limits/admission.js";
 import type { Refusals } from "../limits/refusals.js";
+import type { WriteBatcher } from "../session/write-batcher.js";
 import { clientAddress } from "./client-address.js";
 import type { OriginPolicy } from "./origin.js";
+import { WsConnection } from "./ws-connection.js";
 
 export interface EndpointOptions {
   path: string;
@@ -25,9 +29,15 @@ export interface EndpointOptions {
   logger: Logger;
   /** Told of each refused upgrade an operator should hear about (the console's warnings). */
   onRefused?: (kind: "origin_refused" | "connection_limit", detail: string) => void;
+  /** The connections' write coalescing and outbound bound (ws-connection.ts). */
+  batcher: WriteBatcher;
+  outboundQueueBytes: number;
+  /** Offers permessage-deflate when set (delivery.compression); frames are compressed by it, not by ws. */
+  deflater?: FrameDeflater | undefined;
 }
 
-export type ConnectionHandler = (ws: WebSocket, socket: Socket, request: IncomingMessage) => void;
+/** A new WebSocket connection, and the upgrade request it came with. */
+export type ConnectionHandler = (connection: WsConnection, request: IncomingMessage) => void;
 
 const SUPPORTED = [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK];
 
@@ -36,6 +46,8 @@ export class WsEndpoint {
   private readonly options: EndpointOptions;
   private readonly onConnection: ConnectionHandler;
   private accepting = true;
+  /** The Sec-WebSocket-Extensions answer of upgrades under way, read from ws's response headers. */
+  private readonly extensionAnswers = new WeakMap<IncomingMessage, string>();
 
   constructor(options: EndpointOptions, onConnection: ConnectionHandler) {
     this.options = options;
@@ -46,12 +58,21 @@ export class WsEndpoint {
       // closes with 1009 only past twice the limit, so a frame's size is checked
       // by us (with the protocol's code) while memory per frame stays bounded.
       maxPayload: Math.max(options.maxFrameBytes * 2, options.maxFrameBytes + 1024),
-      perMessageDeflate: false,
+      // ws only negotiates the extension and inflates what clients send: crier
+      // never calls ws.send, so ws compresses nothing. Each message is deflated
+      // on its own (which is what lets one frame serve every socket), so the
+      // server promises no context takeover and clients may drop their window.
+      perMessageDeflate:
+        options.deflater !== undefined ? { serverNoContextTakeover: true, threshold: Number.MAX_SAFE_INTEGER } : false,
       clientTracking: false,
       handleProtocols: (offered) => {
         for (const protocol of offered) if (SUPPORTED.includes(protocol)) return protocol;
         return false;
       },
+    });
+    this.wss.on("headers", (headers, request) => {
+      const answer = headers.find((line) => line.toLowerCase().startsWith("sec-websocket-extensions:"));
+      if (answer !== undefined) this.extensionAnswers.set(request, answer.slice(answer.indexOf(":") + 1));
     });
   }
 
@@ -91,7 +112,11 @@ export class WsEndpoint {
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       // Disable Nagle: frames are already coalesced per tick by the session.
       socket.setNoDelay(true);
-      this.onConnection(ws, socket, request);
+      const windowBits = negotiatedWindowBits(this.extensionAnswers.get(request));
+      this.extensionAnswers.delete(request);
+      const { deflater, batcher, outboundQueueBytes } = this.options;
+      const deflate = deflater === undefined || windowBits === undefined ? undefined : { deflater, windowBits };
+      this.onConnection(new WsConnection(ws, socket, { batcher, outboundQueueBytes, deflate }), request);
     });
     return true;
   }
