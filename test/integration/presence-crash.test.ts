@@ -1,6 +1,7 @@
 // Presence that stays true when an instance crashes or stalls (docs/protocol.md
-// "An instance crashes"): three real `crier serve` processes over one engine
-// (test/support/engines.ts: a real redis-server, or a real nats-server), members on each. When one is killed, every member on the
+// "An instance crashes"): three real `crier serve` processes over each engine
+// (test/support/engines.ts: a real redis-server, a real Redis Cluster, a real
+// nats-server), members on each. When one is killed, every member on the
 // others hears exactly one `leave` for each of its members, with the member of
 // its `join`, and `presence` agrees everywhere. When one is only stalled past
 // the node timeout (SIGSTOP), the same leaves come; once it resumes (SIGCONT)
@@ -217,7 +218,4 @@ function crashScenarios(kind: EngineKind): void {
   });
 }
 
-// Redis Cluster refuses presence and joinLeave at start for now (docs/scaling.md).
-for (const kind of ENGINES.filter((engine) => engine.name !== "redis-cluster")) {
-  describe(`engine: ${kind.name}`, () => crashScenarios(kind));
-}
+for (const kind of ENGINES) describe(`engine: ${kind.name}`, () => crashScenarios(kind));

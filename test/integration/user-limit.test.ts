@@ -16,8 +16,7 @@ const HEARTBEAT_S = 0.2;
 const NODE_TIMEOUT_S = 1;
 const MAX = 2;
 
-// On Redis Cluster the count is still per instance (docs/security.md).
-for (const kind of ENGINES.filter((engine) => engine.name !== "redis-cluster")) {
+for (const kind of ENGINES) {
   describe(`per-user connection limit across instances on ${kind.name}`, { timeout: 60_000 }, () => {
     let engine: Engine;
     let config: ConfigFile;

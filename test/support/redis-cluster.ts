@@ -1,8 +1,9 @@
 // Starts a real Redis Cluster for tests: three masters with one replica each
 // (six `redis-server --cluster-enabled yes` children on free ports, joined by
 // `redis-cli --cluster create`), and waits until every node reports
-// cluster_state:ok. A short cluster-node-timeout makes a killed master's
-// replica take over within a couple of seconds, for fault tests.
+// cluster_state:ok and every master's replica is in sync. A short
+// cluster-node-timeout makes a killed master's replica take over within a
+// couple of seconds, for fault tests.
 
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -26,6 +27,16 @@ export interface RedisClusterProcess {
   masterOf(key: string): Promise<RedisProcess>;
   /** Resolves once every running node reports cluster_state:ok and sees three running masters serving the slots. */
   waitHealthy(timeoutMs?: number): Promise<void>;
+  /** Resolves once every master has a replica online (in sync: a replica that rejoins copies the dataset first). */
+  waitReplicated(timeoutMs?: number): Promise<void>;
+  /** The replica `master` replicates to now (ROLE), or undefined when it has none online. */
+  replicaOf(master: RedisProcess): Promise<RedisProcess | undefined>;
+  /**
+   * Moves the hash slot of `key` to the master `to`, keys and all, as
+   * `redis-cli --cluster reshard` does: IMPORTING and MIGRATING, MIGRATE of
+   * every key in it, then the slot's new owner announced to every master.
+   */
+  moveSlot(key: string, to: RedisProcess): Promise<void>;
   /** A command on one node (for PUBSUB SHARDCHANNELS and the like). */
   command(node: RedisProcess, ...args: string[]): Promise<unknown>;
   stop(): Promise<void>;
@@ -179,6 +190,43 @@ export async function startRedisCluster(): Promise<RedisClusterProcess> {
         timeoutMs,
       );
     },
+    async waitReplicated(timeoutMs = 20_000) {
+      await waitUntil(
+        "every master has a replica online",
+        async () => {
+          for (const master of await masters()) if ((await cluster.replicaOf(master)) === undefined) return false;
+          return true;
+        },
+        timeoutMs,
+      );
+    },
+    async replicaOf(master) {
+      const role = (await command(master, "ROLE")) as [string, number, Array<[string, string, string]>];
+      const port = Number(role[2]?.[0]?.[1]);
+      return nodes.find((node) => node.port === port);
+    },
+    async moveSlot(key, to) {
+      const from = await cluster.masterOf(key);
+      if (from === to) throw new Error(`master ${to.port} already owns ${key}`);
+      const slot = String(await command(from, "CLUSTER", "KEYSLOT", key));
+      const [fromId, toId] = [
+        String(await command(from, "CLUSTER", "MYID")),
+        String(await command(to, "CLUSTER", "MYID")),
+      ];
+      await command(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromId);
+      await command(from, "CLUSTER", "SETSLOT", slot, "MIGRATING", toId);
+      for (;;) {
+        const keys = (await command(from, "CLUSTER", "GETKEYSINSLOT", slot, "100")) as string[];
+        if (keys.length === 0) break;
+        await command(from, "MIGRATE", "127.0.0.1", String(to.port), "", "0", "5000", "KEYS", ...keys);
+      }
+      // The new owner first, then the old one (which then sends its shard channels' subscribers away).
+      await command(to, "CLUSTER", "SETSLOT", slot, "NODE", toId);
+      await command(from, "CLUSTER", "SETSLOT", slot, "NODE", toId);
+      for (const master of await masters()) {
+        if (master !== from && master !== to) await command(master, "CLUSTER", "SETSLOT", slot, "NODE", toId);
+      }
+    },
     command,
     async stop() {
       for (const conn of admins.values()) conn.disconnect();
@@ -187,5 +235,8 @@ export async function startRedisCluster(): Promise<RedisClusterProcess> {
     },
   };
   await cluster.waitHealthy();
+  // A fresh replica starts with a full sync: before it is done its master has nothing to fail
+  // over to (and crier does not wait for it, broker/replicas.ts).
+  await cluster.waitReplicated();
   return cluster;
 }

@@ -34,33 +34,20 @@ export interface Backends {
 export function createBackends(config: CrierConfig, nodeId: string, logger: Logger, broker?: Broker): Backends {
   if (config.nats !== undefined) return natsBackends(config, config.nats, nodeId, logger, broker);
   const url = config.redis;
-  const names = new ChannelNames(config.redisPrefix);
+  const cluster = url !== undefined && isClusterUrl(url);
+  // On Redis Cluster the presence scripts SPUBLISH leaves and joins on the room's shard channel.
+  const names = new ChannelNames(config.redisPrefix, cluster);
   const policy = new RoomPolicy(config.namespaces);
   const prefix = config.redisPrefix;
   const namespaces = Object.values(config.namespaces);
   const keepsHistory = namespaces.some((options) => options.history !== undefined);
   // Members of join/leave rooms are stored too: the survivors of a crash announce their leaves from the store.
   const keepsPresence = namespaces.some((options) => options.presence || options.joinLeave);
-  if (url !== undefined && isClusterUrl(url) && keepsPresence) {
-    // The presence scripts read the instances' membership keys and PUBLISH
-    // leaves, both on other slots than the room's: Redis Cluster refuses that.
-    throw new Error(
-      'a namespace has `presence` or `joinLeave`, which Redis Cluster ("redis": redis+cluster://) does not ' +
-        "support yet: turn them off in `namespaces`, or use one Redis (redis:// or redis+sentinel://)",
-    );
-  }
   const chosenBroker = broker ?? (url === undefined ? new MemoryBroker() : new RedisBroker({ url, prefix, logger }));
   if (keepsHistory && chosenBroker.append === undefined) {
     throw new Error(
       "a namespace keeps history, but the broker cannot append to it (it has no append()): " +
         "use the memory or Redis engine, or remove `history` from the namespaces",
-    );
-  }
-  if (url !== undefined && isClusterUrl(url) && keepsPresence) {
-    throw new Error(
-      `config key "redis" (redis+cluster://): presence and join/leave are not available on Redis Cluster yet ` +
-        "(their scripts read instance liveness outside the room's hash slot): remove `presence` and `joinLeave` " +
-        "from the namespaces, or use one Redis (redis://) or NATS",
     );
   }
   if (url === undefined) {
@@ -92,7 +79,7 @@ export function createBackends(config: CrierConfig, nodeId: string, logger: Logg
       ? new RedisPresence({
           url,
           prefix,
-          nodeKeyPrefix: nodeKeyPrefix(prefix, isClusterUrl(url)),
+          nodeKeyPrefix: nodeKeyPrefix(prefix, cluster),
           nodeId,
           channel: (room) => names.room(room),
           announces: (room) => policy.options(room).joinLeave,
@@ -103,20 +90,18 @@ export function createBackends(config: CrierConfig, nodeId: string, logger: Logg
   };
 }
 
-/** Per-user connection counts: this instance's own without a backplane, the cluster's in Redis or NATS. */
+/** Per-user connection counts: this instance's own without a backplane, the cluster's in Redis (one, Sentinel or Cluster) or NATS. */
 export function createUserConnections(config: CrierConfig, nodeId: string, logger: Logger): UserConnections {
   // NATS alone: in JetStream KV, beside membership. With `redis` too, in Redis as presence is.
   if (config.nats !== undefined && config.redis === undefined) {
     return natsUserConnections(config, config.nats, nodeId, logger);
   }
-  // On Redis Cluster the per-user count is this instance's own: its script
-  // reads instance liveness outside the user's hash slot (docs/security.md).
-  if (config.redis === undefined || isClusterUrl(config.redis)) return new MemoryUserConnections();
+  if (config.redis === undefined) return new MemoryUserConnections();
   return new RedisUserConnections({
     url: config.redis,
     prefix: config.redisPrefix,
     nodeId,
-    nodeKeyPrefix: nodeKeyPrefix(config.redisPrefix),
+    nodeKeyPrefix: nodeKeyPrefix(config.redisPrefix, isClusterUrl(config.redis)),
     logger,
   });
 }

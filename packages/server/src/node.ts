@@ -277,6 +277,8 @@ export class CrierNode implements SessionHost, ApiHost {
       else this.logger.warn("backplane unreachable: not ready; publishes get 'unavailable' until it returns");
       this.console.warn(ready ? "backplane_back" : "backplane_lost", ready ? "reachable again" : "unreachable");
     });
+    // A room's channel that moved to another shard (resharding) checks what it missed, as after an outage.
+    this.broker.onResubscribed?.((channels) => this.hub.resync(new Set(channels)));
     await this.broker.subscribe(this.names.control());
     await this.control.start();
     await this.membership.start(() => this.nodeInfo());

@@ -42,6 +42,7 @@ export function emptyBrokerStats(): BrokerStats {
 
 export type DeliveryHandler = (channel: string, envelope: Envelope) => void;
 export type ReadyListener = (ready: boolean) => void;
+export type ResubscribedListener = (channels: readonly string[]) => void;
 
 export interface Broker {
   /** Connects. Resolves once publications can flow (or rejects naming why not). */
@@ -68,6 +69,12 @@ export interface Broker {
   isReady(): boolean;
   /** Called on every change of readiness. */
   onReadyChange(listener: ReadyListener): void;
+  /**
+   * Called with channels whose subscription moved while the broker stayed
+   * ready (Redis Cluster: to the master that owns their slot after
+   * resharding): they may have missed messages in between. Optional.
+   */
+  onResubscribed?(listener: ResubscribedListener): void;
   /** Channels with a live subscription on this instance (for tests and metrics). */
   channelCount(): number;
   stats(): BrokerStats;

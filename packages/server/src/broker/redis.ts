@@ -7,14 +7,16 @@
 // instance receives them. On Redis Cluster (redis+cluster://) the publish
 // connection is a Cluster client, channels are shard channels (SPUBLISH,
 // SSUBSCRIBE) named with the room's hash tag, and the listening side keeps
-// one connection per master.
+// one connection per master; there an append is published (SPUBLISH, by a
+// second script, in the room's offset order) and acknowledged only once a
+// replica has it (replicas.ts), so a failover loses nothing delivered.
 
 import { ProtocolError, type StreamPosition } from "crier-protocol";
 import { Cluster } from "ioredis";
 import { type Logger, pino } from "pino";
 import { messageOf } from "../describe-error.js";
 import { META_MIN_TTL_MS, newEpoch } from "../history/history.js";
-import { historyKeys, publishScript } from "../history/redis-scripts.js";
+import { APPEND_SCRIPT, historyKeys, PUBLISH_SCRIPT, RELEASE_SCRIPT } from "../history/redis-scripts.js";
 import {
   checkKeyPrefix,
   clusterNodeOptions,
@@ -27,6 +29,7 @@ import {
   redactUrl,
   type ScriptCall,
 } from "../redis/connection.js";
+import { keySlot } from "../redis/slot.js";
 import { redisUrlProblem } from "../redis/url.js";
 import {
   type AppendOptions,
@@ -35,9 +38,12 @@ import {
   type DeliveryHandler,
   emptyBrokerStats,
   type ReadyListener,
+  type ResubscribedListener,
 } from "./broker.js";
 import { decodeEnvelope, type Envelope, encodeEnvelope, encodeEnvelopeParts } from "./envelope.js";
-import { RoundTrips, ShardedSubscriptions, SingleSubscriptions, type Subscriptions } from "./subscriptions.js";
+import { ReplicaBarrier } from "./replicas.js";
+import { RoundTrips } from "./round-trips.js";
+import { ShardedSubscriptions, SingleSubscriptions, type Subscriptions } from "./subscriptions.js";
 
 export interface RedisBrokerOptions {
   /** redis://, rediss://, redis+sentinel:// or redis+cluster:// URL. */
@@ -72,11 +78,15 @@ export class RedisBroker implements Broker {
   private readonly sharded: boolean;
   private readonly prefix: string;
   private readonly appendScript: ScriptCall;
+  /** Redis Cluster: appends wait for a replica, then the release script publishes them. */
+  private readonly replicas: ReplicaBarrier | undefined;
+  private readonly releaseScript: ScriptCall | undefined;
 
   private handler: DeliveryHandler | undefined;
   /** The channels the hub wants, in the state its last call left them: the source of truth on reconnect. */
   private readonly wanted = new Set<string>();
   private readonly readyListeners: ReadyListener[] = [];
+  private readonly resubscribedListeners: ResubscribedListener[] = [];
   /** Round trips on the publish connection, settled at once when it drops. */
   private readonly pubTrips: RoundTrips;
   private readonly counters: RedisBrokerStats = emptyBrokerStats();
@@ -125,18 +135,29 @@ export class RedisBroker implements Broker {
         if (why !== "") this.lastError = why;
         else if (this.lastError === "") this.lastError = "connection closed by the server";
       },
+      onResubscribed: (channels: string[]) => {
+        for (const listener of this.resubscribedListeners) {
+          try {
+            listener(channels);
+          } catch (err) {
+            this.log.error({ err }, "resubscribed listener threw");
+          }
+        }
+      },
     };
     const subOptions = connectionOptions({ ...policy, connectionName: `${name}-sub` });
     this.subs =
       this.pub instanceof Cluster
         ? new ShardedSubscriptions(this.pub, { ...subOptions, ...clusterNodeOptions(options.url) }, hooks)
         : new SingleSubscriptions(options.url, subOptions, hooks);
-    this.appendScript = defineScript(
-      this.pub,
-      "crierHistoryPublish",
-      2,
-      publishScript(this.sharded ? "SPUBLISH" : "PUBLISH"),
-    );
+    if (this.pub instanceof Cluster) {
+      // The script only appends: the append is published once replicated.
+      this.replicas = new ReplicaBarrier(this.pub, this.timeoutMs / 2);
+      this.appendScript = defineScript(this.pub, "crierHistoryAppend", 2, APPEND_SCRIPT);
+      this.releaseScript = defineScript(this.pub, "crierHistoryRelease", 2, RELEASE_SCRIPT);
+    } else {
+      this.appendScript = defineScript(this.pub, "crierHistoryPublish", 2, PUBLISH_SCRIPT);
+    }
     this.watch(this.pub);
   }
 
@@ -252,6 +273,17 @@ export class RedisBroker implements Broker {
       );
       throw new ProtocolError("internal", "unexpected reply from the history publish script");
     }
+    if (this.replicas !== undefined && this.releaseScript !== undefined) {
+      const release = this.releaseScript;
+      try {
+        // Refused here, it stays in history (a false failure): the next release publishes it.
+        await this.pubTrips.run(this.replicas.confirm(keySlot(stream)), what);
+        await this.pubTrips.run(release(stream, meta, offset, epoch, channel), what);
+      } catch (err) {
+        this.counters.publishFailed++;
+        throw err;
+      }
+    }
     this.counters.published++;
     return { offset, epoch };
   }
@@ -275,6 +307,10 @@ export class RedisBroker implements Broker {
 
   onReadyChange(listener: ReadyListener): void {
     this.readyListeners.push(listener);
+  }
+
+  onResubscribed(listener: ResubscribedListener): void {
+    this.resubscribedListeners.push(listener);
   }
 
   /** Channels wanted by the hub; after an outage these are exactly the ones subscribed again. */

@@ -12,8 +12,9 @@ import { ProtocolError } from "crier-protocol";
 import { type Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { messageOf } from "../describe-error.js";
-import { createRedis, quit, redisFailure } from "../redis/connection.js";
+import { createRedis, quit } from "../redis/connection.js";
 import { keySlot, SLOTS } from "../redis/slot.js";
+import { RoundTrips } from "./round-trips.js";
 
 export interface SubscriptionHooks {
   /** The channels the hub wants (owned by the broker). */
@@ -26,6 +27,8 @@ export interface SubscriptionHooks {
   onLiveChange(): void;
   /** A connection failed or closed (`why`), for the broker's "last error". */
   onTrouble(why: string): void;
+  /** Channels subscribed again on another connection (their slot moved) while the broker stayed ready. */
+  onResubscribed(channels: string[]): void;
 }
 
 export interface Subscriptions {
@@ -39,45 +42,6 @@ export interface Subscriptions {
   /** PINGs the connections so a silently dead socket is noticed and replaced. */
   healthCheck(): void;
   close(): Promise<void>;
-}
-
-/**
- * Round trips on one connection that reject at once when it drops (settle),
- * rather than leave their callers to ioredis's queue handling or the command
- * timeout; failures become ProtocolError (see redisFailure), bugs are logged.
- */
-export class RoundTrips {
-  private readonly pending = new Set<(err: Error) => void>();
-  private readonly log: Logger;
-
-  constructor(log: Logger) {
-    this.log = log;
-  }
-
-  run<T>(command: Promise<T>, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const fail = (err: Error): void => {
-        this.pending.delete(fail);
-        const { error, bug } = redisFailure(what, err);
-        if (bug) this.log.error({ err }, `${what} failed`);
-        reject(error);
-      };
-      this.pending.add(fail);
-      command.then(
-        (value) => {
-          this.pending.delete(fail);
-          resolve(value);
-        },
-        (err: unknown) => fail(err instanceof Error ? err : new Error(String(err))),
-      );
-    });
-  }
-
-  settle(why: string): void {
-    const pending = [...this.pending];
-    this.pending.clear();
-    for (const fail of pending) fail(new Error(why));
-  }
 }
 
 /** One connection, kept in subscriber mode, and whether its channels are confirmed. */
@@ -108,6 +72,13 @@ class Listener {
     conn.on("error", (err: Error) => {
       hooks.onTrouble(err.message);
       hooks.log.debug({ err, connection: role }, "redis connection error");
+      // A master whose slots moved away drops their shard channels' subscribers with an
+      // unsubscribe nobody asked for; ioredis reports it so, and its idea of this
+      // connection's subscriptions may be wrong since: start afresh.
+      if (err.message.startsWith("Command queue state error")) {
+        hooks.log.info({ connection: role }, "the master dropped subscriptions on its own (resharding): resubscribing");
+        this.reconnect();
+      }
     });
     conn.on("ready", () => void this.resubscribe());
     conn.on("close", () => {
@@ -364,6 +335,7 @@ export class ShardedSubscriptions implements Subscriptions {
       this.cluster.refreshSlotsCache();
     }
     const moved = new Set<string>();
+    const resubscribed: Array<Promise<string | undefined>> = [];
     for (const channel of this.hooks.wanted) {
       const owner = owners[keySlot(channel)];
       const current = this.route.get(channel);
@@ -373,10 +345,26 @@ export class ShardedSubscriptions implements Subscriptions {
         moved.add(current);
       }
       const shard = this.place(channel, owner);
+      // A listener not live yet subscribes it once it is, and the broker is not ready meanwhile.
       if (shard.listener.live) {
-        shard.listener.subscribe([channel], `subscribe ${channel}`).catch(() => shard.listener.reconnect());
+        const subscribed = shard.listener.subscribe([channel], `subscribe ${channel}`).then(
+          () => channel,
+          () => {
+            shard.listener.reconnect();
+            return undefined;
+          },
+        );
+        if (current !== undefined) resubscribed.push(subscribed);
       }
     }
+    // What was published between the old master dropping a channel and the new one taking it is
+    // in history: the rooms read it once the channel is live again, not at their next message.
+    void Promise.all(resubscribed).then((channels) => {
+      const live = channels.filter(
+        (channel): channel is string => channel !== undefined && this.hooks.wanted.has(channel),
+      );
+      if (live.length > 0 && !this.closed) this.hooks.onResubscribed(live);
+    });
     // A master that lost slots may have sent SUNSUBSCRIBE for them on its own
     // (unsolicited, which ioredis does not expect): start it afresh.
     for (const owner of moved) this.shards.get(owner)?.listener.reconnect();

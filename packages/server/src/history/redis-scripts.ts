@@ -1,7 +1,8 @@
 // The Lua scripts of a room's history in Redis: the append+publish that
-// RedisBroker.append runs, and the read of RedisHistory. Each runs atomically,
-// so appending, numbering and publishing a message happen in one step and
-// every instance and every reader agree on offsets.
+// RedisBroker.append runs (on Redis Cluster an append, and a release once a
+// replica has it), and the read of RedisHistory. Each runs atomically, so
+// every instance and every reader agree on offsets, and the room's messages
+// are published in offset order.
 
 /**
  * A room's history keys: its stream and its meta hash (epoch, last offset).
@@ -14,13 +15,8 @@ export function historyKeys(prefix: string, room: string): [stream: string, meta
 // KEYS[1] the stream, KEYS[2] the meta hash.
 // ARGV[1] an epoch for a room that has none, ARGV[2] MAXLEN, ARGV[3] stream ttl ms,
 // ARGV[4] meta ttl ms, ARGV[5] channel, ARGV[6] and ARGV[7] the envelope's head and tail.
-// Returns {offset, epoch}. PUBLISH on one Redis; SPUBLISH on Redis Cluster,
-// where the channel carries the room's hash tag too, so it is on this shard.
-export function publishScript(command: "PUBLISH" | "SPUBLISH"): string {
-  return PUBLISH_SCRIPT.replace("redis.call('PUBLISH'", `redis.call('${command}'`);
-}
-
-export const PUBLISH_SCRIPT = `
+// Appends the message as the room's next offset; the scripts below end it.
+const APPEND = `
 if redis.call('HSETNX', KEYS[2], 'epoch', ARGV[1]) == 1 then
   -- A new epoch: anything the stream still holds belongs to a lost one.
   redis.call('DEL', KEYS[1])
@@ -33,9 +29,43 @@ local ms = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
 local text = ARGV[6] .. ',"o":' .. id .. ',"e":"' .. epoch .. '"' .. ARGV[7]
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], id .. '-0', 'm', text, 't', ms)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])`;
+
+/** One Redis: appends and PUBLISHes in one step. Returns {offset, epoch}. */
+export const PUBLISH_SCRIPT = `${APPEND}
 redis.call('PUBLISH', ARGV[5], text)
 return {offset, epoch}`;
+
+/**
+ * Redis Cluster: only appends. The broker publishes once a replica has the
+ * append (broker/replicas.ts), with RELEASE_SCRIPT; the meta's `published` is
+ * the last offset published (for a room from before, every earlier one).
+ * Returns {offset, epoch}.
+ */
+export const APPEND_SCRIPT = `${APPEND}
+redis.call('HSETNX', KEYS[2], 'published', offset - 1)
+return {offset, epoch}`;
+
+// KEYS[1] the stream, KEYS[2] the meta hash; ARGV[1] an offset a replica has
+// (and so every one before it), ARGV[2] its epoch, ARGV[3] the room's channel.
+// SPUBLISHes, in offset order, every message up to it not published yet, each
+// once: appends whose publishers answered out of order, or never (they died),
+// still go out in the room's order. Returns how many it published.
+export const RELEASE_SCRIPT = `
+if redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[2] then return 0 end
+local published = tonumber(redis.call('HGET', KEYS[2], 'published') or '0')
+local upto = tonumber(ARGV[1])
+if upto <= published then return 0 end
+local from = string.format('%d', published + 1) .. '-0'
+local entries = redis.call('XRANGE', KEYS[1], from, string.format('%d', upto) .. '-0')
+for i = 1, #entries do
+  local fields = entries[i][2]
+  for f = 1, #fields, 2 do
+    if fields[f] == 'm' then redis.call('SPUBLISH', ARGV[3], fields[f + 1]) end
+  end
+end
+redis.call('HSET', KEYS[2], 'published', string.format('%d', upto))
+return #entries`;
 
 // KEYS[1] the stream, KEYS[2] the meta hash.
 // ARGV[1] an epoch for a room that has none, ARGV[2] ttl ms, ARGV[3] meta ttl ms,

@@ -1,18 +1,23 @@
 // History in Redis, shared by every instance: per room a stream of retained
 // messages and a hash with the epoch and the last offset. RedisBroker.append
-// writes them (append, then PUBLISH, in one script); this store reads them.
+// writes them (append, then PUBLISH, in one script); this store reads them. On
+// Redis Cluster a read returns only once a replica has everything it saw
+// (broker/replicas.ts): nothing is recovered that a failover could take back.
 
 import { ProtocolError } from "crier-protocol";
+import { Cluster } from "ioredis";
 import type { Logger } from "pino";
 import { decodeEnvelope, type Envelope } from "../broker/envelope.js";
+import { ReplicaBarrier } from "../broker/replicas.js";
 import { messageOf } from "../describe-error.js";
 import { checkKeyPrefix, DEFAULT_PREFIX } from "../redis/connection.js";
+import { keySlot } from "../redis/slot.js";
 import { type ScriptCall, StoreConnection } from "../redis/store-connection.js";
 import { type HistoryRead, type HistoryStore, META_MIN_TTL_MS, newEpoch, type ReadOptions } from "./history.js";
 import { historyKeys, READ_SCRIPT } from "./redis-scripts.js";
 
 export interface RedisHistoryOptions {
-  /** redis:// or rediss:// URL. */
+  /** redis://, rediss://, redis+sentinel:// or redis+cluster:// URL. */
   url: string;
   /** Key prefix (default "crier:"); no braces, so a room's keys hash on the room alone. */
   prefix?: string;
@@ -30,6 +35,8 @@ export class RedisHistory implements HistoryStore {
   private readonly prefix: string;
   private readonly log: Logger;
   private readonly readScript: ScriptCall;
+  /** Redis Cluster: a read waits for a replica to have what it saw. */
+  private readonly replicas: ReplicaBarrier | undefined;
 
   constructor(options: RedisHistoryOptions) {
     const prefix = options.prefix ?? DEFAULT_PREFIX;
@@ -46,6 +53,8 @@ export class RedisHistory implements HistoryStore {
     this.url = this.conn.url;
     this.log = this.conn.log;
     this.readScript = this.conn.script("crierHistoryRead", 2, READ_SCRIPT);
+    const redis = this.conn.redis;
+    this.replicas = redis instanceof Cluster ? new ReplicaBarrier(redis, (options.timeoutMs ?? 2000) / 2) : undefined;
   }
 
   /**
@@ -58,9 +67,11 @@ export class RedisHistory implements HistoryStore {
 
   async read(room: string, options: ReadOptions & { ttlMs: number }): Promise<HistoryRead> {
     const { since, limit } = options;
+    const [stream, meta] = historyKeys(this.prefix, room);
     const reply = await this.conn.call(`read of ${room}`, () =>
       this.readScript(
-        ...historyKeys(this.prefix, room),
+        stream,
+        meta,
         newEpoch(),
         options.ttlMs,
         Math.max(options.ttlMs, META_MIN_TTL_MS),
@@ -69,6 +80,9 @@ export class RedisHistory implements HistoryStore {
         limit === undefined ? -1 : Math.max(0, limit),
       ),
     );
+    // The read wrote too (the meta's expiry), after every append it saw: once a replica has that, it has them.
+    const replicas = this.replicas;
+    if (replicas !== undefined) await this.conn.call(`read of ${room}`, () => replicas.confirm(keySlot(stream)));
     const [epoch, last, oldest, ...texts] = Array.isArray(reply) ? (reply as unknown[]) : [];
     if (typeof epoch !== "string" || typeof last !== "number" || typeof oldest !== "number") {
       throw this.malformed("read", reply);

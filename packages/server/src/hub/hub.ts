@@ -255,11 +255,14 @@ export class Hub {
   }
 
   /**
-   * After the backplane reconnects: every room with history checks, from its
-   * last delivered offset, whether it missed anything while disconnected.
+   * After the backplane reconnects (or, given `channels`, after those
+   * channels' subscriptions moved): every room with history among them
+   * checks, from its last delivered offset, whether it missed anything meanwhile.
    */
-  resync(): void {
-    for (const entry of this.rooms.values()) entry.order?.resync();
+  resync(channels?: ReadonlySet<string>): void {
+    for (const [room, entry] of this.rooms) {
+      if (channels === undefined || channels.has(this.names.room(room))) entry.order?.resync();
+    }
   }
 
   /** Local members of `room` (for tests and presence on this instance). */

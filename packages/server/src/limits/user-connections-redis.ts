@@ -1,13 +1,18 @@
-// Connections per user in Redis: per user one hash, `${prefix}userconns:{USER}`,
-// field = instance id, value = that instance's count. A crashed instance's
-// counts go with its liveness: acquiring sums only fields whose instance still
-// has its membership key (cluster/redis.ts) and deletes the others in the same
-// script, as presence does, so no count outlives its instance's heartbeat by
-// more than the node timeout. Each instance writes absolute counts, so a lost
-// write heals at the next change or rewrite.
+// Connections per user in Redis (one Redis, Sentinel or Redis Cluster): per
+// user one hash, `${prefix}userconns:{USER}`, field = instance id, value = that
+// instance's count, so every script touches the user's slot alone. A crashed
+// instance's counts go with its liveness: when the counts in the hash would
+// refuse a connection, the instances behind them are asked whether they are
+// still live (their membership keys, cluster/redis.ts, which on Redis Cluster
+// are in another slot, so this happens outside the script), and the script is
+// run again told which are dead: it deletes their fields and counts the rest.
+// No count outlives its instance's heartbeat by more than the node timeout.
+// Each instance writes absolute counts, so a lost write heals at the next
+// change or rewrite.
 
 import { ProtocolError } from "crier-protocol";
 import type { Logger } from "pino";
+import { liveNodes } from "../redis/liveness.js";
 import { type ScriptCall, StoreConnection } from "../redis/store-connection.js";
 import { LocalCounts, type UserConnections } from "./user-connections.js";
 
@@ -23,22 +28,25 @@ export interface RedisUserConnectionsOptions {
   logger?: Logger;
 }
 
-// KEYS[1] the user's hash; ARGV: node key prefix, this node, this node's count
-// if admitted, the limit, the TTL. Writes the count only if the live total
-// with it stays within the limit.
+// KEYS[1] the user's hash; ARGV: this node, this node's count if admitted, the
+// limit, the TTL, then the instances known to be dead. Deletes the dead ones'
+// fields and writes the count only if the total with it stays within the
+// limit: returns 1 then, else the other instances counted (for the caller to
+// ask whether they are all live).
 const ACQUIRE_SCRIPT = `
+for i = 5, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
 local fields = redis.call('HGETALL', KEYS[1])
 local others = 0
+local counted = {}
 for i = 1, #fields, 2 do
-  local node = fields[i]
-  if node ~= ARGV[2] then
-    if redis.call('EXISTS', ARGV[1] .. node) == 1 then others = others + (tonumber(fields[i + 1]) or 0)
-    else redis.call('HDEL', KEYS[1], node) end
+  if fields[i] ~= ARGV[1] then
+    others = others + (tonumber(fields[i + 1]) or 0)
+    counted[#counted + 1] = fields[i]
   end
 end
-if others + tonumber(ARGV[3]) > tonumber(ARGV[4]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if others + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return counted end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1`;
 
 // KEYS[1] the user's hash; ARGV: this node, its count (0: remove the field), the TTL.
@@ -89,19 +97,16 @@ export class RedisUserConnections implements UserConnections {
   async acquire(user: string, max: number): Promise<boolean> {
     // Reserved locally first, so two connects of one user racing here ask for 1 and 2, not 1 twice.
     const count = this.counts.add(user, 1);
-    let admitted: unknown;
+    let admitted: boolean;
     try {
-      admitted = await this.conn.call(`counting connections of user ${user}`, () =>
-        this.acquireScript(this.key(user), this.nodeKeyPrefix, this.nodeId, count, max, this.ttlMs),
-      );
+      admitted = await this.admit(user, count, max);
     } catch (error) {
       this.counts.add(user, -1);
       this.unsure.add(user);
       throw error instanceof ProtocolError ? error : new ProtocolError("unavailable", String(error));
     }
-    if (admitted === 1) return true;
-    this.counts.add(user, -1);
-    return false;
+    if (!admitted) this.counts.add(user, -1);
+    return admitted;
   }
 
   release(user: string): void {
@@ -118,6 +123,26 @@ export class RedisUserConnections implements UserConnections {
   close(): Promise<void> {
     clearInterval(this.timer);
     return this.conn.close();
+  }
+
+  /**
+   * Whether `count` connections here keep `user` within `max`: the counts as
+   * they stand, and if they would refuse, once more without those of the
+   * instances found dead meanwhile. (An instance found dead that comes back
+   * within that round trip, and writes its count again before the second
+   * script deletes it, goes uncounted for this user until it next writes it.)
+   */
+  private async admit(user: string, count: number, max: number): Promise<boolean> {
+    const what = `counting connections of user ${user}`;
+    const acquire = (dead: string[]): Promise<unknown> =>
+      this.conn.call(what, () => this.acquireScript(this.key(user), this.nodeId, count, max, this.ttlMs, ...dead));
+    const first = await acquire([]);
+    if (first === 1) return true;
+    const counted = Array.isArray(first) ? first.filter((node): node is string => typeof node === "string") : [];
+    if (counted.length === 0) return false;
+    const live = await this.conn.call(what, () => liveNodes(this.conn.redis, this.nodeKeyPrefix, counted));
+    const dead = counted.filter((node) => !live.has(node));
+    return dead.length > 0 && (await acquire(dead)) === 1;
   }
 
   private rewriteQuietly(): void {

@@ -1,16 +1,18 @@
 // Per-user connection counts (limits.maxConnectionsPerUser), run against every
-// UserConnections: memory for one instance, and Redis and NATS (JetStream KV)
-// for a cluster, where the total is cluster-wide and forgets a crashed
-// instance's connections once its membership entry is gone.
+// UserConnections: memory for one instance, and one Redis, Redis Cluster and
+// NATS (JetStream KV) for a cluster, where the total is cluster-wide and
+// forgets a crashed instance's connections once its membership entry is gone.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Redis } from "ioredis";
 import type { KV } from "nats";
 import { type NatsProcess, startNats } from "../../../../test/support/nats.js";
-import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { startRedis } from "../../../../test/support/redis.js";
+import { startRedisCluster } from "../../../../test/support/redis-cluster.js";
 import { nodesBucket } from "../cluster/nats.js";
+import { nodeKeyPrefix } from "../cluster/redis.js";
 import { boundedToken, encodeToken, NatsLink, natsNames } from "../nats/connection.js";
+import { createClient, type RedisClient } from "../redis/connection.js";
 import { MemoryUserConnections, type UserConnections } from "./user-connections.js";
 import { NatsUserConnections } from "./user-connections-nats.js";
 import { RedisUserConnections } from "./user-connections-redis.js";
@@ -114,6 +116,20 @@ function userConnectionsContract(backing: Backing): void {
       assert.equal(await cluster.stored(user, "n1"), 1);
     });
 
+    test("a dead instance's count is pruned, a live one's beside it still counts", async () => {
+      await cluster.setLive("n4", true);
+      const [one, two, crashed] = await Promise.all([open("n1"), open("n2"), open("n4")]);
+      const user = freshUser();
+      assert.equal(await two.acquire(user, 3), true);
+      assert.equal(await crashed.acquire(user, 3), true);
+      assert.equal(await crashed.acquire(user, 3), true);
+      await cluster.setLive("n4", false);
+      assert.equal(await one.acquire(user, 2), true, "n4's two do not count once it is gone");
+      assert.equal(await one.acquire(user, 2), false, "n2's one still does");
+      assert.equal(await cluster.stored(user, "n2"), 1);
+      assert.equal(await cluster.stored(user, "n4"), undefined);
+    });
+
     test("rewrite() puts this instance's counts back after others pruned them", async () => {
       const [one, two] = await Promise.all([open("n1"), open("n2")]);
       const user = freshUser();
@@ -136,42 +152,55 @@ userConnectionsContract({
 });
 
 const PREFIX = "crier-test:";
-const NODE_KEYS = `${PREFIX}node:`;
-let redis: RedisProcess | undefined;
-let admin: Redis | undefined;
-const redisAdmin = (): Redis => {
-  if (admin === undefined) throw new Error("redis is not started");
-  return admin;
-};
 const userKey = (user: string): string => `${PREFIX}userconns:{${user}}`;
 
-userConnectionsContract({
-  name: "redis",
-  async setup() {
-    redis = await startRedis();
-    admin = new Redis(redis.url);
-    await admin.mset(`${NODE_KEYS}n1`, "{}", `${NODE_KEYS}n2`, "{}");
-  },
-  async teardown() {
-    admin?.disconnect();
-    await redis?.stop();
-  },
-  store: (nodeId) =>
-    new RedisUserConnections({ url: redis?.url ?? "", prefix: PREFIX, nodeId, nodeKeyPrefix: NODE_KEYS }),
-  cluster: {
-    async setLive(node, live) {
-      if (live) await redisAdmin().set(`${NODE_KEYS}${node}`, "{}");
-      else await redisAdmin().del(`${NODE_KEYS}${node}`);
+/** A Redis backing: one redis-server, or a Redis Cluster (whose membership keys carry a hash tag). */
+function redisBacking(
+  name: string,
+  start: () => Promise<{ url: string; stop(): Promise<void> }>,
+  clustered: boolean,
+): Backing {
+  const nodeKeys = nodeKeyPrefix(PREFIX, clustered);
+  let url = "";
+  let stop = async (): Promise<void> => {};
+  let admin: RedisClient | undefined;
+  const redis = (): RedisClient => {
+    if (admin === undefined) throw new Error(`${name} is not started`);
+    return admin;
+  };
+  return {
+    name,
+    async setup() {
+      const started = await start();
+      url = started.url;
+      stop = () => started.stop();
+      admin = createClient(url, { lazyConnect: true });
+      await admin.connect();
+      for (const node of ["n1", "n2"]) await admin.set(`${nodeKeys}${node}`, "{}");
     },
-    async stored(user, node) {
-      const count = await redisAdmin().hget(userKey(user), node);
-      return count === null ? undefined : Number(count);
+    async teardown() {
+      admin?.disconnect();
+      await stop();
     },
-    async drop(user, node) {
-      await redisAdmin().hdel(userKey(user), node);
+    store: (nodeId) => new RedisUserConnections({ url, prefix: PREFIX, nodeId, nodeKeyPrefix: nodeKeys }),
+    cluster: {
+      async setLive(node, live) {
+        if (live) await redis().set(`${nodeKeys}${node}`, "{}");
+        else await redis().del(`${nodeKeys}${node}`);
+      },
+      async stored(user, node) {
+        const count = await redis().hget(userKey(user), node);
+        return count === null ? undefined : Number(count);
+      },
+      async drop(user, node) {
+        await redis().hdel(userKey(user), node);
+      },
     },
-  },
-});
+  };
+}
+
+userConnectionsContract(redisBacking("redis", startRedis, false));
+userConnectionsContract(redisBacking("Redis Cluster", startRedisCluster, true));
 
 let nats: NatsProcess | undefined;
 let natsAdmin: NatsLink | undefined;

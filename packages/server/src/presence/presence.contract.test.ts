@@ -1,15 +1,18 @@
 // The presence contract (ARCHITECTURE.md "Seams", docs/protocol.md `presence`), run
 // against every PresenceStore: the same tests, so the embedded memory store,
-// Redis and NATS (JetStream KV) list, count, sweep and rewrite members the same way.
+// one Redis, Redis Cluster and NATS (JetStream KV) list, count, sweep and rewrite
+// members the same way.
 
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { type Member, ProtocolError } from "crier-protocol";
-import { Redis } from "ioredis";
 import { type NatsProcess, startNats } from "../../../../test/support/nats.js";
 import { type RedisProcess, startRedis } from "../../../../test/support/redis.js";
+import { type RedisClusterProcess, startRedisCluster } from "../../../../test/support/redis-cluster.js";
 import { nodesBucket } from "../cluster/nats.js";
+import { nodeKeyPrefix } from "../cluster/redis.js";
 import { encodeToken, NatsLink } from "../nats/connection.js";
+import { createClient } from "../redis/connection.js";
 import { MemoryPresence } from "./memory.js";
 import { NatsPresence } from "./nats.js";
 import type { PresenceEntry, PresenceStore } from "./presence.js";
@@ -207,8 +210,41 @@ presenceContract({
   },
 });
 
-let redis: RedisProcess | undefined;
 let worldSeq = 0;
+
+/**
+ * Two stores on the Redis at `url` (one Redis, or a cluster), as two instances
+ * would share it: the instances' membership keys where crier keeps them on
+ * that engine, under a prefix of the world's own, as if each test ran its own cluster.
+ */
+async function redisWorld(url: string, cluster: boolean): Promise<World> {
+  worldSeq += 1;
+  const prefix = `ptest${worldSeq}:`;
+  const nodeKeys = nodeKeyPrefix(prefix, cluster);
+  const admin = createClient(url, { lazyConnect: true });
+  await admin.connect();
+  const setLive = async (node: string, live: boolean): Promise<void> => {
+    if (live) await admin.set(nodeKeys + node, "{}");
+    else await admin.del(nodeKeys + node);
+  };
+  await setLive("n1", true);
+  await setLive("n2", true);
+  // Sweeps only when a test asks, so that what a test sees never depends on a timer.
+  const store = new RedisPresence({ url, prefix, nodeKeyPrefix: nodeKeys, sweepMs: 0 });
+  const peer = new RedisPresence({ url, prefix, nodeKeyPrefix: nodeKeys, sweepMs: 0 });
+  await Promise.all([store.start(), peer.start()]);
+  return {
+    store,
+    peer,
+    setLive,
+    async close() {
+      await Promise.all([store.close(), peer.close()]);
+      await admin.quit();
+    },
+  };
+}
+
+let redis: RedisProcess | undefined;
 
 presenceContract({
   name: "redis",
@@ -218,33 +254,20 @@ presenceContract({
   async teardown() {
     await redis?.stop();
   },
-  async world() {
-    if (redis === undefined) throw new Error("redis is not started");
-    worldSeq += 1;
-    // A prefix per world: its own node keys, as if each test ran its own cluster.
-    const prefix = `ptest${worldSeq}:`;
-    const nodeKeyPrefix = `${prefix}node:`;
-    const admin = new Redis(redis.url);
-    const setLive = async (node: string, live: boolean): Promise<void> => {
-      if (live) await admin.set(nodeKeyPrefix + node, "{}");
-      else await admin.del(nodeKeyPrefix + node);
-    };
-    await setLive("n1", true);
-    await setLive("n2", true);
-    // Sweeps only when a test asks, so that what a test sees never depends on a timer.
-    const store = new RedisPresence({ url: redis.url, prefix, nodeKeyPrefix, sweepMs: 0 });
-    const peer = new RedisPresence({ url: redis.url, prefix, nodeKeyPrefix, sweepMs: 0 });
-    await Promise.all([store.start(), peer.start()]);
-    return {
-      store,
-      peer,
-      setLive,
-      async close() {
-        await Promise.all([store.close(), peer.close()]);
-        await admin.quit();
-      },
-    };
+  world: () => redisWorld(redis?.url ?? "", false),
+});
+
+let cluster: RedisClusterProcess | undefined;
+
+presenceContract({
+  name: "Redis Cluster",
+  async setup() {
+    cluster = await startRedisCluster();
   },
+  async teardown() {
+    await cluster?.stop();
+  },
+  world: () => redisWorld(cluster?.url ?? "", true),
 });
 
 let nats: NatsProcess | undefined;

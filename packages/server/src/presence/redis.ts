@@ -1,29 +1,43 @@
-// Presence in Redis, shared by every instance: per room one hash,
-// `${prefix}presence:{ROOM}`, field = client id, value = JSON
-// {user, client, info, node}, beside a per-user count and the tombstones of
-// swept entries (redis-scripts.ts). An entry lives as long as its instance
-// does: list() shows only entries whose instance still has its membership key
-// (cluster/redis.ts), and every store sweeps now and then for instances that
-// are gone: one claims each dead instance with SET NX, removes its entries room
-// by room and publishes their leaves on the rooms' channels, in the scripts
-// that remove them. As a safety net against hashes nobody touches again, each
-// hash has a TTL that the instances with members in the room keep pushing back.
+// Presence in Redis (one Redis, Sentinel or Redis Cluster), shared by every
+// instance: per room one hash, `${prefix}presence:{ROOM}`, field = client id,
+// value = JSON {user, client, info, node}, beside a per-user count, the
+// tombstones of swept entries and the lives of the instances that wrote it
+// (redis-scripts.ts), all under the room's hash tag. An entry lives as long as
+// its instance does: list() shows only entries whose instance still has its
+// membership key (cluster/redis.ts), and every store sweeps now and then for
+// instances that are gone (redis-sweep.ts): one claims each dead instance,
+// removes its entries room by room and publishes their leaves on the rooms'
+// channels, in the scripts that remove them. Liveness is asked outside the
+// scripts, so that each script stays within one slot. As a safety net against
+// hashes nobody touches again, each hash has a TTL that the instances with
+// members in the room keep pushing back.
 
 import { type Member, ProtocolError } from "crier-protocol";
-import type { Redis } from "ioredis";
+import { Cluster } from "ioredis";
 import type { Logger } from "pino";
 import { encodeEnvelope } from "../broker/envelope.js";
 import { messageOf } from "../describe-error.js";
-import { parseJsonObject } from "../json-object.js";
 import type { RedisClient } from "../redis/connection.js";
+import { liveNodes } from "../redis/liveness.js";
 import { type ScriptCall, StoreConnection } from "../redis/store-connection.js";
 import { compareMembers, memberOf, type PresenceEntry, type PresenceStats, type PresenceStore } from "./presence.js";
-import { ADD_SCRIPT, LIST_SCRIPT, PresenceKeys, REMOVE_SCRIPT, REWRITE_SCRIPT, STATS_SCRIPT } from "./redis-scripts.js";
+import { Lives } from "./redis-lives.js";
+import {
+  ADD_SCRIPT,
+  entryText,
+  LIST_SCRIPT,
+  PresenceKeys,
+  parseEntry,
+  REMOVE_SCRIPT,
+  REWRITE_SCRIPT,
+  STATS_SCRIPT,
+  sharded,
+} from "./redis-scripts.js";
 import { RedisSweeper } from "./redis-sweep.js";
-import { drop, put, type Rooms } from "./rooms.js";
+import { drop, forget, put, type Rooms, remember } from "./rooms.js";
 
 export interface RedisPresenceOptions {
-  /** redis:// or rediss:// URL. */
+  /** redis://, rediss://, redis+sentinel:// or redis+cluster:// URL. */
   url: string;
   /** Key prefix (default "crier:"); no braces, so a room's hash hashes on the room alone. */
   prefix?: string;
@@ -40,7 +54,9 @@ export interface RedisPresenceOptions {
   nodeId?: string;
   /**
    * The broker channel of a room (broker/broker.ts ChannelNames), where a sweep
-   * publishes leaves and a rewrite joins; without it neither is announced.
+   * publishes leaves and a rewrite joins; without it neither is announced. On
+   * Redis Cluster it must carry the room's hash tag (a shard channel in the
+   * room's slot, where the scripts SPUBLISH).
    */
   channel?: (room: string) => string;
   /** Whether `room` announces joins and leaves (its namespace's joinLeave; default: every room). */
@@ -69,6 +85,7 @@ export class RedisPresence implements PresenceStore {
   private readonly redis: RedisClient;
   private readonly keys: PresenceKeys;
   private readonly nodeKeyPrefix: string;
+  private readonly lives: Lives;
   private readonly sweeper: RedisSweeper;
   private readonly channel: ((room: string) => string) | undefined;
   private readonly announces: (room: string) => boolean;
@@ -81,6 +98,8 @@ export class RedisPresence implements PresenceStore {
   private readonly rewriteScript: ScriptCall;
   /** Entries this instance added and did not remove: rewritten after a reconnect or a rejoin, and kept from expiring. */
   private readonly own: Rooms = new Map();
+  /** Each (room, node) this store indexed for a sweep to find, keyed `room \n node`, until its last entry there goes. */
+  private readonly indexed = new Map<string, Promise<void>>();
   /** Removals that may not have reached Redis (it was unreachable): done again once it is back. */
   private readonly unsure = new Map<string, Set<string>>();
   /**
@@ -118,19 +137,23 @@ export class RedisPresence implements PresenceStore {
     });
     this.redis = this.conn.redis;
     this.log = this.conn.log;
-    this.addScript = this.conn.script("crierPresenceAdd", 3, ADD_SCRIPT);
-    this.removeScript = this.conn.script("crierPresenceRemove", 3, REMOVE_SCRIPT);
+    const shard = this.redis instanceof Cluster;
+    this.lives = new Lives(this.conn, this.keys.nodes());
+    this.addScript = this.conn.script("crierPresenceAdd", 4, ADD_SCRIPT);
+    this.removeScript = this.conn.script("crierPresenceRemove", 4, REMOVE_SCRIPT);
     this.listScript = this.conn.script("crierPresenceList", 1, LIST_SCRIPT);
     this.statsScript = this.conn.script("crierPresenceStats", 2, STATS_SCRIPT);
     this.sweeper = new RedisSweeper({
       conn: this.conn,
       keys: this.keys,
+      lives: this.lives,
       nodeKeyPrefix: this.nodeKeyPrefix,
       channel: (room) => this.announcedOn(room),
+      shard,
       tombstoneMs: this.ttlMs,
       lockMs: options.sweepLockMs ?? 30_000,
     });
-    this.rewriteScript = this.conn.script("crierPresenceRewrite", 3, REWRITE_SCRIPT);
+    this.rewriteScript = this.conn.script("crierPresenceRewrite", 4, sharded(REWRITE_SCRIPT, shard));
     this.every(options.refreshMs ?? Math.max(1, Math.floor(this.ttlMs / 3)), () => this.refresh());
     const sweepMs = options.sweepMs ?? 3000;
     if (sweepMs > 0) this.every(sweepMs, () => this.sweepSoon());
@@ -142,7 +165,7 @@ export class RedisPresence implements PresenceStore {
    */
   async start(timeoutMs = 5000): Promise<void> {
     await this.conn.start(timeoutMs);
-    if (this.nodeId !== undefined) await this.sweeper.sweepNode(this.nodeId, true);
+    if (this.nodeId !== undefined) await this.sweeper.sweepNode(this.nodeId, undefined);
   }
 
   isReady(): boolean {
@@ -150,19 +173,17 @@ export class RedisPresence implements PresenceStore {
   }
 
   async add(room: string, entry: PresenceEntry): Promise<void> {
-    const first = !this.own.has(room);
-    this.selves.add(entry.node);
+    const { node } = entry;
+    this.selves.add(node);
     put(this.own, room, entry);
     forget(this.unsure, room, entry.client);
     try {
-      // Indexed before the entry is written (one connection keeps the order without a round trip
-      // between), so a sweep never misses a room this instance has entries in.
-      await Promise.all([
-        first ? this.index(room, entry.node) : undefined,
-        this.conn.call(`presence add in ${room}`, () =>
-          this.addScript(...this.keys.room(room), entry.client, entryText(entry), entry.user, this.ttlMs),
-        ),
-      ]);
+      const life = await this.lives.of(node);
+      // Indexed before the entry is written, so a sweep never misses a room this instance has entries in.
+      await this.indexOnce(room, node, life);
+      await this.conn.call(`presence add in ${room}`, () =>
+        this.addScript(...this.keys.room(room), entry.client, entryText(entry), entry.user, this.ttlMs, node, life),
+      );
     } catch (err) {
       // Not added as far as the caller knows; if the write did land, the next reconcile takes it out.
       if (this.own.get(room)?.get(entry.client) === entry) {
@@ -179,8 +200,9 @@ export class RedisPresence implements PresenceStore {
     try {
       await this.conn.call(`presence remove in ${room}`, () => this.removeScript(...this.keys.room(room), client));
       // The last entry of this instance in the room: the room leaves its index (a sweep would find nothing there).
-      if (node !== undefined && !this.own.has(room)) {
-        await this.conn.call(`presence index of ${node}`, () => this.redis.srem(this.keys.rooms(node), room));
+      if (node !== undefined && !this.holds(room, node)) {
+        this.indexed.delete(indexKey(room, node));
+        await this.conn.call(`presence index of ${node}`, () => this.redis.hdel(this.keys.rooms(node), room));
       }
     } catch (err) {
       if (!this.own.get(room)?.has(client)) remember(this.unsure, room, client);
@@ -189,17 +211,26 @@ export class RedisPresence implements PresenceStore {
   }
 
   async list(room: string): Promise<Member[]> {
-    const reply = await this.conn.call(`presence list of ${room}`, () =>
-      this.listScript(this.keys.entries(room), this.nodeKeyPrefix),
-    );
+    const reply = await this.conn.call(`presence list of ${room}`, () => this.listScript(this.keys.entries(room)));
     if (!Array.isArray(reply)) throw this.malformed("list", reply);
-    const members: Member[] = [];
+    const entries: Array<{ member: Member; node: string }> = [];
     for (const text of reply) {
-      const member = typeof text === "string" ? parseMember(text) : undefined;
-      if (member === undefined) this.log.warn({ entry: String(text).slice(0, 200) }, "ignored a malformed entry");
-      else members.push(member);
+      const parsed = typeof text === "string" ? parseEntry(text) : undefined;
+      if (parsed === undefined) this.log.warn({ entry: String(text).slice(0, 200) }, "ignored a malformed entry");
+      else entries.push(parsed);
     }
-    return members.sort(compareMembers);
+    if (entries.length === 0) return [];
+    const live = await this.conn.call(`presence list of ${room}`, () =>
+      liveNodes(
+        this.redis,
+        this.nodeKeyPrefix,
+        entries.map((entry) => entry.node),
+      ),
+    );
+    return entries
+      .filter((entry) => live.has(entry.node))
+      .map((entry) => entry.member)
+      .sort(compareMembers);
   }
 
   async stats(room: string): Promise<PresenceStats> {
@@ -219,7 +250,14 @@ export class RedisPresence implements PresenceStore {
 
   async rewrite(): Promise<void> {
     const writes = this.retryRemovals();
-    for (const [room, entries] of this.own) writes.push(this.rewriteRoom(room, [...entries.values()]));
+    const rooms = [...this.own].map(([room, entries]) => ({ room, entries: [...entries.values()] }));
+    const nodes = rooms.flatMap(({ entries }) => entries.map((entry) => entry.node));
+    // New lives first: a sweep of the old ones, still under way, then leaves every room written again alone.
+    writes.push(
+      this.lives
+        .renew(nodes)
+        .then(() => Promise.all(rooms.map(({ room, entries }) => this.rewriteRoom(room, entries)))),
+    );
     const failed = (await Promise.allSettled(writes)).find((result) => result.status === "rejected");
     if (failed !== undefined) throw failed.reason;
   }
@@ -246,18 +284,52 @@ export class RedisPresence implements PresenceStore {
     return this.channel !== undefined && this.announces(room) ? this.channel(room) : "";
   }
 
-  private index(room: string, node: string): Promise<unknown> {
-    return this.conn.call(`presence index of ${node}`, () =>
-      Promise.all([this.redis.sadd(this.keys.nodes(), node), this.redis.sadd(this.keys.rooms(node), room)]),
-    );
+  /** Whether this store still has an entry of `node` in `room`. */
+  private holds(room: string, node: string): boolean {
+    for (const entry of this.own.get(room)?.values() ?? []) if (entry.node === node) return true;
+    return false;
+  }
+
+  /**
+   * Indexes `room` for `node` in `life` unless done already (or `again`, for a
+   * new life); concurrent adds wait for the same write.
+   */
+  private indexOnce(room: string, node: string, life: number, again = false): Promise<void> {
+    const key = indexKey(room, node);
+    let indexing = this.indexed.get(key);
+    if (indexing === undefined || again) {
+      indexing = this.index(room, node, life);
+      this.indexed.set(key, indexing);
+      const written = indexing;
+      written.catch(() => {
+        if (this.indexed.get(key) === written) this.indexed.delete(key);
+      });
+    }
+    return indexing;
+  }
+
+  /** Records `room` in `node`'s index (what a sweep of it reads), with the life that writes it. */
+  private async index(room: string, node: string, life: number): Promise<void> {
+    await this.conn.call(`presence index of ${node}`, () => this.redis.hset(this.keys.rooms(node), room, life));
   }
 
   private async rewriteRoom(room: string, entries: PresenceEntry[]): Promise<void> {
     const channel = this.announcedOn(room);
-    const nodes = new Set(entries.map((entry) => entry.node));
-    for (const node of nodes) await this.index(room, node);
+    const byNode = new Map<string, PresenceEntry[]>();
+    for (const entry of entries) {
+      const group = byNode.get(entry.node);
+      if (group === undefined) byNode.set(entry.node, [entry]);
+      else group.push(entry);
+    }
+    for (const [node, own] of byNode) await this.rewriteRoomOf(room, channel, node, own);
+  }
+
+  /** Writes `node`'s entries of `room` again in its newest life, indexed first, in batches. */
+  private async rewriteRoomOf(room: string, channel: string, node: string, entries: PresenceEntry[]): Promise<void> {
+    const life = await this.lives.of(node);
+    await this.indexOnce(room, node, life, true);
     for (let i = 0; i < entries.length; i += REWRITE_BATCH) {
-      const args: Array<string | number> = [this.ttlMs, channel];
+      const args: Array<string | number> = [this.ttlMs, channel, node, life];
       for (const entry of entries.slice(i, i + REWRITE_BATCH)) {
         const member = memberOf(entry);
         const join = encodeEnvelope({
@@ -309,11 +381,16 @@ export class RedisPresence implements PresenceStore {
   private refresh(): void {
     if (!this.isReady()) return;
     for (const room of this.own.keys()) {
-      const [entries, users] = this.keys.room(room);
-      Promise.all([this.redis.pexpire(entries, this.ttlMs), this.redis.pexpire(users, this.ttlMs)]).catch(
-        (err: unknown) => this.log.debug({ err: messageOf(err), room }, "presence refresh failed"),
+      const [entries, users, , lives] = this.keys.room(room);
+      const keys = [entries, users, lives];
+      Promise.all(keys.map((key) => this.redis.pexpire(key, this.ttlMs))).catch((err: unknown) =>
+        this.log.debug({ err: messageOf(err), room }, "presence refresh failed"),
       );
     }
+    // The registry of lives is what sweeps look through: should Redis have lost it, it learns them again.
+    this.lives
+      .remind()
+      .catch((err: unknown) => this.log.debug({ err: messageOf(err) }, "presence registry refresh failed"));
     for (const removal of this.retryRemovals()) {
       removal.catch((err: unknown) => this.log.debug({ err: messageOf(err) }, "presence removal failed again"));
     }
@@ -328,36 +405,6 @@ export class RedisPresence implements PresenceStore {
   }
 }
 
-/**
- * The stored form: the member exactly as its join carries it, with the node
- * last, so the sweep script gets the join's member back by cutting the node off.
- */
-function entryText(entry: PresenceEntry): string {
-  return JSON.stringify({ ...memberOf(entry), node: entry.node });
-}
-
-/** Parses a stored entry into the member clients see; undefined when it is not one. */
-function parseMember(text: string): Member | undefined {
-  const v = parseJsonObject(text);
-  if (v === undefined) return undefined;
-  if (typeof v.user !== "string" || typeof v.client !== "string") return undefined;
-  const member: Member = { user: v.user, client: v.client };
-  if (typeof v.info === "object" && v.info !== null && !Array.isArray(v.info)) member.info = v.info as Member["info"];
-  return member;
-}
-
-function remember(sets: Map<string, Set<string>>, room: string, client: string): void {
-  let clients = sets.get(room);
-  if (clients === undefined) {
-    clients = new Set();
-    sets.set(room, clients);
-  }
-  clients.add(client);
-}
-
-function forget(sets: Map<string, Set<string>>, room: string, client: string): void {
-  const clients = sets.get(room);
-  if (clients === undefined) return;
-  clients.delete(client);
-  if (clients.size === 0) sets.delete(room);
+function indexKey(room: string, node: string): string {
+  return `${room}\n${node}`;
 }

@@ -1,6 +1,6 @@
 // Presence entries this instance keeps, by room then client, shared by the
-// memory and Redis stores: empty rooms are removed so the index never grows
-// with rooms nobody is in any more.
+// memory and Redis stores, and sets of clients by room (removals still to be
+// made): empty rooms are removed so neither grows with rooms nobody is in any more.
 
 import type { PresenceEntry } from "./presence.js";
 
@@ -20,4 +20,20 @@ export function drop(rooms: Rooms, room: string, client: string): void {
   if (entries === undefined) return;
   entries.delete(client);
   if (entries.size === 0) rooms.delete(room);
+}
+
+export function remember(sets: Map<string, Set<string>>, room: string, client: string): void {
+  let clients = sets.get(room);
+  if (clients === undefined) {
+    clients = new Set();
+    sets.set(room, clients);
+  }
+  clients.add(client);
+}
+
+export function forget(sets: Map<string, Set<string>>, room: string, client: string): void {
+  const clients = sets.get(room);
+  if (clients === undefined) return;
+  clients.delete(client);
+  if (clients.size === 0) sets.delete(room);
 }

@@ -130,13 +130,13 @@ export class StoreConnection {
   }
 
   /** Runs `run`, failing fast with `unavailable` while Redis is unreachable. */
-  async call(what: string, run: () => Promise<unknown>): Promise<unknown> {
+  async call<T>(what: string, run: () => Promise<T>): Promise<T> {
     if (!this.firstAttemptDone && !this.closed) await this.firstAttempt;
     if (this.closed) throw new ProtocolError("unavailable", `the ${this.component} store is closed`);
     if (!this.usable()) {
       throw new ProtocolError("unavailable", `${what} failed: redis at ${this.url} is unreachable`);
     }
-    return new Promise((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const fail = (err: Error): void => {
         this.inFlight.delete(fail);
         reject(this.classify(what, err));
