@@ -61,6 +61,8 @@ const histograms = { baseline: newHistogram(), flood: newHistogram() };
 const received = { baseline: 0, flood: 0 };
 const published = { baseline: 0, flood: 0 };
 let goodClosed: number | undefined;
+/** Called once nothing published is still on its way back (set when the publisher stops). */
+let drained: (() => void) | undefined;
 good.on("close", (code) => {
   goodClosed = code;
 });
@@ -73,6 +75,7 @@ good.on("message", (data) => {
   sentAt.delete(frame.data.n);
   histograms[frame.data.phase].recordValue(Math.max(1, Math.round((performance.now() - at) * 1000)));
   received[frame.data.phase]++;
+  if (sentAt.size === 0) drained?.();
 });
 good.send('{"op":"connect"}');
 good.send('{"op":"subscribe","room":"steady","id":1}');
@@ -105,8 +108,12 @@ const attempts = flood.attempts;
 const floodSeconds = flood.seconds;
 phase = "done";
 clearInterval(publisher);
-// Let the last publications come back.
-await new Promise((resolve) => setTimeout(resolve, 1000));
+// Wait for the last publications to come back, for at most 5 s (what never comes is reported as lost).
+await new Promise<void>((resolve) => {
+  if (sentAt.size === 0) return resolve();
+  drained = resolve;
+  setTimeout(resolve, 5000).unref();
+});
 const metrics = await scrape(live.httpUrl);
 const goodState = goodClosed === undefined ? "open throughout" : `closed with ${goodClosed}`;
 good.close(1000);

@@ -111,6 +111,9 @@ async function stormPhase(instances: Instance[], storm: number, rate: number, li
   let last = 0;
   let outOfOrder = 0;
   let received = 0;
+  let seq = 0;
+  /** Called once every publication has arrived (set when the publisher stops). */
+  let allIn: (() => void) | undefined;
   try {
     const listener = await member(ports[0] as number, room, (frame) => {
       if (frame.op !== "message") return;
@@ -118,6 +121,7 @@ async function stormPhase(instances: Instance[], storm: number, rate: number, li
       if (data.seq !== last + 1) outOfOrder += 1;
       last = data.seq;
       received += 1;
+      if (received === seq) allIn?.();
       const us = Math.max(1, Math.round((performance.timeOrigin + performance.now() - data.t) * 1000));
       if (phase === "before") before.recordValue(us);
       else if (phase === "during") during.recordValue(us);
@@ -125,7 +129,6 @@ async function stormPhase(instances: Instance[], storm: number, rate: number, li
     sockets.push(listener);
     const publisher = await member(ports[ports.length - 1] as number, room);
     sockets.push(publisher);
-    let seq = 0;
     // Open loop: one publish every 1/rate s, whether or not the last one was answered.
     const timer = setInterval(
       () =>
@@ -150,7 +153,12 @@ async function stormPhase(instances: Instance[], storm: number, rate: number, li
     } finally {
       clearInterval(timer);
     }
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // The last publications' way back, for at most 5 s (what never comes is reported below).
+    await new Promise<void>((resolve) => {
+      if (received >= seq) return resolve();
+      allIn = resolve;
+      setTimeout(resolve, 5000).unref();
+    });
     lines.push(
       `- ${received} of ${seq} messages received, ${outOfOrder === 0 ? "all in order" : `${outOfOrder} out of order`}`,
     );

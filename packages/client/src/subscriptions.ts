@@ -92,13 +92,13 @@ export class Subscriptions {
   /** For `connect`: where the server-side subscriptions of the last connection are, so the server resumes them. */
   positions(): Record<string, StreamPosition> | undefined {
     const positions: Record<string, StreamPosition> = {};
-    let any = false;
+    let found = false;
     for (const room of this.#serverRooms) {
       const position = this.#byRoom.get(room)?.position;
       if (position) positions[room] = position;
-      any ||= position !== undefined;
+      found ||= position !== undefined;
     }
-    return any ? positions : undefined;
+    return found ? positions : undefined;
   }
 
   /**
