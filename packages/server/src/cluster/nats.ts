@@ -6,9 +6,11 @@
 
 import { ProtocolError } from "crier-protocol";
 import type { KV } from "nats";
+import type { Logger } from "pino";
 import { messageOf } from "../describe-error.js";
 import { bucketKeys, encodeToken, type NatsLink, natsNames } from "../nats/connection.js";
 import { DEFAULT_PREFIX } from "../redis/connection.js";
+import { HeartbeatMembership } from "./heartbeats.js";
 import { type Membership, type NodeInfo, parseNodeInfo } from "./membership.js";
 
 export interface NatsMembershipOptions {
@@ -49,38 +51,34 @@ export async function isLiveNode(nodes: KV, id: string): Promise<boolean> {
   return entry !== null && entry.operation === "PUT";
 }
 
-export class NatsMembership implements Membership {
+export class NatsMembership extends HeartbeatMembership implements Membership {
   private readonly link: NatsLink;
   private readonly prefix: string;
-  private readonly heartbeatMs: number;
   private readonly nodeTimeoutMs: number;
   private kv: KV | undefined;
-  private info: (() => NodeInfo) | undefined;
-  private announcedId: string | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private beating: Promise<void> | undefined;
-  private failing = false;
   /** Bind the bucket again before the next heartbeat: NATS came back, perhaps without its store. */
   private reopen = false;
-  private readonly rejoinListeners: Array<() => void> = [];
-  private closing: Promise<void> | undefined;
 
   constructor(options: NatsMembershipOptions) {
+    const heartbeatMs = options.heartbeatMs ?? 3000;
+    super("NATS", heartbeatMs);
     this.link = options.link;
     this.prefix = options.prefix ?? DEFAULT_PREFIX;
-    this.heartbeatMs = options.heartbeatMs ?? 3000;
     this.nodeTimeoutMs = options.nodeTimeoutMs ?? 10_000;
-    if (!(this.heartbeatMs > 0) || !(this.nodeTimeoutMs > this.heartbeatMs)) {
+    if (!(heartbeatMs > 0) || !(this.nodeTimeoutMs > heartbeatMs)) {
       throw new Error(
-        `membership: nodeTimeoutMs (${this.nodeTimeoutMs}) must exceed heartbeatMs (${this.heartbeatMs}) > 0, or live nodes would expire between heartbeats`,
+        `membership: nodeTimeoutMs (${this.nodeTimeoutMs}) must exceed heartbeatMs (${heartbeatMs}) > 0, or live nodes would expire between heartbeats`,
       );
     }
   }
 
+  protected get log(): Logger {
+    return this.link.log;
+  }
+
   /** Rejects, naming the URL, if NATS is unreachable or the first heartbeat fails: a node must not start unseen. */
   async start(info: () => NodeInfo): Promise<void> {
-    if (this.info !== undefined || this.closing) throw new Error("membership: start() called twice or after close()");
-    this.info = info;
+    this.begin(info);
     try {
       await this.link.start();
       this.kv = await nodesBucket(this.link, this.prefix, this.nodeTimeoutMs);
@@ -95,8 +93,7 @@ export class NatsMembership implements Membership {
       this.reopen = true;
       this.beat();
     });
-    this.timer = setInterval(() => this.beat(), this.heartbeatMs);
-    this.timer.unref();
+    this.beatEvery();
   }
 
   async nodes(): Promise<NodeInfo[]> {
@@ -124,30 +121,7 @@ export class NatsMembership implements Membership {
     return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  onRejoin(listener: () => void): void {
-    this.rejoinListeners.push(listener);
-  }
-
-  close(): Promise<void> {
-    this.closing ??= this.withdraw();
-    return this.closing;
-  }
-
-  /** Stops the heartbeat without withdrawing the entry, as a crash would. */
-  protected stopHeartbeat(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
-  }
-
-  private beat(): void {
-    // Skip a tick rather than pile heartbeats up behind a slow NATS.
-    if (this.timer === undefined || this.beating !== undefined) return;
-    this.beating = this.heartbeat(false).finally(() => (this.beating = undefined));
-  }
-
-  private async withdraw(): Promise<void> {
-    this.stopHeartbeat();
-    await this.beating;
+  protected async withdraw(): Promise<void> {
     const id = this.announcedId;
     if (id !== undefined && this.kv !== undefined && this.link.isReady()) {
       // Withdrawn at once so /api/info does not list a node that shut down cleanly.
@@ -158,34 +132,20 @@ export class NatsMembership implements Membership {
     await this.link.close();
   }
 
-  private async heartbeat(first: boolean): Promise<void> {
-    const info = this.info;
-    if (info === undefined || this.kv === undefined) return;
-    const entry: NodeInfo = { ...info(), updatedAt: Date.now() };
-    const key = encodeToken(entry.id);
-    try {
-      this.link.live();
-      if (this.reopen) {
-        this.kv = await nodesBucket(this.link, this.prefix, this.nodeTimeoutMs);
-        this.reopen = false;
-      }
-      const kv = this.kv;
-      const existing = await kv.get(key);
-      await kv.put(key, JSON.stringify(entry));
-      this.announcedId = entry.id;
-      if (this.failing) this.link.log.info("heartbeats reach NATS again");
-      this.failing = false;
-      if (!first && (existing === null || existing.operation !== "PUT")) {
-        this.link.log.warn(
-          "this node had dropped out of the cluster (stalled, or NATS lost its entry): announced again",
-        );
-        for (const listener of this.rejoinListeners) listener();
-      }
-    } catch (err) {
-      if (first) throw err;
-      this.reopen = true;
-      if (!this.failing) this.link.log.warn({ err: messageOf(err) }, "heartbeat failed");
-      this.failing = true;
+  protected async write(entry: NodeInfo): Promise<boolean> {
+    if (this.kv === undefined) throw new Error("the nodes bucket is not open");
+    this.link.live();
+    if (this.reopen) {
+      this.kv = await nodesBucket(this.link, this.prefix, this.nodeTimeoutMs);
+      this.reopen = false;
     }
+    const key = encodeToken(entry.id);
+    const existing = await this.kv.get(key);
+    await this.kv.put(key, JSON.stringify(entry));
+    return existing !== null && existing.operation === "PUT";
+  }
+
+  protected override onBeatFailed(): void {
+    this.reopen = true;
   }
 }

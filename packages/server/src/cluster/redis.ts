@@ -16,6 +16,7 @@ import {
   redactUrl,
 } from "../redis/connection.js";
 import { isClusterUrl } from "../redis/url.js";
+import { HeartbeatMembership } from "./heartbeats.js";
 import { type Membership, type NodeInfo, parseNodeInfo } from "./membership.js";
 
 export interface RedisMembershipOptions {
@@ -57,29 +58,21 @@ export function nodeIndexKey(prefix: string, cluster: boolean): string {
   return cluster ? `${prefix}{nodes}` : `${prefix}nodes`;
 }
 
-export class RedisMembership implements Membership {
+export class RedisMembership extends HeartbeatMembership implements Membership {
   private readonly redis: RedisClient;
   private readonly url: string;
-  private readonly log: Logger;
+  protected readonly log: Logger;
   private readonly indexKey: string;
   private readonly entryPrefix: string;
-  private readonly heartbeatMs: number;
   private readonly nodeTimeoutMs: number;
-  private info: (() => NodeInfo) | undefined;
-  /** The id this node announced, so close() withdraws that entry even if info() changed. */
-  private announcedId: string | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private beating: Promise<void> | undefined;
-  private failing = false;
-  private readonly rejoinListeners: Array<() => void> = [];
-  private closing: Promise<void> | undefined;
 
   constructor(options: RedisMembershipOptions) {
-    this.heartbeatMs = options.heartbeatMs ?? 3000;
+    const heartbeatMs = options.heartbeatMs ?? 3000;
+    super("Redis", heartbeatMs);
     this.nodeTimeoutMs = options.nodeTimeoutMs ?? 10_000;
-    if (!(this.heartbeatMs > 0) || !(this.nodeTimeoutMs > this.heartbeatMs)) {
+    if (!(heartbeatMs > 0) || !(this.nodeTimeoutMs > heartbeatMs)) {
       throw new Error(
-        `membership: nodeTimeoutMs (${this.nodeTimeoutMs}) must exceed heartbeatMs (${this.heartbeatMs}) > 0, or live nodes would expire between heartbeats`,
+        `membership: nodeTimeoutMs (${this.nodeTimeoutMs}) must exceed heartbeatMs (${heartbeatMs}) > 0, or live nodes would expire between heartbeats`,
       );
     }
     const prefix = options.prefix ?? DEFAULT_PREFIX;
@@ -103,8 +96,7 @@ export class RedisMembership implements Membership {
 
   /** Rejects, naming the URL, if Redis is unreachable or the first heartbeat fails: a node must not start unseen. */
   async start(info: () => NodeInfo): Promise<void> {
-    if (this.info !== undefined || this.closing) throw new Error("membership: start() called twice or after close()");
-    this.info = info;
+    this.begin(info);
     try {
       await this.redis.connect();
       await this.heartbeat(true);
@@ -113,16 +105,8 @@ export class RedisMembership implements Membership {
       throw new Error(`membership: cannot announce this node in Redis at ${this.url}: ${messageOf(err)}`);
     }
     // After a reconnect (Redis may have restarted empty) announce at once, not a heartbeat later.
-    this.redis.on("ready", () => {
-      if (this.timer !== undefined && this.beating === undefined) {
-        this.beating = this.heartbeat(false).finally(() => (this.beating = undefined));
-      }
-    });
-    this.timer = setInterval(() => {
-      // Skip a tick rather than pile heartbeats up behind a slow Redis.
-      if (this.beating === undefined) this.beating = this.heartbeat(false).finally(() => (this.beating = undefined));
-    }, this.heartbeatMs);
-    this.timer.unref();
+    this.redis.on("ready", () => this.beat());
+    this.beatEvery();
   }
 
   async nodes(): Promise<NodeInfo[]> {
@@ -146,24 +130,7 @@ export class RedisMembership implements Membership {
     return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  onRejoin(listener: () => void): void {
-    this.rejoinListeners.push(listener);
-  }
-
-  close(): Promise<void> {
-    this.closing ??= this.withdraw();
-    return this.closing;
-  }
-
-  /** Stops the heartbeat without withdrawing the entry, as a crash would. */
-  protected stopHeartbeat(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
-  }
-
-  private async withdraw(): Promise<void> {
-    this.stopHeartbeat();
-    await this.beating;
+  protected async withdraw(): Promise<void> {
     const id = this.announcedId;
     if (id !== undefined && this.redis.status === "ready") {
       // Withdrawn at once so /api/info does not list a node that shut down cleanly.
@@ -177,33 +144,16 @@ export class RedisMembership implements Membership {
     await quit(this.redis);
   }
 
-  private async heartbeat(first: boolean): Promise<void> {
-    const info = this.info;
-    if (info === undefined) return;
-    const entry: NodeInfo = { ...info(), updatedAt: Date.now() };
-    try {
-      const results = await this.redis
-        .multi()
-        .exists(this.entryPrefix + entry.id)
-        .set(this.entryPrefix + entry.id, JSON.stringify(entry), "PX", this.nodeTimeoutMs)
-        .sadd(this.indexKey, entry.id)
-        .exec();
-      // MULTI reports a failed command inside its results rather than by rejecting.
-      const failed = results === null ? new Error("transaction aborted") : results.find(([e]) => e !== null)?.[0];
-      if (failed) throw failed;
-      const existed = results?.[0]?.[1] === 1;
-      this.announcedId = entry.id;
-      if (this.failing) this.log.info("heartbeats reach Redis again");
-      this.failing = false;
-      if (!first && !existed) {
-        this.log.warn("this node had dropped out of the cluster (stalled, or Redis lost its entry): announced again");
-        for (const listener of this.rejoinListeners) listener();
-      }
-    } catch (err) {
-      if (first) throw err;
-      // Logged once per outage; the node drops out of the list if it lasts past the timeout.
-      if (!this.failing) this.log.warn({ err: messageOf(err) }, "heartbeat failed");
-      this.failing = true;
-    }
+  protected async write(entry: NodeInfo): Promise<boolean> {
+    const results = await this.redis
+      .multi()
+      .exists(this.entryPrefix + entry.id)
+      .set(this.entryPrefix + entry.id, JSON.stringify(entry), "PX", this.nodeTimeoutMs)
+      .sadd(this.indexKey, entry.id)
+      .exec();
+    // MULTI reports a failed command inside its results rather than by rejecting.
+    const failed = results === null ? new Error("transaction aborted") : results.find(([e]) => e !== null)?.[0];
+    if (failed) throw failed;
+    return results?.[0]?.[1] === 1;
   }
 }
